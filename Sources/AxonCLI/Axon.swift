@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Axon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "axon",
+        abstract: "A miner server for Bittensor-style networks: embeddings and next-token distributions from a GGUF model on CPU.",
+        subcommands: [
+            Serve.self, Query.self,
+            Run.self, Bench.self,
+            Tokenize.self, Detokenize.self,
+            Inspect.self,
+        ]
+    )
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+
+/// `--model PATH`, shared by every subcommand. Without it the default model is located.
+struct ModelOption: ParsableArguments {
+    @Option(name: .long, help: "Path to a GGUF model file (default: the fetched SmolLM2-135M-Instruct Q4_1).")
+    var model: String?
+
+    static let defaultFileName = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    /// The model path to open: `--model`, else `$AXON_MODEL`, else the default model in
+    /// `./Models`, beside the repository that built this binary, or `/models` (containers).
+    func resolvedPath() throws -> String {
+        if let model { return model }
+        let env = ProcessInfo.processInfo.environment
+        if let path = env["AXON_MODEL"], !path.isEmpty { return path }
+        var candidates = [FileManager.default.currentDirectoryPath + "/Models/" + Self.defaultFileName]
+        // .build/<triple>/release/axon -> repository root is three levels up.
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var root = exe.deletingLastPathComponent()
+        for _ in 0..<3 {
+            root = root.deletingLastPathComponent()
+            candidates.append(root.path + "/Models/" + Self.defaultFileName)
+        }
+        candidates.append("/models/" + Self.defaultFileName)
+        if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            return found
+        }
+        throw ValidationError("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
+    }
+}

@@ -1,0 +1,1 @@
+// AxonClient module.

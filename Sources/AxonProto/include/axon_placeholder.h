@@ -1,0 +1,1 @@
+int axon_proto_placeholder(void);

@@ -1,0 +1,2 @@
+import XCTest
+final class EnginePlaceholderTests: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class GGUFPlaceholderTests: XCTestCase { func testBuilds() {} }
