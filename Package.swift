@@ -1,8 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way: GGUF <- Tokenizer, GGUF <- Engine, AxonProto <- Wire,
-// {Wire, Engine, Tokenizer} <- Server, Wire <- AxonClient, everything <- axon (CLI).
+// Dependencies point one way: GGUF <- Tokenizer, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
+// {Wire, Engine, Tokenizer, Identity} <- Server, {Wire, Identity} <- AxonClient, everything <- axon (CLI).
 let package = Package(
     name: "Axon",
     platforms: [.macOS(.v13)],
@@ -29,24 +29,27 @@ let package = Package(
         .target(name: "Engine", dependencies: ["GGUF", "CBLAS"]),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
         .target(name: "Server", dependencies: [
-            "Wire", "Engine", "Tokenizer", "CLibUV",
+            "Wire", "Engine", "Tokenizer", "Identity", "CLibUV",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "AxonClient", dependencies: ["Wire"]),
+        .target(name: "Identity", dependencies: ["CSodium"]),
+        .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
-            "GGUF", "Tokenizer", "Engine", "Wire", "Server", "AxonClient",
+            "GGUF", "Tokenizer", "Engine", "Wire", "Server", "AxonClient", "Identity",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        // One test target per module.
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "WireTests", dependencies: ["Wire"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF"]),
+        // One test target per module, plus shared paths.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,2 @@
+import XCTest
+final class IdentityPlaceholderTests: XCTestCase { func testBuilds() {} }
