@@ -10,6 +10,7 @@ struct Axon: ParsableCommand {
             Run.self, Bench.self,
             Tokenize.self, Detokenize.self,
             Inspect.self,
+            Keygen.self, Score.self, LoadGen.self,
         ]
     )
 }
