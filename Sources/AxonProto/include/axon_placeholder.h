@@ -1,1 +1,0 @@
-int axon_proto_placeholder(void);

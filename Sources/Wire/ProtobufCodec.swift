@@ -1,0 +1,359 @@
+// Conversion between the Swift message types and protobuf-c (pack/unpack). The C structs and
+// pointers never leave this file.
+import AxonProto
+import CProtobufC
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why a message could not be read from bytes.
+public enum MessageError: Error, Equatable, CustomStringConvertible {
+    /// protobuf-c rejected the bytes (bad tag, truncated field, wrong wire type, ...) or decoding
+    /// them needed more memory than `budget` bytes.
+    case malformed(message: String, byteCount: Int, budget: Int)
+
+    public var description: String {
+        switch self {
+        case let .malformed(message, byteCount, budget):
+            return "\(byteCount) bytes are not a valid axon.v1.\(message) (or decoding them needs more than \(budget) bytes of memory)"
+        }
+    }
+}
+
+// MARK: - Public entry points
+
+extension Request {
+    /// The protobuf serialization.
+    public func serializedBytes() -> [UInt8] {
+        let arena = CArena()
+        var message = arena.request(self)
+        return pack(size: axon__v1__request__get_packed_size(&message)) { axon__v1__request__pack(&message, $0) }
+    }
+
+    /// Reads a serialized `Request`.
+    /// - Throws: `MessageError.malformed` when protobuf-c rejects the bytes.
+    public init(serializedBytes bytes: [UInt8]) throws {
+        self = try unpack(bytes, name: "Request", unpack: axon__v1__request__unpack,
+                          free: axon__v1__request__free_unpacked, convert: Request.init(c:))
+    }
+}
+
+extension ForwardRequest {
+    /// The protobuf serialization (what goes in `Request.body`).
+    public func serializedBytes() -> [UInt8] {
+        let arena = CArena()
+        var message = arena.forwardRequest(self)
+        return pack(size: axon__v1__forward_request__get_packed_size(&message)) {
+            axon__v1__forward_request__pack(&message, $0)
+        }
+    }
+
+    /// Reads a serialized `ForwardRequest`.
+    /// - Throws: `MessageError.malformed` when protobuf-c rejects the bytes.
+    public init(serializedBytes bytes: [UInt8]) throws {
+        self = try unpack(bytes, name: "ForwardRequest", unpack: axon__v1__forward_request__unpack,
+                          free: axon__v1__forward_request__free_unpacked, convert: ForwardRequest.init(c:))
+    }
+}
+
+extension Response {
+    /// The protobuf serialization.
+    public func serializedBytes() -> [UInt8] {
+        let arena = CArena()
+        var message = arena.response(self)
+        return pack(size: axon__v1__response__get_packed_size(&message)) { axon__v1__response__pack(&message, $0) }
+    }
+
+    /// Reads a serialized `Response`.
+    /// - Throws: `MessageError.malformed` when protobuf-c rejects the bytes.
+    public init(serializedBytes bytes: [UInt8]) throws {
+        self = try unpack(bytes, name: "Response", unpack: axon__v1__response__unpack,
+                          free: axon__v1__response__free_unpacked, convert: Response.init(c:))
+    }
+}
+
+// MARK: - Packing
+
+private func pack(size: Int, _ write: (UnsafeMutablePointer<UInt8>) -> Int) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: max(size, 1)) { buffer, initialized in
+        initialized = size == 0 ? 0 : write(buffer.baseAddress.unsafelyUnwrapped)
+    }
+}
+
+/// Owns the C memory of one message tree being packed; frees it all at once.
+private final class CArena {
+    private var blocks: [UnsafeMutableRawPointer] = []
+
+    deinit { for block in blocks { free(block) } }
+
+    func allocate<T>(_ type: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {
+        let raw = calloc(max(count, 1), MemoryLayout<T>.stride).unsafelyUnwrapped
+        blocks.append(raw)
+        return raw.bindMemory(to: T.self, capacity: max(count, 1))
+    }
+
+    func string(_ value: String) -> UnsafeMutablePointer<CChar> {
+        let raw = strdup(value).unsafelyUnwrapped
+        blocks.append(UnsafeMutableRawPointer(raw))
+        return raw
+    }
+
+    func binary(_ bytes: [UInt8]) -> ProtobufCBinaryData {
+        let data = allocate(UInt8.self, count: bytes.count)
+        bytes.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { data.update(from: base, count: bytes.count) }
+        }
+        return ProtobufCBinaryData(len: bytes.count, data: data)
+    }
+
+    func array<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
+        let pointer = allocate(T.self, count: values.count)
+        for (index, value) in values.enumerated() { (pointer + index).initialize(to: value) }
+        return pointer
+    }
+
+    func pointers<S, T>(_ values: [S], _ build: (S) -> T) -> UnsafeMutablePointer<UnsafeMutablePointer<T>?> {
+        let list = allocate(UnsafeMutablePointer<T>?.self, count: values.count)
+        for (index, value) in values.enumerated() {
+            let element = allocate(T.self)
+            element.initialize(to: build(value))
+            list[index] = element
+        }
+        return list
+    }
+
+    func request(_ value: Request) -> Axon__V1__Request {
+        var c = Axon__V1__Request()
+        axon__v1__request__init(&c)
+        c.id = value.id
+        c.method = Axon__V1__Method(rawValue: UInt32(bitPattern: value.method.rawValue))
+        c.timeout_ms = value.timeoutMs
+        c.body = binary(value.body)
+        if let auth = value.auth {
+            let a = allocate(Axon__V1__Auth.self)
+            axon__v1__auth__init(a)
+            a.pointee.hotkey = string(auth.hotkey)
+            a.pointee.nonce = auth.nonce
+            a.pointee.uuid = string(auth.uuid)
+            a.pointee.signature = binary(auth.signature)
+            c.auth = a
+        }
+        return c
+    }
+
+    func tensor(_ value: Tensor) -> Axon__V1__Tensor {
+        var c = Axon__V1__Tensor()
+        axon__v1__tensor__init(&c)
+        c.buffer = binary(value.buffer)
+        c.n_shape = value.shape.count
+        c.shape = array(value.shape)
+        c.dtype = Axon__V1__DataType(rawValue: UInt32(bitPattern: value.dtype.rawValue))
+        return c
+    }
+
+    func forwardRequest(_ value: ForwardRequest) -> Axon__V1__ForwardRequest {
+        var c = Axon__V1__ForwardRequest()
+        axon__v1__forward_request__init(&c)
+        if let tokens = value.tokens {
+            let t = allocate(Axon__V1__Tensor.self)
+            t.initialize(to: tensor(tokens))
+            c.tokens = t
+        }
+        c.n_lengths = value.lengths.count
+        c.lengths = array(value.lengths)
+        c.n_synapses = value.synapses.count
+        c.synapses = pointers(value.synapses) { synapse in
+            var s = Axon__V1__Synapse()
+            axon__v1__synapse__init(&s)
+            s.type = Axon__V1__SynapseType(rawValue: UInt32(bitPattern: synapse.type.rawValue))
+            s.topk = synapse.topk
+            s.dtype = Axon__V1__DataType(rawValue: UInt32(bitPattern: synapse.dtype.rawValue))
+            return s
+        }
+        return c
+    }
+
+    func response(_ value: Response) -> Axon__V1__Response {
+        var c = Axon__V1__Response()
+        axon__v1__response__init(&c)
+        c.id = value.id
+        c.code = Axon__V1__ReturnCode(rawValue: UInt32(bitPattern: value.code.rawValue))
+        c.message = string(value.message)
+        if let timing = value.timing {
+            let t = allocate(Axon__V1__Timing.self)
+            axon__v1__timing__init(t)
+            t.pointee.queue_us = timing.queueUs
+            t.pointee.compute_us = timing.computeUs
+            t.pointee.batch_rows = timing.batchRows
+            c.timing = t
+        }
+        if let forward = value.forward {
+            let f = allocate(Axon__V1__ForwardResponse.self)
+            axon__v1__forward_response__init(f)
+            f.pointee.n_results = forward.results.count
+            f.pointee.results = pointers(forward.results) { result in
+                var r = Axon__V1__SynapseResult()
+                axon__v1__synapse_result__init(&r)
+                r.type = Axon__V1__SynapseType(rawValue: UInt32(bitPattern: result.type.rawValue))
+                r.code = Axon__V1__ReturnCode(rawValue: UInt32(bitPattern: result.code.rawValue))
+                r.message = string(result.message)
+                r.n_tensors = result.tensors.count
+                r.tensors = pointers(result.tensors, tensor)
+                return r
+            }
+            c.forward = f
+        }
+        if let info = value.info {
+            let i = allocate(Axon__V1__InfoResponse.self)
+            axon__v1__info_response__init(i)
+            i.pointee.hotkey = string(info.hotkey)
+            i.pointee.uid = info.uid
+            i.pointee.netuid = info.netuid
+            i.pointee.model = string(info.model)
+            i.pointee.architecture = string(info.architecture)
+            i.pointee.vocab_size = info.vocabSize
+            i.pointee.hidden_size = info.hiddenSize
+            i.pointee.network_dim = info.networkDim
+            i.pointee.max_batch = info.maxBatch
+            i.pointee.max_seq = info.maxSeq
+            i.pointee.max_batch_tokens = info.maxBatchTokens
+            i.pointee.tokenizer_sha256 = string(info.tokenizerSHA256)
+            i.pointee.version = string(info.version)
+            i.pointee.bos_id = info.bosID
+            i.pointee.eos_id = info.eosID
+            i.pointee.pad_id = info.padID
+            c.info = i
+        }
+        return c
+    }
+}
+
+// MARK: - Unpacking
+
+/// protobuf-c allocations draw from this budget; when it runs out, unpack fails cleanly instead of
+/// allocating without bound (repeated fields can expand several-fold from their wire size).
+private func allocationBudget(forByteCount count: Int) -> Int { 16 * count + 64 * 1024 }
+
+private func budgetedAlloc(_ data: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let remaining = data?.assumingMemoryBound(to: Int.self), size <= remaining.pointee else { return nil }
+    remaining.pointee -= size
+    return malloc(max(size, 1))
+}
+
+private func budgetedFree(_ data: UnsafeMutableRawPointer?, _ pointer: UnsafeMutableRawPointer?) {
+    free(pointer)
+}
+
+private func unpack<C, T>(
+    _ bytes: [UInt8], name: String,
+    unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<C>?,
+    free freeUnpacked: (UnsafeMutablePointer<C>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
+    convert: (C) -> T
+) throws -> T {
+    let budget = allocationBudget(forByteCount: bytes.count)
+    var remaining = budget
+    return try withUnsafeMutablePointer(to: &remaining) { remainingPointer in
+        var allocator = ProtobufCAllocator(alloc: budgetedAlloc, free: budgetedFree,
+                                           allocator_data: UnsafeMutableRawPointer(remainingPointer))
+        let parsed: UnsafeMutablePointer<C>? = bytes.withUnsafeBufferPointer { buffer in
+            var empty: UInt8 = 0
+            return withUnsafePointer(to: &empty) { emptyPointer in
+                unpack(&allocator, buffer.count, buffer.baseAddress ?? emptyPointer)
+            }
+        }
+        guard let parsed else {
+            throw MessageError.malformed(message: name, byteCount: bytes.count, budget: budget)
+        }
+        defer { freeUnpacked(parsed, &allocator) }
+        return convert(parsed.pointee)
+    }
+}
+
+private func bytesOf(_ data: ProtobufCBinaryData) -> [UInt8] {
+    guard let base = data.data, data.len > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: base, count: data.len))
+}
+
+private func arrayOf<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) -> [T] {
+    guard let pointer, count > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: pointer, count: count))
+}
+
+private func messagesOf<C, T>(_ pointer: UnsafeMutablePointer<UnsafeMutablePointer<C>?>?, _ count: Int,
+                              _ convert: (C) -> T) -> [T] {
+    guard let pointer, count > 0 else { return [] }
+    return UnsafeBufferPointer(start: pointer, count: count).compactMap { $0.map { convert($0.pointee) } }
+}
+
+private func stringOf(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
+    pointer.map { String(cString: $0) } ?? ""
+}
+
+extension Request {
+    fileprivate init(c: Axon__V1__Request) {
+        self.init(id: c.id, method: Method(rawValue: Int32(bitPattern: c.method.rawValue)),
+                  timeoutMs: c.timeout_ms, body: bytesOf(c.body),
+                  auth: c.auth.map { a in
+                      Auth(hotkey: stringOf(a.pointee.hotkey), nonce: a.pointee.nonce,
+                           uuid: stringOf(a.pointee.uuid), signature: bytesOf(a.pointee.signature))
+                  })
+    }
+}
+
+extension Tensor {
+    fileprivate init(c: Axon__V1__Tensor) {
+        self.init(buffer: bytesOf(c.buffer), shape: arrayOf(c.shape, c.n_shape),
+                  dtype: DataType(rawValue: Int32(bitPattern: c.dtype.rawValue)))
+    }
+}
+
+extension ForwardRequest {
+    fileprivate init(c: Axon__V1__ForwardRequest) {
+        self.init(tokens: c.tokens.map { Tensor(c: $0.pointee) },
+                  lengths: arrayOf(c.lengths, c.n_lengths),
+                  synapses: messagesOf(c.synapses, c.n_synapses) { s in
+                      Synapse(type: SynapseType(rawValue: Int32(bitPattern: s.type.rawValue)), topk: s.topk,
+                              dtype: DataType(rawValue: Int32(bitPattern: s.dtype.rawValue)))
+                  })
+    }
+}
+
+extension Response {
+    fileprivate init(c: Axon__V1__Response) {
+        self.init(id: c.id, code: ReturnCode(rawValue: Int32(bitPattern: c.code.rawValue)),
+                  message: stringOf(c.message))
+        if let t = c.timing?.pointee {
+            timing = Timing(queueUs: t.queue_us, computeUs: t.compute_us, batchRows: t.batch_rows)
+        }
+        if let f = c.forward?.pointee {
+            forward = ForwardResponse(results: messagesOf(f.results, f.n_results) { r in
+                SynapseResult(type: SynapseType(rawValue: Int32(bitPattern: r.type.rawValue)),
+                              code: ReturnCode(rawValue: Int32(bitPattern: r.code.rawValue)),
+                              message: stringOf(r.message),
+                              tensors: messagesOf(r.tensors, r.n_tensors, Tensor.init(c:)))
+            })
+        }
+        if let i = c.info?.pointee {
+            var info = InfoResponse()
+            info.hotkey = stringOf(i.hotkey)
+            info.uid = i.uid
+            info.netuid = i.netuid
+            info.model = stringOf(i.model)
+            info.architecture = stringOf(i.architecture)
+            info.vocabSize = i.vocab_size
+            info.hiddenSize = i.hidden_size
+            info.networkDim = i.network_dim
+            info.maxBatch = i.max_batch
+            info.maxSeq = i.max_seq
+            info.maxBatchTokens = i.max_batch_tokens
+            info.tokenizerSHA256 = stringOf(i.tokenizer_sha256)
+            info.version = stringOf(i.version)
+            info.bosID = i.bos_id
+            info.eosID = i.eos_id
+            info.padID = i.pad_id
+            self.info = info
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class WirePlaceholderTests: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,179 @@
+"""Wire fixtures from an encoder independent of protobuf-c: Python `protobuf` (PyPI).
+
+The message classes are built at run time from Protos/axon.proto by a small parser that fills a
+google.protobuf.descriptor_pb2.FileDescriptorProto (no protoc binary needed). The script writes
+delimited frames (varint length + message) and their expected decodings as JSON into
+Tests/WireTests/Fixtures/wire_fixtures.json. Run: "$(scripts/venv)" scripts/reference/wire_fixtures.py
+"""
+import base64
+import json
+import pathlib
+import re
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.json_format import MessageToDict
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROTO = ROOT / "Protos" / "axon.proto"
+OUT = ROOT / "Tests" / "WireTests" / "Fixtures" / "wire_fixtures.json"
+
+SCALARS = {
+    "uint64": descriptor_pb2.FieldDescriptorProto.TYPE_UINT64,
+    "uint32": descriptor_pb2.FieldDescriptorProto.TYPE_UINT32,
+    "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+    "int32": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+    "bytes": descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+    "string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+}
+
+
+def parse_proto(text):
+    """A FileDescriptorProto for the subset of proto3 that axon.proto uses (flat enums and messages)."""
+    text = re.sub(r"//[^\n]*", "", text)
+    fdp = descriptor_pb2.FileDescriptorProto(name="axon.proto", syntax="proto3")
+    fdp.package = re.search(r"package\s+([\w.]+)\s*;", text).group(1)
+    blocks = re.findall(r"(enum|message)\s+(\w+)\s*\{([^}]*)\}", text)
+    enum_names = {name for kind, name, _ in blocks if kind == "enum"}
+    for kind, name, body in blocks:
+        if kind == "enum":
+            enum = fdp.enum_type.add(name=name)
+            for value_name, number in re.findall(r"(\w+)\s*=\s*(-?\d+)\s*;", body):
+                enum.value.add(name=value_name, number=int(number))
+            continue
+        message = fdp.message_type.add(name=name)
+        for label, type_name, field_name, number in re.findall(
+                r"(repeated\s+)?([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;", body):
+            field = message.field.add(name=field_name, number=int(number), json_name=field_name)
+            field.label = (descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if label
+                           else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+            if type_name in SCALARS:
+                field.type = SCALARS[type_name]
+            elif type_name in enum_names:
+                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_ENUM
+                field.type_name = f".{fdp.package}.{type_name}"
+            else:
+                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
+                field.type_name = f".{fdp.package}.{type_name}"
+    return fdp
+
+
+fdp = parse_proto(PROTO.read_text())
+pool = descriptor_pool.DescriptorPool()
+pool.Add(fdp)
+M = {d.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"axon.v1.{d.name}"))
+     for d in fdp.message_type}
+
+
+def varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def frame(payload):
+    return varint(len(payload)) + payload
+
+
+def describe(message):
+    # Bytes as base64, 64-bit integers as strings, enums as numbers, proto3 defaults omitted.
+    return MessageToDict(message, preserving_proto_field_name=True, use_integers_for_enums=True)
+
+
+def hexed(b):
+    return b.hex()
+
+
+def forward(tokens, dtype, shape, lengths, synapses):
+    fmt = {3: "<i4", 4: "<i8"}[dtype]
+    import numpy as np
+    buffer = np.asarray(tokens, dtype=fmt).tobytes()
+    fr = M["ForwardRequest"](tokens=M["Tensor"](buffer=buffer, shape=shape, dtype=dtype), lengths=lengths)
+    for s in synapses:
+        fr.synapses.add(**s)
+    return fr
+
+
+requests = []
+
+
+def add_request(name, request, forward_request=None, payload=None):
+    payload = request.SerializeToString() if payload is None else payload
+    case = {"name": name, "frame": hexed(frame(payload)), "request": describe(request)}
+    if forward_request is not None:
+        case["forward"] = describe(forward_request)
+    requests.append(case)
+
+
+add_request("ping", M["Request"](id=1, method=1))
+add_request("info with auth and the largest id", M["Request"](
+    id=2**64 - 1, method=2, timeout_ms=5000,
+    auth=M["Auth"](hotkey="5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX", nonce=2**63 + 7,
+                   uuid="6b0f3c1e-uuid", signature=bytes(range(64)))))
+fr = forward([[5, 6, 7], [2, 8, 9]], 3, [2, 3], [3, 2], [
+    {"type": 1, "dtype": 6}, {"type": 2, "topk": 5}, {"type": 4, "topk": 4096, "dtype": 1}])
+add_request("forward int32 left-padded with three synapses",
+            M["Request"](id=300, method=3, timeout_ms=12000, body=fr.SerializeToString()), fr)
+fr = forward([[49151, 0, 1, 2]], 4, [1, 4], [], [{"type": 4}])
+add_request("forward int64", M["Request"](id=2**40, method=3, body=fr.SerializeToString()), fr)
+add_request("unknown method", M["Request"](id=9, method=7))
+# Unknown field 99 (varint) must be skipped.
+add_request("unknown field is skipped", M["Request"](id=10, method=1),
+            payload=M["Request"](id=10, method=1).SerializeToString() + varint(99 << 3) + varint(12345))
+
+malformed = [
+    # A length-delimited field (body, tag 4) announcing 200 bytes but holding 3.
+    {"name": "truncated body field", "frame": hexed(frame(bytes([0x08, 0x01, 0x22, 0xC8, 0x01, 1, 2, 3])))},
+    # Wire type 7 does not exist.
+    {"name": "invalid wire type", "frame": hexed(frame(bytes([0x0F, 0x01])))},
+    # A varint field that never ends inside the message.
+    {"name": "unterminated varint field", "frame": hexed(frame(bytes([0x08, 0xFF, 0xFF])))},
+]
+bad_body = M["Request"](id=11, method=3, body=bytes([0x0A, 0x10, 0x01]))
+bad_frames = {
+    "varint longer than 5 bytes": hexed(bytes([0x80, 0x80, 0x80, 0x80, 0x80, 0x01])),
+    "frame of 16 MiB plus one byte": hexed(varint(16 * 1024 * 1024 + 1)),
+}
+
+responses = []
+
+
+def add_response(name, response):
+    responses.append({"name": name, "frame": hexed(frame(response.SerializeToString())),
+                      "response": describe(response)})
+
+
+add_response("success ping", M["Response"](id=1, code=1))
+info = M["InfoResponse"](hotkey="hk", uid=-1, netuid=3, model="SmolLM2-135M-Instruct", architecture="llama",
+                         vocab_size=49152, hidden_size=576, network_dim=1024, max_batch=64, max_seq=2048,
+                         max_batch_tokens=4096, tokenizer_sha256="ab" * 32, version="0.1.0",
+                         bos_id=1, eos_id=2, pad_id=2)
+add_response("info", M["Response"](id=2, code=1, info=info))
+import numpy as np
+probs = np.array([[0.5, 0.25], [0.75, 0.125]], dtype="<f4")
+result = M["SynapseResult"](type=4, code=1, tensors=[
+    M["Tensor"](buffer=probs.tobytes(), shape=[2, 2], dtype=1),
+    M["Tensor"](buffer=np.array([[7, 3], [0, 49151]], dtype="<i4").tobytes(), shape=[2, 2], dtype=3),
+    M["Tensor"](buffer=np.array([0.1, 0.2], dtype="<f2").tobytes(), shape=[2], dtype=6)])
+failed = M["SynapseResult"](type=3, code=5, message="TEXT_SEQ_2_SEQ is not implemented")
+add_response("forward with results", M["Response"](
+    id=2**64 - 2, code=1, timing=M["Timing"](queue_us=12, compute_us=3456, batch_rows=8),
+    forward=M["ForwardResponse"](results=[result, failed])))
+add_response("error with message", M["Response"](id=5, code=10, message="batch 65 exceeds --max-batch 64"))
+
+# Every valid request frame back to back: one read holding many frames.
+stream = "".join(case["frame"] for case in requests)
+
+OUT.parent.mkdir(parents=True, exist_ok=True)
+OUT.write_text(json.dumps({
+    "generator": "scripts/reference/wire_fixtures.py (Python protobuf, descriptors from Protos/axon.proto)",
+    "requests": requests,
+    "malformed_requests": malformed,
+    "malformed_forward_body": {"frame": hexed(frame(bad_body.SerializeToString())), "request": describe(bad_body)},
+    "bad_frames": bad_frames,
+    "responses": responses,
+    "stream": stream,
+}, indent=1) + "\n")
+print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size} bytes)")
