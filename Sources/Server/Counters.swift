@@ -1,0 +1,61 @@
+import Foundation
+import Wire
+
+/// A snapshot of the server's counters (printed on SIGUSR1).
+public struct ServerCounters: Sendable, CustomStringConvertible {
+    public var requestsByCode: [ReturnCode: Int] = [:]
+    /// Tokens computed for successful FORWARDs.
+    public var tokens = 0
+    public var queueDepth = 0
+    public var openConnections = 0
+    /// Connections closed at accept because --max-connections were open.
+    public var refusedConnections = 0
+    /// Latency percentiles (arrival to response queued), in milliseconds, over the most recent responses.
+    public var latencyP50Ms = 0.0
+    public var latencyP90Ms = 0.0
+    public var latencyP99Ms = 0.0
+
+    public var totalRequests: Int { requestsByCode.values.reduce(0, +) }
+
+    public var description: String {
+        let codes = requestsByCode.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key)=\($0.value)" }
+        return "requests \(totalRequests) [\(codes.joined(separator: " "))], tokens \(tokens), queue \(queueDepth), "
+            + "connections \(openConnections) (refused \(refusedConnections)), latency ms p50 "
+            + String(format: "%.2f p90 %.2f p99 %.2f", latencyP50Ms, latencyP90Ms, latencyP99Ms)
+    }
+}
+
+/// Thread-safe counters; latencies kept in a fixed ring (no growth over a long run).
+final class CounterStore: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counters = ServerCounters()
+    private var latenciesUs = [UInt32](repeating: 0, count: 16_384)
+    private var latencyCount = 0
+
+    func record(code: ReturnCode, latencyNs: UInt64, tokens: Int) {
+        lock.withLock {
+            counters.requestsByCode[code, default: 0] += 1
+            counters.tokens += tokens
+            latenciesUs[latencyCount % latenciesUs.count] = UInt32(clamping: latencyNs / 1000)
+            latencyCount += 1
+        }
+    }
+
+    func refusedConnection() { lock.withLock { counters.refusedConnections += 1 } }
+
+    func snapshot(queueDepth: Int, openConnections: Int) -> ServerCounters {
+        lock.withLock {
+            var result = counters
+            result.queueDepth = queueDepth
+            result.openConnections = openConnections
+            let recent = latenciesUs.prefix(min(latencyCount, latenciesUs.count)).sorted()
+            func percentile(_ p: Double) -> Double {
+                recent.isEmpty ? 0 : Double(recent[min(recent.count - 1, Int(p * Double(recent.count)))]) / 1000
+            }
+            result.latencyP50Ms = percentile(0.5)
+            result.latencyP90Ms = percentile(0.9)
+            result.latencyP99Ms = percentile(0.99)
+            return result
+        }
+    }
+}

@@ -1,0 +1,197 @@
+// The inference side: a priority queue of FORWARD jobs and the one worker thread that runs them in
+// dynamic batches and hands finished response frames back to the loop.
+import Foundation
+import Wire
+
+/// Monotonic nanoseconds.
+func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
+
+/// Set by the loop when a connection closes, read by the worker to skip its queued work.
+final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+    var isCancelled: Bool { lock.withLock { cancelled } }
+    func cancel() { lock.withLock { cancelled = true } }
+}
+
+struct ForwardJob {
+    let connectionID: UInt64
+    let requestID: UInt64
+    let arrival: UInt64
+    let deadline: UInt64
+    /// Higher runs first; equal priorities run in arrival order. Constant for now (stake later).
+    let priority: Int
+    let forward: ValidatedForward
+    let cancellation: CancellationFlag
+}
+
+/// A response frame ready for the loop to write.
+struct Completion {
+    let connectionID: UInt64
+    let requestID: UInt64
+    let code: ReturnCode
+    let frame: [UInt8]
+    let arrival: UInt64
+    let tokens: Int
+}
+
+final class Scheduler: @unchecked Sendable {
+    private let backend: InferenceBackend
+    private let encoder: SynapseEncoder
+    private let maxQueue: Int
+    private let maxBatchRows: Int
+    private let maxBatchTokens: Int
+    private let deliver: ([Completion]) -> Void
+
+    private let condition = NSCondition()
+    private var queue: [ForwardJob] = []
+    private var busy = false
+    private var stopping = false
+    private var thread: Thread?
+    private var topK = TopKSoftmax()
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(backend: InferenceBackend, encoder: SynapseEncoder, maxQueue: Int, maxBatchRows: Int, maxBatchTokens: Int,
+         deliver: @escaping ([Completion]) -> Void) {
+        self.backend = backend
+        self.encoder = encoder
+        self.maxQueue = maxQueue
+        self.maxBatchRows = maxBatchRows
+        self.maxBatchTokens = maxBatchTokens
+        self.deliver = deliver
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            workerLoop()
+            finished.signal()
+        }
+        thread.name = "axon-worker"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops the worker after its current batch; queued jobs are dropped. Waits up to `timeout` seconds.
+    func stop(timeout: Double) {
+        condition.lock()
+        stopping = true
+        queue.removeAll()
+        condition.broadcast()
+        condition.unlock()
+        if thread != nil { _ = finished.wait(timeout: .now() + timeout) }
+    }
+
+    /// Queues a job; false when the queue already holds `maxQueue` jobs (answer Backoff).
+    func submit(_ job: ForwardJob) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard queue.count < maxQueue, !stopping else { return false }
+        var index = queue.count
+        while index > 0, queue[index - 1].priority < job.priority { index -= 1 }
+        queue.insert(job, at: index)
+        condition.signal()
+        return true
+    }
+
+    var depth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
+    var isIdle: Bool { condition.lock(); defer { condition.unlock() }; return queue.isEmpty && !busy }
+
+    private func workerLoop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return }
+            let batch = takeBatch()
+            busy = true
+            condition.unlock()
+            deliver(run(batch))
+            condition.lock()
+            busy = false
+            condition.unlock()
+        }
+    }
+
+    /// Jobs in queue order that fit together in `maxBatchTokens` and `maxBatchRows`. A job needing
+    /// every position's logits joins only a batch that computes them anyway. Called with the lock held.
+    private func takeBatch() -> [ForwardJob] {
+        var batch: [ForwardJob] = []
+        var tokens = 0, rows = 0
+        var remaining: [ForwardJob] = []
+        remaining.reserveCapacity(queue.count)
+        for job in queue {
+            let fits = tokens + job.forward.tokenCount <= maxBatchTokens && rows + job.forward.batch <= maxBatchRows
+            let compatible = batch.isEmpty || job.forward.logits != .all || batch[0].forward.logits == .all
+            if fits && compatible {
+                batch.append(job)
+                tokens += job.forward.tokenCount
+                rows += job.forward.batch
+            } else {
+                remaining.append(job)
+            }
+        }
+        queue = remaining
+        return batch
+    }
+
+    private func frame(_ job: ForwardJob, _ response: Response) -> Completion {
+        Completion(connectionID: job.connectionID, requestID: job.requestID, code: response.code,
+                   frame: FrameEncoder.frame(response.serializedBytes()), arrival: job.arrival,
+                   tokens: response.code == .success ? job.forward.tokenCount : 0)
+    }
+
+    private func run(_ batch: [ForwardJob]) -> [Completion] {
+        var completions: [Completion] = []
+        var live: [ForwardJob] = []
+        let start = monotonicNanoseconds()
+        for job in batch where !job.cancellation.isCancelled {
+            if start > job.deadline {
+                let waited = (start - job.arrival) / 1000
+                completions.append(frame(job, Response(id: job.requestID, code: .timeout,
+                    message: "deadline passed after \(waited) µs in the queue, before compute started")))
+            } else {
+                live.append(job)
+            }
+        }
+        guard !live.isEmpty else { return completions }
+
+        var rows: [[Int32]] = []
+        var placements: [[RowPlacement]] = []
+        var tokenOffset = 0
+        for job in live {
+            placements.append(job.forward.rows.map { row in
+                defer { tokenOffset += row.count }
+                if row.isEmpty { return RowPlacement(backendRow: nil, tokenOffset: tokenOffset, length: 0) }
+                rows.append(row)
+                return RowPlacement(backendRow: rows.count - 1, tokenOffset: tokenOffset, length: row.count)
+            })
+        }
+        let wantsHidden = live.contains { $0.forward.wantsHidden }
+        let logits = live.map(\.forward.logits).max() ?? .none
+        let batchRows = UInt32(rows.count)
+        let answeredBeforeCompute = completions.count
+        do {
+            try backend.forward(rows: rows, hidden: wantsHidden, logits: logits) { output in
+                let computed = monotonicNanoseconds()
+                for (index, job) in live.enumerated() {
+                    let results = encoder.encode(job.forward, placements: placements[index], output: output, topK: &topK)
+                    let timing = Timing(queueUs: UInt32(clamping: (start - job.arrival) / 1000),
+                                        computeUs: UInt32(clamping: (computed - start) / 1000), batchRows: batchRows)
+                    completions.append(frame(job, Response(id: job.requestID, code: .success, timing: timing,
+                                                           forward: ForwardResponse(results: results))))
+                }
+            }
+        } catch {
+            completions.removeLast(completions.count - answeredBeforeCompute)
+            for job in live {
+                completions.append(frame(job, Response(id: job.requestID, code: .unknownException,
+                                                       message: "the engine failed on this batch: \(error)")))
+            }
+        }
+        return completions
+    }
+}

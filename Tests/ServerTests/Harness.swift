@@ -1,0 +1,90 @@
+import AxonClient
+import Foundation
+import Logging
+import Server
+import Wire
+import XCTest
+
+/// A server on 127.0.0.1 with an ephemeral port, stopped at the end of the test.
+final class Harness {
+    let backend: InferenceBackend
+    let server: AxonServer
+    private var stopped = false
+
+    init(backend: InferenceBackend = FakeBackend(), configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.drainTimeout = 2
+        configure(&configuration)
+        var logger = Logger(label: "axon-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["AXON_TEST_LOG"] == nil ? .warning : .debug
+        self.backend = backend
+        server = try AxonServer(backend: backend, configuration: configuration, logger: logger)
+        try server.start()
+    }
+
+    func client() throws -> AxonClient { try AxonClient(host: "127.0.0.1", port: server.port) }
+
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        server.shutdown()
+        server.waitUntilStopped()
+    }
+
+    deinit { stop() }
+}
+
+/// Builds FORWARD bodies.
+func tokens32(_ rows: [[Int32]]) -> Tensor {
+    let flat = rows.flatMap { $0 }
+    return Tensor(buffer: flat.withUnsafeBytes { Array($0) }, shape: [Int64(rows.count), Int64(rows.first?.count ?? 0)],
+                  dtype: .int32)
+}
+
+func tokens64(_ rows: [[Int64]]) -> Tensor {
+    let flat = rows.flatMap { $0 }
+    return Tensor(buffer: flat.withUnsafeBytes { Array($0) }, shape: [Int64(rows.count), Int64(rows.first?.count ?? 0)],
+                  dtype: .int64)
+}
+
+func floats(_ tensor: Tensor) -> [Float] {
+    if tensor.dtype == .float16 {
+        return tensor.buffer.withUnsafeBytes { raw in
+            (0..<(raw.count / 2)).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
+        }
+    }
+    return tensor.buffer.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+}
+
+func int32s(_ tensor: Tensor) -> [Int32] {
+    tensor.buffer.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
+}
+
+/// The backend's own outputs for `rows`: hidden `[tokens][hidden]` and all logits `[tokens][vocab]`, per row.
+func directOutputs(_ backend: InferenceBackend, rows: [[Int32]]) throws -> (hidden: [[[Float]]], logits: [[[Float]]]) {
+    let (h, v) = (backend.modelInfo.hiddenSize, backend.modelInfo.vocabSize)
+    var hidden: [[[Float]]] = [], logits: [[[Float]]] = []
+    for row in rows {
+        try backend.forward(rows: [row], hidden: true, logits: .all) { output in
+            guard let hiddenView = output.hidden, let logitView = output.logits else { throw MissingOutput() }
+            let hv = Array(hiddenView), lv = Array(logitView)
+            hidden.append((0..<row.count).map { Array(hv[($0 * h)..<(($0 + 1) * h)]) })
+            logits.append((0..<row.count).map { Array(lv[($0 * v)..<(($0 + 1) * v)]) })
+        }
+    }
+    return (hidden, logits)
+}
+
+struct MissingOutput: Error {}
+
+/// Independent top-k reference: full sort by (logit desc, id asc), softmax in Double.
+func referenceTopK(_ logits: [Float], k: Int) -> (probs: [Double], ids: [Int32], floor: Double) {
+    let maxLogit = Double(logits.max() ?? 0)
+    let exps = logits.map { exp(Double($0) - maxLogit) }
+    let sum = exps.reduce(0, +)
+    let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }.prefix(k)
+    let probs = order.map { exps[$0] / sum }
+    let floor = logits.count > k ? (1 - probs.reduce(0, +)) / Double(logits.count - k) : 0
+    return (probs, order.map { Int32($0) }, floor)
+}
