@@ -32,32 +32,68 @@ enum Base58 {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Decodes at most `maxBytes` bytes; longer input stops early with `.tooLong` so a hostile
+    /// Decodes at most `maxBytes` bytes; longer input stops early with `.tooLong`, so a hostile
     /// string costs O(maxBytes) per character, not O(length²).
     enum DecodeFailure: Error { case invalidCharacter(position: Int, byte: UInt8), tooLong }
 
-    static func decode(_ text: Substring.UTF8View, maxBytes: Int) throws -> [UInt8] {
-        let chars = Array(text)
-        let zeros = chars.prefix(while: { $0 == alphabet[0] }).count
-        if zeros > maxBytes { throw DecodeFailure.tooLong }
-        var bytes = [UInt8]()   // least significant first
-        bytes.reserveCapacity(maxBytes)
-        for (position, c) in chars.enumerated() {
-            let value = digitValues[Int(c)]
-            if value == 0xFF { throw DecodeFailure.invalidCharacter(position: position, byte: c) }
-            if position < zeros { continue }
-            var carry = Int(value)
-            for j in bytes.indices {
-                carry += Int(bytes[j]) * 58
-                bytes[j] = UInt8(carry & 0xFF)
-                carry >>= 8
+    /// 58⁵ < 2³²: five digits at a time fit one multiply-add over 32-bit limbs.
+    private static let powers: [UInt64] = [1, 58, 3364, 195_112, 11_316_496, 656_356_768]
+
+    static func decode(_ text: String.UTF8View, maxBytes: Int) throws -> [UInt8] {
+        let limbCapacity = maxBytes / 4 + 2
+        return try withUnsafeTemporaryAllocation(of: UInt32.self, capacity: limbCapacity) { limbs in
+            var used = 0          // limbs in use, least significant first
+            var zeros = 0         // leading '1's: leading zero bytes
+            var leading = true
+            var group: UInt64 = 0, groupDigits = 0
+
+            func flush() throws {
+                var carry = group
+                let multiplier = powers[groupDigits]
+                for j in 0..<used {
+                    let t = UInt64(limbs[j]) * multiplier + carry
+                    limbs[j] = UInt32(truncatingIfNeeded: t)
+                    carry = t >> 32
+                }
+                while carry > 0 {
+                    guard used < limbCapacity else { throw DecodeFailure.tooLong }
+                    limbs[used] = UInt32(truncatingIfNeeded: carry)
+                    used += 1
+                    carry >>= 32
+                }
+                group = 0
+                groupDigits = 0
             }
-            while carry > 0 {
-                bytes.append(UInt8(carry & 0xFF))
-                carry >>= 8
+
+            for (position, c) in text.enumerated() {
+                let value = digitValues[Int(c)]
+                if value == 0xFF { throw DecodeFailure.invalidCharacter(position: position, byte: c) }
+                if leading {
+                    if value == 0 {
+                        zeros += 1
+                        if zeros > maxBytes { throw DecodeFailure.tooLong }
+                        continue
+                    }
+                    leading = false
+                }
+                group = group * 58 + UInt64(value)
+                groupDigits += 1
+                if groupDigits == 5 { try flush() }
             }
-            if zeros + bytes.count > maxBytes { throw DecodeFailure.tooLong }
+            if groupDigits > 0 { try flush() }
+
+            var significant = [UInt8]()
+            significant.reserveCapacity(used * 4)
+            for j in stride(from: used - 1, through: 0, by: -1) {
+                let limb = limbs[j]
+                for shift in stride(from: 24, through: 0, by: -8) {
+                    let byte = UInt8(truncatingIfNeeded: limb >> UInt32(shift))
+                    if significant.isEmpty && byte == 0 { continue }
+                    significant.append(byte)
+                }
+            }
+            guard zeros + significant.count <= maxBytes else { throw DecodeFailure.tooLong }
+            return [UInt8](repeating: 0, count: zeros) + significant
         }
-        return [UInt8](repeating: 0, count: zeros) + bytes.reversed()
     }
 }

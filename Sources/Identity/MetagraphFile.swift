@@ -24,80 +24,88 @@ extension Metagraph {
         return try Metagraph(json: data)
     }
 
-    /// Parses and validates metagraph JSON.
+    /// Parses and validates metagraph JSON. Unknown fields are ignored; a repeated field keeps its last value.
     /// - Throws: `MetagraphError`.
     public init(json data: Data) throws {
-        let root: Any
+        var cursor = JSONCursor([UInt8](data))
+        var netuid: UInt32?, block: UInt64?, neurons: [Neuron]?
         do {
-            root = try JSONSerialization.jsonObject(with: data)
-        } catch {
-            throw MetagraphError.notJSON(reason: error.localizedDescription)
+            guard try cursor.peekKind() == .object else { throw MetagraphError.wrongType(field: "(root)", expected: "an object") }
+            try cursor.readObject { key, cursor in
+                switch key {
+                case "netuid":
+                    guard try cursor.peekKind() == .number, let n = try cursor.readNumber().integer, let n32 = UInt32(exactly: n) else {
+                        throw MetagraphError.wrongType(field: "netuid", expected: "an integer in 0...\(UInt32.max)")
+                    }
+                    netuid = n32
+                case "block":
+                    guard try cursor.peekKind() == .number, let n = try cursor.readNumber().integer, n >= 0 else {
+                        throw MetagraphError.wrongType(field: "block", expected: "a non-negative integer")
+                    }
+                    block = UInt64(n)
+                case "neurons":
+                    neurons = try Self.readNeurons(&cursor)
+                default:
+                    try cursor.skipValue()
+                }
+            }
+            try cursor.finish()
+        } catch let error as JSONCursor.SyntaxError {
+            throw MetagraphError.notJSON(reason: error.description)
         }
-        guard let object = root as? [String: Any] else { throw MetagraphError.wrongType(field: "(root)", expected: "an object") }
-        guard let netuidValue = object["netuid"] else { throw MetagraphError.missingField("netuid") }
-        guard let netuid = JSONValue.integer(netuidValue), let netuid32 = UInt32(exactly: netuid) else {
-            throw MetagraphError.wrongType(field: "netuid", expected: "an integer in 0...\(UInt32.max)")
-        }
-        guard let blockValue = object["block"] else { throw MetagraphError.missingField("block") }
-        guard let block = JSONValue.integer(blockValue), block >= 0 else {
-            throw MetagraphError.wrongType(field: "block", expected: "a non-negative integer")
-        }
-        guard let neuronsValue = object["neurons"] else { throw MetagraphError.missingField("neurons") }
-        guard let list = neuronsValue as? [Any] else { throw MetagraphError.wrongType(field: "neurons", expected: "an array") }
-        guard list.count <= Self.maxNeurons else {
-            throw MetagraphError.tooManyNeurons(count: list.count, max: Self.maxNeurons)
-        }
+        guard let netuid else { throw MetagraphError.missingField("netuid") }
+        guard let block else { throw MetagraphError.missingField("block") }
+        guard let neurons else { throw MetagraphError.missingField("neurons") }
+        try self.init(netuid: netuid, block: block, neurons: neurons)
+    }
+
+    private static func readNeurons(_ cursor: inout JSONCursor) throws -> [Neuron] {
+        guard try cursor.peekKind() == .array else { throw MetagraphError.wrongType(field: "neurons", expected: "an array") }
         var neurons = [Neuron]()
-        neurons.reserveCapacity(list.count)
-        for (index, item) in list.enumerated() {
-            guard let n = item as? [String: Any] else {
-                throw MetagraphError.neuronWrongType(index: index, field: "(entry)", expected: "an object")
-            }
-            func field(_ name: String) throws -> Any {
-                guard let v = n[name] else { throw MetagraphError.neuronMissingField(index: index, field: name) }
-                return v
-            }
-            guard let uid = JSONValue.integer(try field("uid")) else {
-                throw MetagraphError.neuronWrongType(index: index, field: "uid", expected: "an integer")
-            }
-            guard let hotkey = try field("hotkey") as? String else {
-                throw MetagraphError.neuronWrongType(index: index, field: "hotkey", expected: "an SS58 string")
-            }
-            guard let stake = JSONValue.number(try field("stake")) else {
-                throw MetagraphError.neuronWrongType(index: index, field: "stake", expected: "a number")
-            }
-            guard let permit = JSONValue.bool(try field("validator_permit")) else {
-                throw MetagraphError.neuronWrongType(index: index, field: "validator_permit", expected: "true or false")
-            }
-            neurons.append(Neuron(uid: uid, hotkey: hotkey, stake: stake, validatorPermit: permit))
+        var count = 0
+        try cursor.readArray { index, cursor in
+            count += 1
+            guard index < maxNeurons else { return try cursor.skipValue() }   // counted for the error below
+            neurons.append(try readNeuron(&cursor, index: index))
         }
-        try self.init(netuid: netuid32, block: UInt64(block), neurons: neurons)
-    }
-}
-
-/// Typed reads of JSONSerialization values, which arrive as NSNumber for numbers and booleans.
-enum JSONValue {
-    static func isBool(_ n: NSNumber) -> Bool {
-        #if canImport(Darwin)
-        return CFGetTypeID(n) == CFBooleanGetTypeID()
-        #else
-        // corelibs-foundation stores JSON booleans as char-typed numbers; JSON has no other chars.
-        return n.objCType.pointee == Int8(UInt8(ascii: "c"))
-        #endif
+        guard count <= maxNeurons else { throw MetagraphError.tooManyNeurons(count: count, max: maxNeurons) }
+        return neurons
     }
 
-    static func integer(_ value: Any) -> Int? {
-        guard let n = value as? NSNumber, !isBool(n) else { return nil }
-        return Int(exactly: n.doubleValue) == nil ? nil : (value as? Int) ?? Int(exactly: n.doubleValue)
-    }
-
-    static func number(_ value: Any) -> Double? {
-        guard let n = value as? NSNumber, !isBool(n) else { return nil }
-        return n.doubleValue
-    }
-
-    static func bool(_ value: Any) -> Bool? {
-        guard let n = value as? NSNumber, isBool(n) else { return nil }
-        return n.boolValue
+    private static func readNeuron(_ cursor: inout JSONCursor, index: Int) throws -> Neuron {
+        guard try cursor.peekKind() == .object else {
+            throw MetagraphError.neuronWrongType(index: index, field: "(entry)", expected: "an object")
+        }
+        var uid: Int?, hotkey: String?, stake: Double?, permit: Bool?
+        try cursor.readObject { key, cursor in
+            let kind = try cursor.peekKind()
+            func require(_ expected: JSONCursor.Kind, _ description: String) throws {
+                guard kind == expected else { throw MetagraphError.neuronWrongType(index: index, field: key, expected: description) }
+            }
+            switch key {
+            case "uid":
+                try require(.number, "an integer")
+                guard let n = try cursor.readNumber().integer else {
+                    throw MetagraphError.neuronWrongType(index: index, field: key, expected: "an integer")
+                }
+                uid = n
+            case "hotkey":
+                try require(.string, "an SS58 string")
+                hotkey = try cursor.readString()
+            case "stake":
+                try require(.number, "a number")
+                stake = try cursor.readNumber().double
+            case "validator_permit":
+                try require(.bool, "true or false")
+                permit = try cursor.readBool()
+            default:
+                try cursor.skipValue()
+            }
+        }
+        guard let uid else { throw MetagraphError.neuronMissingField(index: index, field: "uid") }
+        guard let hotkey else { throw MetagraphError.neuronMissingField(index: index, field: "hotkey") }
+        guard let stake else { throw MetagraphError.neuronMissingField(index: index, field: "stake") }
+        guard let permit else { throw MetagraphError.neuronMissingField(index: index, field: "validator_permit") }
+        return Neuron(uid: uid, hotkey: hotkey, stake: stake, validatorPermit: permit)
     }
 }

@@ -21,7 +21,7 @@ public enum SS58 {
         let bytes: [UInt8]
         do {
             // One byte of slack so an over-long address reports its length, not a generic failure.
-            bytes = try Base58.decode(address.utf8[...], maxBytes: decodedLength + 1)
+            bytes = try Base58.decode(address.utf8, maxBytes: decodedLength + 1)
         } catch Base58.DecodeFailure.invalidCharacter(let position, let byte) {
             let character = byte < 0x80 ? String(UnicodeScalar(byte)) : "byte 0x" + Hex.encode([byte])
             throw SS58Error.invalidCharacter(address: address, position: position, character: character)

@@ -111,6 +111,39 @@ final class MetagraphTests: XCTestCase {
         }
     }
 
+    func testEscapesUnknownFieldsAndWhitespaceAreReadAsJSON() throws {
+        let hotkey = syntheticHotkey(5)
+        let escaped = "\\u00" + Hex.encode(Array(hotkey.utf8.prefix(1))) + hotkey.dropFirst()
+        let json = """
+        {"comment": "caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\n", "extra": [{"a": [1, -2.5e3, null, true]}, {}],
+         "netuid": 7, "block": 1.2e3,
+         "neurons": [ {"uid": 5.0, "coldkey": {"x": []}, "hotkey": "\(escaped)", "stake": 0, "validator_permit": false} ] }
+        """
+        let metagraph = try Metagraph(json: Data(json.utf8))
+        XCTAssertEqual(metagraph.netuid, 7)
+        XCTAssertEqual(metagraph.block, 1200)
+        XCTAssertEqual(metagraph.neurons, [Neuron(uid: 5, hotkey: hotkey, stake: 0, validatorPermit: false)])
+    }
+
+    func testMalformedJSONIsRefusedWithItsOffset() {
+        let cases = [
+            "{\"netuid\": 01, \"block\": 1, \"neurons\": []}",
+            "{\"netuid\": 1, \"block\": 1, \"neurons\": []} trailing",
+            "{\"netuid\": 1, \"block\": 1, \"neurons\": [],}",
+            "{\"netuid\": 1, \"block\": 1, \"neurons\": [], \"x\": \"\\q\"}",
+            "{\"netuid\": 1, \"block\": 1, \"neurons\": [], \"x\": \"\\ud800\"}",
+            "{\"netuid\": 1, \"block\": 1, \"neurons\": [], \"x\": tru}",
+            "{\"netuid\": 1, \"block\": 1, \"neurons\": [], \"x\": " + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}",
+            "",
+        ]
+        for json in cases {
+            expectError(json) { error in
+                guard case .notJSON(let reason) = error else { return false }
+                return reason.hasPrefix("at byte ")
+            }
+        }
+    }
+
     func testValidatedConstructionRejectsNonFiniteStake() {
         XCTAssertThrowsError(try Metagraph(netuid: 1, block: 1, neurons: [
             Neuron(uid: 2, hotkey: syntheticHotkey(2), stake: .nan, validatorPermit: false),
