@@ -11,7 +11,12 @@ public struct MonotonicTime: Comparable, Sendable {
 
     public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
 
-    public static func seconds(_ s: Double) -> MonotonicTime { MonotonicTime(nanoseconds: UInt64(s * 1e9)) }
+    /// `s` seconds after the clock's origin; negative or NaN clamp to 0.
+    public static func seconds(_ s: Double) -> MonotonicTime {
+        let ns = s * 1e9
+        guard ns > 0 else { return MonotonicTime(nanoseconds: 0) }
+        return MonotonicTime(nanoseconds: ns < 1.8e19 ? UInt64(ns) : UInt64.max)
+    }
 
     /// CLOCK_MONOTONIC.
     public static func now() -> MonotonicTime {

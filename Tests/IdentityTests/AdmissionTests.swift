@@ -194,6 +194,23 @@ final class AdmissionTests: XCTestCase {
                        .blacklisted(hotkey: stranger.ss58, .denied))
     }
 
+    func testAReplayRacingOnManyThreadsIsAdmittedExactlyOnce() throws {
+        let a = try admission()
+        let auth = signed(nonce: 42)
+        let body = self.body
+        let lock = NSLock()
+        var admitted = 0, stale = 0
+        DispatchQueue.concurrentPerform(iterations: 64) { _ in
+            let decision = a.admit(auth: auth, body: body, now: .now())
+            lock.lock()
+            defer { lock.unlock() }
+            if case .admitted = decision { admitted += 1 }
+            if case .rejected(.unauthenticated(.staleNonce)) = decision { stale += 1 }
+        }
+        XCTAssertEqual(admitted, 1)
+        XCTAssertEqual(stale, 63)
+    }
+
     func testPriorityOrdersByStakeWithUnregisteredLast() {
         let order: [AdmissionPriority] = [.registered(stake: 100), .registered(stake: 5), .registered(stake: 0), .unregistered]
         XCTAssertEqual(order.shuffled().sorted(by: >), order)
