@@ -82,18 +82,19 @@ enum Base58 {
             }
             if groupDigits > 0 { try flush() }
 
-            var significant = [UInt8]()
-            significant.reserveCapacity(used * 4)
-            for j in stride(from: used - 1, through: 0, by: -1) {
-                let limb = limbs[j]
-                for shift in stride(from: 24, through: 0, by: -8) {
-                    let byte = UInt8(truncatingIfNeeded: limb >> UInt32(shift))
-                    if significant.isEmpty && byte == 0 { continue }
-                    significant.append(byte)
+            // Bytes of the number without leading zeros, most significant first, after `zeros` zero bytes.
+            let top = used > 0 ? (UInt32.bitWidth - limbs[used - 1].leadingZeroBitCount + 7) / 8 : 0
+            let significant = used > 0 ? (used - 1) * 4 + top : 0
+            let total = zeros + significant
+            guard total <= maxBytes else { throw DecodeFailure.tooLong }
+            return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+                for i in 0..<zeros { out[i] = 0 }
+                for k in 0..<significant {
+                    let bit = (significant - 1 - k) * 8   // bit offset of byte k from the least significant end
+                    out[zeros + k] = UInt8(truncatingIfNeeded: limbs[bit / 32] >> UInt32(bit % 32))
                 }
+                count = total
             }
-            guard zeros + significant.count <= maxBytes else { throw DecodeFailure.tooLong }
-            return [UInt8](repeating: 0, count: zeros) + significant
         }
     }
 }

@@ -11,7 +11,8 @@ public enum SS58 {
     public static func encode(_ publicKey: PublicKey) -> String {
         var payload = [networkPrefix]
         payload += publicKey.bytes
-        payload += checksum(payload)
+        let sum = checksum(payload[...])
+        payload += [sum.0, sum.1]
         return Base58.encode(payload)
     }
 
@@ -34,8 +35,7 @@ public enum SS58 {
         guard bytes[0] == networkPrefix else {
             throw SS58Error.wrongPrefix(address: address, prefix: bytes[0])
         }
-        let payload = Array(bytes[0..<33])
-        guard checksum(payload) == Array(bytes[33..<35]) else {
+        guard checksum(bytes[0..<33]) == (bytes[33], bytes[34]) else {
             throw SS58Error.badChecksum(address: address)
         }
         return PublicKey(validatedBytes: Array(bytes[1..<33]))
@@ -46,8 +46,18 @@ public enum SS58 {
         (try? decode(address)) != nil
     }
 
-    private static func checksum(_ payload: [UInt8]) -> [UInt8] {
-        Array(Sodium.blake2b512(checksumContext + payload).prefix(2))
+    /// The first two bytes of blake2b-512("SS58PRE" ‖ payload). Runs once per metagraph neuron,
+    /// so it works in stack buffers rather than allocating.
+    private static func checksum(_ payload: ArraySlice<UInt8>) -> (UInt8, UInt8) {
+        let inputCount = checksumContext.count + payload.count
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: inputCount + 64) { buffer in
+            let input = UnsafeMutableBufferPointer(rebasing: buffer[0..<inputCount])
+            _ = input.initialize(from: checksumContext)
+            _ = UnsafeMutableBufferPointer(rebasing: input[checksumContext.count...]).initialize(from: payload)
+            let digest = UnsafeMutableBufferPointer(rebasing: buffer[inputCount...])
+            Sodium.blake2b512(input: UnsafeBufferPointer(input), into: digest)
+            return (digest[0], digest[1])
+        }
     }
 }
 

@@ -49,12 +49,12 @@ enum Sodium {
         }
     }
 
-    /// BLAKE2b with a 64-byte digest (libsodium crypto_generichash, unkeyed).
-    static func blake2b512(_ bytes: [UInt8]) -> [UInt8] {
+    /// BLAKE2b with a 64-byte digest (libsodium crypto_generichash, unkeyed) into `digest` (64 bytes).
+    static func blake2b512(input: UnsafeBufferPointer<UInt8>, into digest: UnsafeMutableBufferPointer<UInt8>) {
         ensureInitialised()
-        return output(count: 64) { out in
-            withInput(bytes) { _ = crypto_generichash(out, 64, $0, $1, nil, 0) }
-        }
+        precondition(digest.count == 64)
+        guard let out = digest.baseAddress else { return }
+        withInput(UnsafeRawBufferPointer(input)) { _ = crypto_generichash(out, 64, $0, $1, nil, 0) }
     }
 }
 
