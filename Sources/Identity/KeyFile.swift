@@ -1,3 +1,4 @@
+import CSodium
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -33,7 +34,7 @@ public enum KeyFile {
         }
         defer { close(fd) }
         var bytes = Array(json.utf8)
-        defer { bytes.withUnsafeMutableBytes { if let p = $0.baseAddress { memset(p, 0, $0.count) } } }
+        defer { bytes.withUnsafeMutableBytes { if let p = $0.baseAddress { sodium_memzero(p, $0.count) } } }
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { posixWrite(fd, $0.baseAddress?.advanced(by: written), $0.count - written) }
