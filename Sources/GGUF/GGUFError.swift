@@ -66,9 +66,9 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable, Sendable {
                 ? "unsupported GGUF version 1 (GGUFv1 is obsolete): only versions 2 and 3 are supported; re-convert the model"
                 : "unsupported GGUF version \(v): only versions 2 and 3 are supported"
         case .tooManyMetadataKeys(let count, let limit):
-            return "metadata key count \(count) is absurd: at most \(limit) fit in this file"
+            return "the header claims \(count) metadata keys, but at most \(limit) fit in the rest of the file (truncated or corrupt)"
         case .tooManyTensors(let count, let limit):
-            return "tensor count \(count) is absurd: at most \(limit) fit in this file"
+            return "the header claims \(count) tensors, but at most \(limit) fit in the rest of the file (truncated or corrupt)"
         case .truncatedMetadata(let context, let offset, let needed, let remaining):
             return "truncated metadata at \(context) (byte \(offset)): needs \(needed) more bytes, \(remaining) remain"
         case .truncatedString(let context, let offset, let length, let remaining):

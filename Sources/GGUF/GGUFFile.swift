@@ -86,10 +86,15 @@ public final class GGUFFile: @unchecked Sendable {
     // MARK: Tensor data
 
     /// The tensor's raw bytes (`t.byteCount` of them), valid while this `GGUFFile` lives.
-    /// `t` must come from this file's `tensors`.
+    /// `t` should come from this file's `tensors` (whose placement `init` checked); for an info
+    /// that does not fit this file the result is empty.
     public func rawData(of t: GGUFTensorInfo) -> UnsafeRawBufferPointer {
-        // init checked dataOffset + offset + byteCount <= file size for every tensor.
-        UnsafeRawBufferPointer(rebasing: bytes.buffer[(dataOffset + t.offset) ..< (dataOffset + t.offset + t.byteCount)])
+        let start = dataOffset + t.offset
+        guard t.offset >= 0, t.byteCount >= 0, t.byteCount <= bytes.buffer.count - dataOffset,
+              t.offset <= bytes.buffer.count - dataOffset - t.byteCount else {
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        return UnsafeRawBufferPointer(rebasing: bytes.buffer[start ..< start + t.byteCount])
     }
 
     /// Dequantizes the whole tensor to f32 into `output`, which must hold exactly `t.elementCount` values.

@@ -30,13 +30,20 @@ final class GGUFReferenceTests: XCTestCase {
     func testSyntheticTensorTableMatchesTheReferenceReader() throws {
         let expected = try XCTUnwrap(Fixtures.json("synthetic_expected.json")["tensors"] as? [[String: Any]])
         let file = try GGUFFile(path: Fixtures.url("synthetic.gguf").path)
-        XCTAssertEqual(file.tensors.map(\.name), expected.compactMap { $0["name"] as? String })
+        assertTensorTable(file, expected)
         for (t, e) in zip(file.tensors, expected) {
-            XCTAssertEqual(t.type.name, e["type"] as? String, t.name)
-            XCTAssertEqual(t.dims, e["dims"] as? [Int], t.name)
-            XCTAssertEqual(t.offset, e["offset"] as? Int, t.name)
-            XCTAssertEqual(t.byteCount, e["bytes"] as? Int, t.name)
             XCTAssertEqual(t.elementCount, e["elements"] as? Int, t.name)
+        }
+    }
+
+    /// Names (in file order), types, dims, offsets and byte counts as the reference reader saw them.
+    private func assertTensorTable(_ file: GGUFFile, _ expected: [[String: Any]], line: UInt = #line) {
+        XCTAssertEqual(file.tensors.map(\.name), expected.compactMap { $0["name"] as? String }, line: line)
+        for (t, e) in zip(file.tensors, expected) {
+            XCTAssertEqual(t.type.name, e["type"] as? String, t.name, line: line)
+            XCTAssertEqual(t.dims, e["dims"] as? [Int], t.name, line: line)
+            XCTAssertEqual(t.offset, e["offset"] as? Int, t.name, line: line)
+            XCTAssertEqual(t.byteCount, e["bytes"] as? Int, t.name, line: line)
         }
     }
 
@@ -137,13 +144,7 @@ final class GGUFReferenceTests: XCTestCase {
     func testDefaultModelTensorTableMatchesTheReferenceReader() throws {
         let expected = try XCTUnwrap(Fixtures.json("model_expected.json")["tensors"] as? [[String: Any]])
         let file = try GGUFFile(path: TestPaths.defaultModel())
-        XCTAssertEqual(file.tensors.map(\.name), expected.compactMap { $0["name"] as? String })
-        for (t, e) in zip(file.tensors, expected) {
-            XCTAssertEqual(t.type.name, e["type"] as? String, t.name)
-            XCTAssertEqual(t.dims, e["dims"] as? [Int], t.name)
-            XCTAssertEqual(t.offset, e["offset"] as? Int, t.name)
-            XCTAssertEqual(t.byteCount, e["bytes"] as? Int, t.name)
-        }
+        assertTensorTable(file, expected)
     }
 
     func testDefaultModelDequantizedRowsEqualTheReferenceBitForBit() throws {
