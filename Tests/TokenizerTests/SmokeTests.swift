@@ -1,0 +1,3 @@
+import XCTest
+import Tokenizer
+final class SmokeTests: XCTestCase { func testNothing() {} }
