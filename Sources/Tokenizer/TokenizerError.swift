@@ -21,7 +21,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unsupportedModel(let m):
-            return "unsupported tokenizer model '\(m)': only byte-level BPE ('gpt2' in GGUF, 'BPE' in tokenizer.json) is implemented"
+            return "unsupported tokenizer model \(m): only byte-level BPE ('gpt2' in GGUF, 'BPE' in tokenizer.json) is implemented"
         case .unsupportedPreTokenizer(let p):
             return "unsupported pre-tokenizer \(p): implemented are 'gpt2' (GPT-2 split regex) and 'smollm' (individual digits, then the GPT-2 split regex)"
         case .missingField(let key):

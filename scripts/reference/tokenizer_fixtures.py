@@ -303,8 +303,12 @@ def main():
         "cases": cases, "special_cases": specials, "long_cases": long_cases,
     })
     randoms = random_strings(3000, seed=20261125)
-    write_json("smollm_random.json", {"cases": [
-        {"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in randoms]})
+    random_cases = []
+    for t in randoms:
+        entry = case_entry(tok, None, t)
+        del entry["name"]
+        random_cases.append(entry)
+    write_json("smollm_random.json", {"seed": 20261125, "cases": random_cases})
 
     skeleton = json.loads(special.to_str())
     skeleton["model"]["vocab"] = {}

@@ -1,3 +1,0 @@
-import XCTest
-import Tokenizer
-final class SmokeTests: XCTestCase { func testNothing() {} }
