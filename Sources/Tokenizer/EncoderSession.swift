@@ -1,6 +1,8 @@
 /// Per-call scratch for encoding: BPE symbol buffers, the merge heap, the output buffer and a
 /// bounded piece → ids cache. Never shared between threads; the `Tokenizer` it serves is.
-final class EncoderSession {
+/// A struct held in one local variable, so the hot loop pays no dynamic exclusivity checks;
+/// the owner calls `free()` exactly once.
+struct EncoderSession {
     private let model: BPEModel
 
     // BPE scratch, sized to the longest piece seen.
@@ -45,7 +47,7 @@ final class EncoderSession {
         output.reserve(expectedBytes / 3 + 16)
     }
 
-    deinit {
+    func free() {
         symbols.free(); ranks.free(); prev.free(); next.free(); heap.free()
         output.free(); slots.free(); keyArena.free(); idArena.free()
     }
@@ -83,7 +85,7 @@ final class EncoderSession {
 
     /// Appends the ids of one pre-tokenized piece (raw UTF-8 bytes).
     @inline(__always)
-    func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
+    mutating func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
         if n == 1 {
             // One byte: its byte-level token (or the unknown policy).
             let id = model.byteTokenIDs[Int(p[0])]
@@ -122,7 +124,7 @@ final class EncoderSession {
         return true
     }
 
-    private func insert(hash h: UInt64, key: UnsafePointer<UInt8>, length n: Int, ids: UnsafePointer<Int32>, count c: Int) {
+    private mutating func insert(hash h: UInt64, key: UnsafePointer<UInt8>, length n: Int, ids: UnsafePointer<Int32>, count c: Int) {
         if (used + 1) * 2 > slots.count {
             if slots.count < Self.maxSlots {
                 rehash(to: slots.count * 2)
@@ -149,7 +151,7 @@ final class EncoderSession {
         used += 1
     }
 
-    private func rehash(to capacity: Int) {
+    private mutating func rehash(to capacity: Int) {
         let old = slots
         slots = GrowableBuffer(capacity: capacity)
         slots.base.initialize(repeating: Slot(hash: 0, keyOffset: 0, keyLength: 0, idsOffset: 0, idsCount: 0), count: capacity)
@@ -167,7 +169,7 @@ final class EncoderSession {
 
     /// Byte-level BPE of one piece: initial symbols are the byte tokens, then the pair with the
     /// lowest merge rank (leftmost on ties) is merged until no pair has a merge.
-    private func mergePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
+    private mutating func mergePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
         symbols.count = 0
         symbols.reserve(n)
         let byteIDs = model.byteTokenIDs
@@ -192,7 +194,7 @@ final class EncoderSession {
         }
     }
 
-    private func mergeLinear(_ initialCount: Int) {
+    private mutating func mergeLinear(_ initialCount: Int) {
         var n = initialCount
         let sym = symbols.base
         if n >= 2 {
@@ -225,7 +227,7 @@ final class EncoderSession {
         output.count += n
     }
 
-    private func mergeWithHeap(_ n: Int) {
+    private mutating func mergeWithHeap(_ n: Int) {
         let table = model.merges
         prev.count = 0; prev.reserve(n)
         next.count = 0; next.reserve(n)
@@ -281,7 +283,7 @@ final class EncoderSession {
     }
 
     @inline(__always)
-    private func push(_ value: UInt64) {
+    private mutating func push(_ value: UInt64) {
         heap.append(value)
         var i = heap.count - 1
         let h = heap.base
@@ -295,7 +297,7 @@ final class EncoderSession {
     }
 
     @inline(__always)
-    private func siftDown(_ start: Int) {
+    private mutating func siftDown(_ start: Int) {
         let h = heap.base
         let n = heap.count
         let value = h[start]

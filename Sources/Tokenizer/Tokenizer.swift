@@ -168,20 +168,21 @@ public final class Tokenizer: Sendable {
     public func encode(_ text: String, addSpecial: Bool = false, parseSpecial: Bool = false) -> [Int32] {
         var text = text
         return text.withUTF8 { utf8 in
-            let session = EncoderSession(model: model, expectedBytes: utf8.count)
+            var session = EncoderSession(model: model, expectedBytes: utf8.count)
+            defer { session.free() }
             if addSpecial && addsBOS, let bos = bosID { session.output.append(bos) }
             if let base = utf8.baseAddress, utf8.count > 0 {
                 let matcher = parseSpecial ? specials : alwaysMatched
                 if matcher.isEmpty {
-                    encodeSegment(base, utf8.count, session)
+                    encodeSegment(base, utf8.count, &session)
                 } else {
                     var start = 0
                     matcher.forEachMatch(in: base, count: utf8.count) { matchStart, matchEnd, id in
-                        if matchStart > start { encodeSegment(base + start, matchStart - start, session) }
+                        if matchStart > start { encodeSegment(base + start, matchStart - start, &session) }
                         session.output.append(id)
                         start = matchEnd
                     }
-                    if start < utf8.count { encodeSegment(base + start, utf8.count - start, session) }
+                    if start < utf8.count { encodeSegment(base + start, utf8.count - start, &session) }
                 }
             }
             if addSpecial && addsEOS, let eos = eosID { session.output.append(eos) }
@@ -190,7 +191,7 @@ public final class Tokenizer: Sendable {
     }
 
     /// Pre-tokenizes one segment (text between special tokens) and runs BPE on each piece.
-    private func encodeSegment(_ base: UnsafePointer<UInt8>, _ count: Int, _ session: EncoderSession) {
+    private func encodeSegment(_ base: UnsafePointer<UInt8>, _ count: Int, _ session: inout EncoderSession) {
         let scanner = SplitScanner(text: base, count: count, kind: preTokenizer)
         var i = 0
         while i < count {
