@@ -1,9 +1,136 @@
 import ArgumentParser
+import AxonClient
+import Foundation
+import Server
+import Wire
 
+/// A load generator for an axon: N connections, each sending M requests one after another.
 struct LoadGen: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(not yet implemented)")
+    static let configuration = CommandConfiguration(
+        commandName: "loadgen",
+        abstract: "Load an axon with N connections x M requests; report throughput and latency percentiles.")
+
+    @Option(help: "The axon's HOST:PORT.") var endpoint = "127.0.0.1:8091"
+    @Option(help: "Concurrent connections.") var connections = 8
+    @Option(help: "Requests per connection, sent one after another.") var requests = 100
+    @Option(help: "Requests per connection sent before measuring (not counted).") var warmup = 2
+    @Option(help: "Tokens per request, ROWSxSEQ.") var shape = "1x128"
+    @Option(help: "next, causal or hidden.") var synapse = "next"
+    @Option(help: "Top-k for next/causal (0: raw logits).") var topk = 0
+    @Option(help: "Deadline per request in milliseconds (0: the server's default).") var timeoutMs: UInt32 = 0
+    @Flag(help: "Run the model in-process instead (no server): the engine's own throughput for one batch of --shape.")
+    var direct = false
+    @OptionGroup var modelOption: ModelOption
+    @Option(help: "Engine threads for --direct.") var threads: Int?
+    @Flag(help: ArgumentHelp("With --direct, use the fake backend.", visibility: .hidden)) var fake = false
+
+    private var dimensions: (rows: Int, seq: Int)? {
+        let parts = shape.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] > 0, parts[1] > 0 else { return nil }
+        return (parts[0], parts[1])
+    }
+
+    func validate() throws {
+        if dimensions == nil { throw ValidationError("--shape must be ROWSxSEQ with positive numbers, got \(shape)") }
+        if !["next", "causal", "hidden"].contains(synapse) { throw ValidationError("--synapse must be next, causal or hidden, got \(synapse)") }
+        if connections < 1 || requests < 1 { throw ValidationError("--connections and --requests must be at least 1") }
+    }
+
+    private var synapseType: SynapseType {
+        synapse == "next" ? .textCausalLMNext : synapse == "causal" ? .textCausalLM : .textLastHiddenState
+    }
+
+    /// Deterministic token ids in [0, vocab).
+    private static func rows(_ rows: Int, _ seq: Int, vocab: Int, seed: UInt64) -> [[Int32]] {
+        var state = seed &* 6364136223846793005 &+ 1442695040888963407
+        return (0..<rows).map { _ in
+            (0..<seq).map { _ in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Int32((state >> 33) % UInt64(vocab))
+            }
+        }
+    }
 
     func run() throws {
-        throw ValidationError("axon loadgen is not implemented yet")
+        guard let (rowCount, seq) = dimensions else { return }
+        if direct { return try runDirect(rowCount: rowCount, seq: seq) }
+        let probe = try AxonClient(endpoint: endpoint)
+        guard let info = try probe.info().info else { throw ValidationError("INFO from \(endpoint) failed") }
+        probe.close()
+        let vocab = Int(info.vocabSize)
+        let lock = NSLock()
+        var latencies: [Double] = []
+        var codes: [ReturnCode: Int] = [:]
+        var failures: [String] = []
+        let clients = try (0..<connections).map { _ in try AxonClient(endpoint: endpoint) }
+        let synapses = [Synapse(type: synapseType, topk: UInt32(topk))]
+        // Warm-up outside the timed window.
+        DispatchQueue.concurrentPerform(iterations: connections) { index in
+            for w in 0..<warmup {
+                let body = ForwardRequest(tokens: Tensor(int32Rows: Self.rows(rowCount, seq, vocab: vocab, seed: UInt64(index * 1_000_003 + w))),
+                                          synapses: synapses)
+                _ = try? clients[index].forward(body, timeoutMs: timeoutMs)
+            }
+        }
+        let start = Date()
+        DispatchQueue.concurrentPerform(iterations: connections) { index in
+            var mine: [Double] = []
+            var myCodes: [ReturnCode: Int] = [:]
+            mine.reserveCapacity(requests)
+            for r in 0..<requests {
+                let body = ForwardRequest(tokens: Tensor(int32Rows: Self.rows(rowCount, seq, vocab: vocab, seed: UInt64(index * 1_000_003 + r + 7919))),
+                                          synapses: synapses)
+                let sent = Date()
+                do {
+                    let response = try clients[index].forward(body, timeoutMs: timeoutMs)
+                    mine.append(Date().timeIntervalSince(sent) * 1000)
+                    myCodes[response.code, default: 0] += 1
+                } catch {
+                    lock.withLock { failures.append("connection \(index): \(error)") }
+                    break
+                }
+            }
+            lock.withLock {
+                latencies += mine
+                for (code, count) in myCodes { codes[code, default: 0] += count }
+            }
+        }
+        let seconds = Date().timeIntervalSince(start)
+        for client in clients { client.close() }
+        let done = latencies.count
+        latencies.sort()
+        func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(p * Double(latencies.count)))] }
+        let tokensPerSecond = Double(done * rowCount * seq) / seconds
+        let codeText = codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        print("\(connections) connections x \(requests) requests, shape \(rowCount)x\(seq), \(synapseType) topk \(topk)")
+        print(String(format: "%d responses in %.2f s: %.1f requests/s, %.0f tokens/s", done, seconds, Double(done) / seconds, tokensPerSecond))
+        print(String(format: "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", percentile(0.5), percentile(0.9), percentile(0.99), latencies.last ?? 0))
+        print("codes: \(codeText)")
+        for failure in failures.prefix(5) { print("error: \(failure)") }
+        print(String(format: "RESULT {\"mode\":\"server\",\"connections\":%d,\"requests\":%d,\"responses\":%d,\"seconds\":%.4f,\"tokens_per_second\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"success\":%d}",
+                     connections, requests, done, seconds, tokensPerSecond, percentile(0.5), percentile(0.9), percentile(0.99), codes[.success] ?? 0))
+        if !failures.isEmpty { throw ExitCode(1) }
+    }
+
+    /// The engine's own time for batches of `rowCount` x `seq` (no server, no encoding), `requests` times.
+    private func runDirect(rowCount: Int, seq: Int) throws {
+        let loaded = try BackendLoader.load(path: modelOption.resolvedPath(), threads: threads, maxBatch: max(64, rowCount),
+                                            maxSeq: max(2048, seq), maxBatchTokens: max(4096, rowCount * seq), fake: fake)
+        let backend = loaded.backend
+        let vocab = backend.modelInfo.vocabSize
+        let logits: LogitsWanted = synapseType == .textCausalLM ? .all : synapseType == .textCausalLMNext ? .last : .none
+        var times: [Double] = []
+        for r in 0..<(warmup + requests) {
+            let batch = Self.rows(rowCount, seq, vocab: vocab, seed: UInt64(r))
+            let start = Date()
+            try backend.forward(rows: batch, hidden: synapseType == .textLastHiddenState, logits: logits) { _ in }
+            if r >= warmup { times.append(Date().timeIntervalSince(start) * 1000) }
+        }
+        times.sort()
+        let total = times.reduce(0, +) / 1000
+        let tokensPerSecond = Double(times.count * rowCount * seq) / total
+        print("direct \(loaded.description): \(times.count) batches of \(rowCount)x\(seq), logits \(logits)")
+        print(String(format: "%.0f tokens/s; batch ms: p50 %.2f  min %.2f  max %.2f", tokensPerSecond, times[times.count / 2], times.first ?? 0, times.last ?? 0))
+        print(String(format: "RESULT {\"mode\":\"direct\",\"batches\":%d,\"tokens_per_second\":%.1f,\"p50_ms\":%.3f}", times.count, tokensPerSecond, times[times.count / 2]))
     }
 }

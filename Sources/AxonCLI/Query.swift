@@ -1,10 +1,126 @@
 import ArgumentParser
+import AxonClient
+import Foundation
+import GGUF
+import Tokenizer
+import Wire
 
 struct Query: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(not yet implemented)")
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a running axon for a text's next-token distribution, per-position distributions or hidden states.")
     @OptionGroup var modelOption: ModelOption
 
+    @Option(help: "The axon's HOST:PORT.") var endpoint = "127.0.0.1:8091"
+    @Option(help: "next (the next token), causal (every position) or hidden (last hidden states).") var synapse = "next"
+    @Option(help: "How many top tokens to show (and ask for).") var topk = 10
+    @Option(help: "Deadline for the request, in milliseconds (0: the server's default).") var timeoutMs: UInt32 = 0
+    @Flag(help: "Only PING the axon.") var ping = false
+    @Flag(help: "Only print the axon's INFO.") var info = false
+    @Argument(help: "The text to tokenize and send.") var text: String?
+
+    func validate() throws {
+        if !["next", "causal", "hidden"].contains(synapse) { throw ValidationError("--synapse must be next, causal or hidden, got \(synapse)") }
+        if topk < 1 { throw ValidationError("--topk must be at least 1, got \(topk)") }
+        if !ping && !info && (text ?? "").isEmpty { throw ValidationError("give a text to query, or --ping or --info") }
+    }
+
     func run() throws {
-        throw ValidationError("axon query is not implemented yet")
+        let client = try AxonClient(endpoint: endpoint)
+        if ping {
+            let start = Date()
+            let response = try client.ping(timeoutMs: timeoutMs)
+            print("PING \(endpoint): \(response.code) in \(String(format: "%.2f", Date().timeIntervalSince(start) * 1000)) ms")
+            return
+        }
+        let infoResponse = try client.info(timeoutMs: timeoutMs)
+        guard infoResponse.code == .success, let remote = infoResponse.info else {
+            throw ValidationError("INFO failed: \(infoResponse.code) \(infoResponse.message)")
+        }
+        if info {
+            printInfo(remote)
+            return
+        }
+        let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
+        guard tokenizer.sha256 == remote.tokenizerSHA256 else {
+            throw ValidationError("the local tokenizer (\(tokenizer.sha256.prefix(12))…) differs from the axon's (\(remote.tokenizerSHA256.prefix(12))…); pass the axon's model with --model")
+        }
+        let ids = tokenizer.encode(text ?? "")
+        guard !ids.isEmpty else { throw ValidationError("the text has no tokens") }
+        let type: SynapseType = synapse == "next" ? .textCausalLMNext : synapse == "causal" ? .textCausalLM : .textLastHiddenState
+        let k = min(topk, Int(remote.vocabSize))
+        let tokens = Tensor(int32Rows: [ids])
+        let start = Date()
+        let response = try client.forward(ForwardRequest(tokens: tokens, synapses: [Synapse(type: type, topk: UInt32(type == .textLastHiddenState ? 0 : k))]),
+                                          timeoutMs: timeoutMs)
+        let elapsed = Date().timeIntervalSince(start) * 1000
+        guard response.code == .success, let result = response.forward?.results.first else {
+            throw ValidationError("FORWARD failed: \(response.code) \(response.message)")
+        }
+        guard result.code == .success else { throw ValidationError("\(result.type) failed: \(result.code) \(result.message)") }
+        let timing = response.timing.map { " (queue \($0.queueUs) µs, compute \($0.computeUs) µs, batch rows \($0.batchRows))" } ?? ""
+        print("\(ids.count) tokens, \(type), answered in \(String(format: "%.1f", elapsed)) ms\(timing)")
+        switch type {
+        case .textLastHiddenState:
+            printHidden(result.tensors, ids: ids, tokenizer: tokenizer)
+        case .textCausalLM:
+            printCausal(result.tensors, ids: ids, k: min(k, 5), fullK: k, tokenizer: tokenizer)
+        default:
+            printNext(result.tensors, k: k, tokenizer: tokenizer)
+        }
+    }
+
+    private func printInfo(_ info: InfoResponse) {
+        let rows: [(String, String)] = [
+            ("model", info.model), ("architecture", info.architecture), ("vocab_size", "\(info.vocabSize)"),
+            ("hidden_size", "\(info.hiddenSize)"), ("network_dim", "\(info.networkDim)"), ("max_batch", "\(info.maxBatch)"),
+            ("max_seq", "\(info.maxSeq)"), ("max_batch_tokens", "\(info.maxBatchTokens)"),
+            ("tokenizer_sha256", info.tokenizerSHA256), ("version", info.version), ("hotkey", info.hotkey),
+            ("uid", "\(info.uid)"), ("netuid", "\(info.netuid)"),
+            ("bos/eos/pad", "\(info.bosID)/\(info.eosID)/\(info.padID)"),
+        ]
+        for (key, value) in rows { print(key.padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
+    }
+
+    private func shown(_ id: Int32, _ tokenizer: Tokenizer) -> String {
+        ((try? tokenizer.decode([id])) ?? "?").debugDescription
+    }
+
+    private func printNext(_ tensors: [Tensor], k: Int, tokenizer: Tokenizer) {
+        guard tensors.count == 3 else { return }
+        let probs = (tensors[0].floatValues() ?? []), ids = (tensors[1].int32Values() ?? []), floor = (tensors[2].floatValues() ?? [])
+        print("rank  id      probability  token")
+        for rank in 0..<min(k, ids.count) {
+            print(String(format: "%4d  %-6d  %11.6f  ", rank + 1, ids[rank], probs[rank]) + shown(ids[rank], tokenizer))
+        }
+        if let floor = floor.first { print(String(format: "floor (any other token): %.3e", floor)) }
+    }
+
+    private func printCausal(_ tensors: [Tensor], ids: [Int32], k: Int, fullK: Int, tokenizer: Tokenizer) {
+        guard tensors.count == 3 else { return }
+        let probs = (tensors[0].floatValues() ?? []), top = (tensors[1].int32Values() ?? [])
+        print("pos  token                 most likely next tokens")
+        for position in 0..<ids.count {
+            let choices = (0..<k).map { j in
+                let index = position * fullK + j
+                return shown(top[index], tokenizer) + String(format: " %.3f", probs[index])
+            }
+            print(String(format: "%3d  ", position) + shown(ids[position], tokenizer).padding(toLength: 20, withPad: " ", startingAt: 0)
+                  + "  " + choices.joined(separator: ", "))
+        }
+    }
+
+    private func printHidden(_ tensors: [Tensor], ids: [Int32], tokenizer: Tokenizer) {
+        guard let tensor = tensors.first, tensor.shape.count == 3 else { return }
+        let dim = Int(tensor.shape[2])
+        let values = (tensor.floatValues() ?? [])
+        print("hidden states \(tensor.shape)")
+        print("pos  token                 L2 norm   first values")
+        for position in 0..<ids.count {
+            let vector = values[(position * dim)..<((position + 1) * dim)]
+            let norm = vector.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+            let nonZero = vector.drop { $0 == 0 }.prefix(4).map { String(format: "%.4f", $0) }
+            print(String(format: "%3d  ", position) + shown(ids[position], tokenizer).padding(toLength: 20, withPad: " ", startingAt: 0)
+                  + String(format: "  %8.3f  ", norm) + nonZero.joined(separator: " "))
+        }
     }
 }

@@ -1,10 +1,114 @@
 import ArgumentParser
+import Foundation
+import GGUF
+import Logging
+import Server
+import Tokenizer
+
+/// Byte sizes on the command line: a number of bytes, or with a KiB/MiB/GiB suffix.
+struct ByteSize: ExpressibleByArgument {
+    let bytes: Int
+
+    init(bytes: Int) { self.bytes = bytes }
+
+    init?(argument: String) {
+        let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+        let text = argument.trimmingCharacters(in: .whitespaces)
+        let (number, scale) = units.first { text.hasSuffix($0.0) }.map { (String(text.dropLast($0.0.count)), $0.1) } ?? (text, 1)
+        guard let value = Int(number.trimmingCharacters(in: .whitespaces)), value > 0,
+              value <= Int.max / scale else { return nil }
+        bytes = value * scale
+    }
+
+    var defaultValueDescription: String {
+        bytes % (1 << 20) == 0 ? "\(bytes >> 20)MiB" : "\(bytes)"
+    }
+}
+
+/// What `axon serve` (and `axon loadgen --direct`) serve: the model's engine, or a fake of its shape.
+enum BackendLoader {
+    struct Loaded {
+        let backend: InferenceBackend
+        let description: String
+    }
+
+    /// Opens the model, its tokenizer (for INFO's identity fields) and the backend.
+    static func load(path: String, threads: Int?, maxBatch: Int, maxSeq: Int, maxBatchTokens: Int,
+                     fake: Bool) throws -> Loaded {
+        let file = try GGUFFile(path: path)
+        let tokenizer = try Tokenizer(gguf: file)
+        let info = ModelInfo(gguf: file, tokenizer: tokenizer)
+        if fake {
+            return Loaded(backend: FakeBackend(modelInfo: info), description: "fake backend shaped like \(info.name)")
+        }
+        let backend = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxBatch,
+                                        maxSeq: maxSeq, maxBatchTokens: maxBatchTokens)
+        return Loaded(backend: backend, description: info.name)
+    }
+}
 
 struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(not yet implemented)")
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the model to validators over TCP (length-prefixed protobuf frames; see docs/PROTOCOL.md).")
     @OptionGroup var modelOption: ModelOption
 
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0 picks a free one).") var port = 8091
+    @Option(help: "Engine threads (default: all cores).") var threads: Int?
+    @Option(help: "Width of hidden-state outputs: the hidden vector is zero-padded, centred (default: the model's hidden size).")
+    var networkDim: Int?
+    @Option(help: "Most rows in one request.") var maxBatch = 64
+    @Option(help: "Most positions per row.") var maxSeq = 2048
+    @Option(help: "Most tokens in one request, and in one dynamic batch.") var maxBatchTokens = 4096
+    @Option(help: "Queued requests beyond this are answered Backoff.") var maxQueue = 256
+    @Option(help: "Largest request frame.") var maxFrame = ByteSize(bytes: 16 << 20)
+    @Option(help: "Largest response.") var maxResponse = ByteSize(bytes: 256 << 20)
+    @Option(help: "Connections beyond this are refused at accept.") var maxConnections = 1024
+    @Option(help: "Seconds before an idle connection, or a frame left incomplete, is closed.") var idleTimeout = 60.0
+    @Option(help: "Deadline for requests with timeout_ms = 0.") var timeoutDefaultMs: UInt32 = 12_000
+    @Option(help: "Log level: trace, debug (one line per request), info, warning, error.") var logLevel = "info"
+    @Flag(help: ArgumentHelp("Serve a deterministic fake backend of the model's shape (server benchmarks).", visibility: .hidden))
+    var fake = false
+
+    func validate() throws {
+        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \(logLevel) is not one of trace, debug, info, warning, error") }
+        if let networkDim, networkDim <= 0 { throw ValidationError("--network-dim must be positive, got \(networkDim)") }
+        if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout)") }
+        if !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535, got \(port)") }
+    }
+
     func run() throws {
-        throw ValidationError("axon serve is not implemented yet")
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "axon")
+        let path = try modelOption.resolvedPath()
+        let started = Date()
+        let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,
+                                            maxBatchTokens: maxBatchTokens, fake: fake)
+        let loadSeconds = Date().timeIntervalSince(started)
+
+        var config = ServerConfiguration()
+        config.host = host
+        config.port = port
+        config.networkDim = networkDim
+        config.maxBatch = maxBatch
+        config.maxSeq = maxSeq
+        config.maxBatchTokens = maxBatchTokens
+        config.maxQueue = maxQueue
+        config.maxFrame = maxFrame.bytes
+        config.maxResponse = maxResponse.bytes
+        config.maxConnections = maxConnections
+        config.idleTimeout = idleTimeout
+        config.defaultTimeoutMs = timeoutDefaultMs
+        config.handleSignals = true
+        let server = try AxonServer(backend: loaded.backend, configuration: config, logger: logger)
+        try server.start()
+        let info = server.info
+        logger.info("axon serving \(loaded.description) (\(path)) vocab \(info.vocabSize) hidden \(info.hiddenSize) network-dim \(info.networkDim); max batch \(maxBatch) seq \(maxSeq) batch-tokens \(maxBatchTokens) queue \(maxQueue) connections \(maxConnections); loaded in \(String(format: "%.2f", loadSeconds)) s; listening on \(host):\(server.port) (SIGUSR1 prints counters)")
+        server.waitUntilStopped()
     }
 }

@@ -78,9 +78,15 @@ public final class FakeBackend: InferenceBackend {
         public var description: String { "fake backend was asked to fail on token \(token)" }
     }
 
-    public init(vocabSize: Int = 1000, hiddenSize: Int = 16, computeDelay: Double = 0, failingToken: Int32? = nil) {
-        modelInfo = ModelInfo(name: "fake", architecture: "fake", vocabSize: vocabSize, hiddenSize: hiddenSize,
-                              bosID: 1, eosID: 2, padID: 2, tokenizerSHA256: String(repeating: "0", count: 64))
+    public convenience init(vocabSize: Int = 1000, hiddenSize: Int = 16, computeDelay: Double = 0, failingToken: Int32? = nil) {
+        self.init(modelInfo: ModelInfo(name: "fake", architecture: "fake", vocabSize: vocabSize, hiddenSize: hiddenSize,
+                                       bosID: 1, eosID: 2, padID: 2, tokenizerSHA256: String(repeating: "0", count: 64)),
+                  computeDelay: computeDelay, failingToken: failingToken)
+    }
+
+    /// A fake with a real model's shape and tokenizer identity (for load tests of the server alone).
+    public init(modelInfo: ModelInfo, computeDelay: Double = 0, failingToken: Int32? = nil) {
+        self.modelInfo = modelInfo
         self.computeDelay = computeDelay
         self.failingToken = failingToken
     }

@@ -35,12 +35,7 @@ final class Harness {
     deinit { stop() }
 }
 
-/// Builds FORWARD bodies.
-func tokens32(_ rows: [[Int32]]) -> Tensor {
-    let flat = rows.flatMap { $0 }
-    return Tensor(buffer: flat.withUnsafeBytes { Array($0) }, shape: [Int64(rows.count), Int64(rows.first?.count ?? 0)],
-                  dtype: .int32)
-}
+func tokens32(_ rows: [[Int32]]) -> Tensor { Tensor(int32Rows: rows) }
 
 func tokens64(_ rows: [[Int64]]) -> Tensor {
     let flat = rows.flatMap { $0 }
@@ -48,18 +43,9 @@ func tokens64(_ rows: [[Int64]]) -> Tensor {
                   dtype: .int64)
 }
 
-func floats(_ tensor: Tensor) -> [Float] {
-    if tensor.dtype == .float16 {
-        return tensor.buffer.withUnsafeBytes { raw in
-            (0..<(raw.count / 2)).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
-        }
-    }
-    return tensor.buffer.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-}
+func floats(_ tensor: Tensor) -> [Float] { tensor.floatValues() ?? [] }
 
-func int32s(_ tensor: Tensor) -> [Int32] {
-    tensor.buffer.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
-}
+func int32s(_ tensor: Tensor) -> [Int32] { tensor.int32Values() ?? [] }
 
 /// The backend's own outputs for `rows`: hidden `[tokens][hidden]` and all logits `[tokens][vocab]`, per row.
 func directOutputs(_ backend: InferenceBackend, rows: [[Int32]]) throws -> (hidden: [[[Float]]], logits: [[[Float]]]) {
