@@ -4,6 +4,28 @@ import Foundation
 import Server
 import Wire
 
+/// Results gathered from the connection threads.
+private final class Tally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var latencies: [Double] = []
+    private var codes: [ReturnCode: Int] = [:]
+    private var failures: [String] = []
+
+    func add(latencies more: [Double], codes moreCodes: [ReturnCode: Int]) {
+        lock.withLock {
+            latencies += more
+            for (code, count) in moreCodes { codes[code, default: 0] += count }
+        }
+    }
+
+    func fail(_ message: String) { lock.withLock { failures.append(message) } }
+
+    /// Latencies sorted ascending, codes, failures.
+    func results() -> ([Double], [ReturnCode: Int], [String]) {
+        lock.withLock { (latencies.sorted(), codes, failures) }
+    }
+}
+
 /// A load generator for an axon: N connections, each sending M requests one after another.
 struct LoadGen: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,6 +73,20 @@ struct LoadGen: ParsableCommand {
         }
     }
 
+    /// Runs `body(0..<count)` on `count` threads at once (not a pool: every connection must be busy).
+    private static func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let group = DispatchGroup()
+        for index in 0..<count {
+            group.enter()
+            let thread = Thread {
+                body(index)
+                group.leave()
+            }
+            thread.start()
+        }
+        group.wait()
+    }
+
     func run() throws {
         guard let (rowCount, seq) = dimensions else { return }
         if direct { return try runDirect(rowCount: rowCount, seq: seq) }
@@ -58,14 +94,11 @@ struct LoadGen: ParsableCommand {
         guard let info = try probe.info().info else { throw ValidationError("INFO from \(endpoint) failed") }
         probe.close()
         let vocab = Int(info.vocabSize)
-        let lock = NSLock()
-        var latencies: [Double] = []
-        var codes: [ReturnCode: Int] = [:]
-        var failures: [String] = []
+        let tally = Tally()
         let clients = try (0..<connections).map { _ in try AxonClient(endpoint: endpoint) }
         let synapses = [Synapse(type: synapseType, topk: UInt32(topk))]
         // Warm-up outside the timed window.
-        DispatchQueue.concurrentPerform(iterations: connections) { index in
+        Self.onThreads(connections) { index in
             for w in 0..<warmup {
                 let body = ForwardRequest(tokens: Tensor(int32Rows: Self.rows(rowCount, seq, vocab: vocab, seed: UInt64(index * 1_000_003 + w))),
                                           synapses: synapses)
@@ -73,7 +106,7 @@ struct LoadGen: ParsableCommand {
             }
         }
         let start = Date()
-        DispatchQueue.concurrentPerform(iterations: connections) { index in
+        Self.onThreads(connections) { index in
             var mine: [Double] = []
             var myCodes: [ReturnCode: Int] = [:]
             mine.reserveCapacity(requests)
@@ -86,19 +119,16 @@ struct LoadGen: ParsableCommand {
                     mine.append(Date().timeIntervalSince(sent) * 1000)
                     myCodes[response.code, default: 0] += 1
                 } catch {
-                    lock.withLock { failures.append("connection \(index): \(error)") }
+                    tally.fail("connection \(index): \(error)")
                     break
                 }
             }
-            lock.withLock {
-                latencies += mine
-                for (code, count) in myCodes { codes[code, default: 0] += count }
-            }
+            tally.add(latencies: mine, codes: myCodes)
         }
         let seconds = Date().timeIntervalSince(start)
         for client in clients { client.close() }
+        let (latencies, codes, failures) = tally.results()
         let done = latencies.count
-        latencies.sort()
         func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(p * Double(latencies.count)))] }
         let tokensPerSecond = Double(done * rowCount * seq) / seconds
         let codeText = codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
