@@ -260,7 +260,7 @@ public final class AxonServer: @unchecked Sendable {
 
     private func send(_ response: Response, on connection: Connection, arrival: UInt64) {
         record(code: response.code, id: response.id, connection: connection.id, arrival: arrival, tokens: 0)
-        write(FrameEncoder.frame(response.serializedBytes()), on: connection)
+        write(response.serializedFrame(), on: connection)
     }
 
     private func write(_ frame: [UInt8], on connection: Connection) {

@@ -140,7 +140,7 @@ final class Scheduler: @unchecked Sendable {
 
     private func frame(_ job: ForwardJob, _ response: Response) -> Completion {
         Completion(connectionID: job.connectionID, requestID: job.requestID, code: response.code,
-                   frame: FrameEncoder.frame(response.serializedBytes()), arrival: job.arrival,
+                   frame: response.serializedFrame(), arrival: job.arrival,
                    tokens: response.code == .success ? job.forward.tokenCount : 0)
     }
 

@@ -66,6 +66,21 @@ extension Response {
         return pack(size: axon__v1__response__get_packed_size(&message)) { axon__v1__response__pack(&message, $0) }
     }
 
+    /// One frame (varint length, then the serialization), packed in place: one copy less than
+    /// `FrameEncoder.frame(serializedBytes())`, which matters for responses of hundreds of MB.
+    public func serializedFrame() -> [UInt8] {
+        let arena = CArena()
+        var message = arena.response(self)
+        let size = axon__v1__response__get_packed_size(&message)
+        var prefix: [UInt8] = []
+        FrameEncoder.appendVarint(UInt64(size), to: &prefix)
+        return [UInt8](unsafeUninitializedCapacity: prefix.count + size) { buffer, initialized in
+            for (index, byte) in prefix.enumerated() { buffer[index] = byte }
+            let written = size == 0 ? 0 : axon__v1__response__pack(&message, buffer.baseAddress.unsafelyUnwrapped + prefix.count)
+            initialized = prefix.count + written
+        }
+    }
+
     /// Reads a serialized `Response`.
     /// - Throws: `MessageError.malformed` when protobuf-c rejects the bytes.
     public init(serializedBytes bytes: [UInt8]) throws {

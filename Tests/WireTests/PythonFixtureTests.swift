@@ -95,6 +95,7 @@ final class PythonFixtureTests: XCTestCase {
             let response = try makeResponse(item["response"])
             XCTAssertEqual(FrameEncoder.frame(response.serializedBytes()), try bytes(hex: item["frame"]),
                            item["name"] as? String ?? "?")
+            XCTAssertEqual(response.serializedFrame(), try bytes(hex: item["frame"]), item["name"] as? String ?? "?")
         }
     }
 
