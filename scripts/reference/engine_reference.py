@@ -168,10 +168,15 @@ def main():
         entries = []
         for i, p in enumerate(positions):
             top = np.argsort(-logits[i], kind="stable")[:TOP_K]
+            probs = np.exp(logits[i] - logits[i].max())
+            probs /= probs.sum()
+            leftover = 1.0 - probs[top].sum()
             entries.append({
                 "position": p,
                 "top_ids": [int(t) for t in top],
                 "top_logits": [float(f"{logits[i][t]:.7g}") for t in top],
+                "top_probs": [float(f"{probs[t]:.7g}") for t in top],
+                "leftover_mass": float(f"{leftover:.7g}"),
                 "hidden": [float(f"{h:.8g}") for h in hidden[p]],
             })
         out_rows.append({"ids": [int(t) for t in ids], "positions": entries})
