@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import GGUF
 
 /// A llama-architecture model in f32, ready to run ragged batches.
 ///
@@ -15,8 +16,19 @@ public final class InferenceEngine: @unchecked Sendable {
     let weights: ModelWeights
     let state: RunState
     private let itemLock = NSLock()
-    public var experimentBlasAttention = false
     private var nextItem = 0
+
+    /// Maps the GGUF file at `path` and loads it; the mapping is released after load.
+    /// - Throws: `GGUFError` for an unreadable or malformed file, else as `init(source:options:)`.
+    public convenience init(path: String, options: EngineOptions = EngineOptions()) throws {
+        try self.init(file: GGUFFile(path: path), options: options)
+    }
+
+    /// Loads a parsed GGUF file (the engine keeps no reference to it).
+    /// - Throws: as `init(source:options:)`.
+    public convenience init(file: GGUFFile, options: EngineOptions = EngineOptions()) throws {
+        try self.init(source: file, options: options)
+    }
 
     /// Loads and dequantizes every weight (in parallel) and sizes the scratch once.
     /// - Throws: `EngineError` for missing or inconsistent hyperparameters, tensor shapes,
@@ -231,7 +243,7 @@ public final class InferenceEngine: @unchecked Sendable {
             }
         }
         let workers = min(options.threads, count)
-        if workers <= 1 || experimentBlasAttention {
+        if workers <= 1 {
             for i in 0..<count { attend(s.items[i], scratch: s.attentionScratch(worker: 0)) }
             return
         }

@@ -23,35 +23,39 @@ final class ModelWeights {
     /// Reserves the arena, then dequantizes all tensors in parallel into their slots.
     /// - Throws: `EngineError.tensorLoadFailed` naming the first tensor that failed.
     init(config c: ModelConfig, source: ModelSource) throws {
-        var jobs: [(name: String, offset: Int, count: Int)] = []
+        // A job dequantizes a range of rows of one tensor; big tensors are split so the parallel
+        // loop stays balanced (the token embeddings alone are a fifth of the model).
+        var jobs: [(name: String, offset: Int, rowLength: Int, rows: Range<Int>)] = []
+        let rowsPerJob = 1 << 21
         var cursor = 0  // in floats
-        func reserve(_ name: String?, _ count: Int) -> Int {
-            let start = cursor
-            if let name { jobs.append((name, start, count)) }
-            cursor += (count + 15) & ~15   // keep every slot 64-byte aligned
-            return start
-        }
-        func reserveFused(_ parts: [(String, Int)]) -> Int {
+        // Places tensors (row length, row count) back to back from the cursor; returns their start.
+        func reserve(_ parts: [(name: String, rowLength: Int, rows: Int)]) -> Int {
             let start = cursor
             var at = start
-            for (name, count) in parts { jobs.append((name, at, count)); at += count }
-            cursor = start + ((at - start + 15) & ~15)
+            for part in parts {
+                let step = max(1, rowsPerJob / part.rowLength)
+                for first in stride(from: 0, to: part.rows, by: step) {
+                    jobs.append((part.name, at + first * part.rowLength, part.rowLength, first..<min(part.rows, first + step)))
+                }
+                at += part.rowLength * part.rows
+            }
+            cursor = start + ((at - start + 15) & ~15)   // keep every slot 64-byte aligned
             return start
         }
         let h = c.hiddenSize, qRows = c.headCount * c.headDim
-        let embOffset = reserve("token_embd.weight", c.vocabSize * h)
-        let normOffset = reserve("output_norm.weight", h)
-        let outOffset = c.tiedOutput ? embOffset : reserve("output.weight", c.vocabSize * h)
+        let embOffset = reserve([("token_embd.weight", h, c.vocabSize)])
+        let normOffset = reserve([("output_norm.weight", h, 1)])
+        let outOffset = c.tiedOutput ? embOffset : reserve([("output.weight", h, c.vocabSize)])
         var layerOffsets: [(Int, Int, Int, Int, Int, Int)] = []
         for l in 0..<c.layerCount {
             let p = "blk.\(l)."
-            let attnNorm = reserve(p + "attn_norm.weight", h)
-            let qkv = reserveFused([(p + "attn_q.weight", qRows * h), (p + "attn_k.weight", c.kvWidth * h),
-                                    (p + "attn_v.weight", c.kvWidth * h)])
-            let wo = reserve(p + "attn_output.weight", h * qRows)
-            let ffnNorm = reserve(p + "ffn_norm.weight", h)
-            let gateUp = reserveFused([(p + "ffn_gate.weight", c.ffnSize * h), (p + "ffn_up.weight", c.ffnSize * h)])
-            let down = reserve(p + "ffn_down.weight", h * c.ffnSize)
+            let attnNorm = reserve([(p + "attn_norm.weight", h, 1)])
+            let qkv = reserve([(p + "attn_q.weight", h, qRows), (p + "attn_k.weight", h, c.kvWidth),
+                               (p + "attn_v.weight", h, c.kvWidth)])
+            let wo = reserve([(p + "attn_output.weight", qRows, h)])
+            let ffnNorm = reserve([(p + "ffn_norm.weight", h, 1)])
+            let gateUp = reserve([(p + "ffn_gate.weight", h, c.ffnSize), (p + "ffn_up.weight", h, c.ffnSize)])
+            let down = reserve([(p + "ffn_down.weight", c.ffnSize, h)])
             layerOffsets.append((attnNorm, qkv, wo, ffnNorm, gateUp, down))
         }
         byteCount = cursor * MemoryLayout<Float>.stride
@@ -66,13 +70,14 @@ final class ModelWeights {
         }
 
         // Largest first, so the parallel loop ends evenly.
-        jobs.sort { $0.count > $1.count }
+        jobs.sort { $0.rows.count * $0.rowLength > $1.rows.count * $1.rowLength }
         let failures = FirstFailure()
         let sendableBase = UncheckedPointer(base)
         DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
             let job = jobs[i]
             do {
-                try source.dequantizeTensor(job.name, into: UnsafeMutableBufferPointer(start: sendableBase.pointer + job.offset, count: job.count))
+                let destination = UnsafeMutableBufferPointer(start: sendableBase.pointer + job.offset, count: job.rows.count * job.rowLength)
+                try source.dequantizeRows(job.name, rows: job.rows, into: destination)
             } catch {
                 failures.record(EngineError.tensorLoadFailed(name: job.name, reason: "\(error)"))
             }
