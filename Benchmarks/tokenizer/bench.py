@@ -4,7 +4,8 @@
   1. Writes the corpus (Benchmarks/tokenizer/corpus.py: Python's documentation topics and
      standard-library docstrings, about 2 MB) unless --corpus FILE is given.
   2. Axon: `axon tokenize --bench FILE` (single thread, best of 5 calls, each call starting
-     with a cold piece cache).
+     with a cold piece cache); then the same text one paragraph per call through one reused
+     `TokenizerSession` (request-sized calls, as a server would make).
   3. HF: the reference tokenizer of scripts/reference/tokenizer_fixtures.py (BPE from the GGUF,
      Digits + ByteLevel), one `encode` call on the whole text, best of 5, a freshly built
      tokenizer for each call so its word cache is cold too. TOKENIZERS_PARALLELISM=false.
@@ -41,9 +42,11 @@ def load_reference():
     return module
 
 
-def axon_bench(axon, path, repeats=5):
-    out = subprocess.run([axon, "tokenize", "--model", MODEL, "--bench", path, "--bench-repeats", str(repeats)],
-                         check=True, capture_output=True, text=True).stdout
+def axon_bench(axon, path, repeats=5, paragraphs=False):
+    command = [axon, "tokenize", "--model", MODEL, "--bench", path, "--bench-repeats", str(repeats)]
+    if paragraphs:
+        command.append("--bench-paragraphs")
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     match = re.search(r"= ([0-9.]+) MB/s", out)
     return float(match.group(1)), out.strip()
 
@@ -66,6 +69,8 @@ def main():
 
     axon_mbs, axon_line = axon_bench(args.axon, corpus)
     print(axon_line)
+    _, paragraph_line = axon_bench(args.axon, corpus, paragraphs=True)
+    print(paragraph_line + " [one call per paragraph, one reused TokenizerSession]")
 
     ref = load_reference()
     g = ref.read_gguf(MODEL)

@@ -38,7 +38,7 @@ struct EncoderSession {
 
     init(model: BPEModel, expectedBytes: Int) {
         self.model = model
-        var capacity = 1024
+        var capacity = 256   // small calls (a prompt) stay cheap to set up
         while capacity < Swift.min(expectedBytes / 4, Self.maxSlots) { capacity <<= 1 }
         slots = GrowableBuffer(capacity: capacity)
         slots.base.initialize(repeating: Slot(hash: 0, keyOffset: 0, keyLength: 0, idsOffset: 0, idsCount: 0), count: capacity)
