@@ -1,2 +1,0 @@
-import XCTest
-final class IdentityPlaceholderTests: XCTestCase { func testBuilds() {} }
