@@ -12,6 +12,14 @@ func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1,
                 beta, c, blasint(ldc))
 }
 
+/// y[rows] = M[rows×columns]·x, M row-major (a weight stored [out][in]).
+@inline(__always)
+func sgemv(rows: Int, columns: Int, matrix: UnsafePointer<Float>, vector: UnsafePointer<Float>,
+           result: UnsafeMutablePointer<Float>) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(rows), blasint(columns), 1, matrix, blasint(columns),
+                vector, 1, 0, result, 1)
+}
+
 /// OpenBLAS's thread count is process-wide; the engine pins it to one thread while its own
 /// workers run the many small attention products, and restores it for the projections.
 enum BLASThreads {
