@@ -26,7 +26,8 @@ let package = Package(
         // Library modules.
         .target(name: "GGUF"),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
-        .target(name: "Engine", dependencies: ["GGUF", "CBLAS"]),
+        .target(name: "Engine", dependencies: ["GGUF", "CBLAS"],
+                swiftSettings: [.unsafeFlags(["-Xcc", "-march=x86-64-v3"], .when(platforms: [.linux]))]),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
         .target(name: "Server", dependencies: [
             "Wire", "Engine", "Tokenizer", "Identity", "CLibUV",

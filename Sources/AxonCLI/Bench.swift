@@ -1,10 +1,180 @@
 import ArgumentParser
+import Engine
+import Foundation
+import GGUF
 
+/// `axon bench`: prefill throughput of the engine on fixed shapes, after a warm-up.
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(not yet implemented)")
+    static let configuration = CommandConfiguration(
+        abstract: "Time the forward pass (prefill) on batch×sequence shapes of random valid token ids.")
     @OptionGroup var modelOption: ModelOption
 
+    @Option(help: "Threads for sgemm and the engine's workers (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Comma-separated shapes BATCHxSEQ.")
+    var shapes: String = "1x128,8x128,1x512,4x512"
+
+    @Option(help: "Which positions get logits: last, all (streamed in chunks) or none.")
+    var logits: String = "last"
+
+    @Option(help: "Timed runs per shape (after one warm-up); the median is reported.")
+    var repeats: Int = 3
+
+    @Flag(help: "Print one JSON object and nothing else.")
+    var json = false
+
+    @Flag(help: "Also report each phase's share of the forward time and sgemm GFLOP/s.")
+    var profile = false
+
+    struct Shape { let batch: Int; let seq: Int }
+
     func run() throws {
-        throw ValidationError("axon bench is not implemented yet")
+        let parsedShapes = try Self.parseShapes(shapes)
+        guard ["last", "all", "none"].contains(logits) else {
+            throw ValidationError("--logits must be last, all or none, not '\(logits)'")
+        }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        let path = try modelOption.resolvedPath()
+        let maxTokens = parsedShapes.map { $0.batch * $0.seq }.max() ?? 1
+        let maxRows = parsedShapes.map(\.batch).max() ?? 1
+        let options = EngineOptions(threads: threads, maxBatchTokens: maxTokens, maxRows: maxRows,
+                                    maxSeq: parsedShapes.map(\.seq).max() ?? 1,
+                                    maxLogitRows: min(maxTokens, max(maxRows, 512)), collectTimings: profile)
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let engine = try InferenceEngine(path: path, options: options)
+        let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) * 1e-9
+
+        var generator = SplitMix64(seed: 0x5EED)
+        var results: [Result] = []
+        for shape in parsedShapes {
+            let rows = (0..<shape.batch).map { _ in
+                (0..<shape.seq).map { _ in Int32(truncatingIfNeeded: generator.next() % UInt64(engine.config.vocabSize)) }
+            }
+            let batch = RaggedBatch(rows: rows)
+            try forward(engine, batch)   // warm-up: page in scratch, spin up threads
+            engine.timings = ForwardTimings()
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let start = DispatchTime.now().uptimeNanoseconds
+                try forward(engine, batch)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
+            let median = times.sorted()[times.count / 2]
+            results.append(Result(batch: shape.batch, seq: shape.seq, logits: logits,
+                                  tokens_per_s: Double(batch.tokenCount) / median, ms: median * 1e3,
+                                  phases: profile ? Phases(engine.timings, config: engine.config, logits: logits) : nil))
+            if !json {
+                let r = results[results.count - 1]
+                print(String(format: "%dx%d logits=%@: %.1f tokens/s, %.1f ms", shape.batch, shape.seq, logits, r.tokens_per_s, r.ms))
+                if let p = r.phases { print("  " + p.text) }
+            }
+        }
+        let peak = PeakMemory.residentMegabytes()
+        if json {
+            let report = Report(model: URL(fileURLWithPath: path).lastPathComponent, threads: threads,
+                                load_seconds: loadSeconds, peak_rss_mb: peak, results: results)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(String(format: "load %.2f s, peak RSS %@ MB", loadSeconds, peak.map { String(format: "%.0f", $0) } ?? "?"))
+        }
+    }
+
+    private func forward(_ engine: InferenceEngine, _ batch: RaggedBatch) throws {
+        switch logits {
+        case "all": _ = try engine.forward(batch) { _, _, _ in }
+        case "none": _ = try engine.forward(batch, logits: .none)
+        default: _ = try engine.forward(batch, logits: .last)
+        }
+    }
+
+    static func parseShapes(_ text: String) throws -> [Shape] {
+        try text.split(separator: ",").map { item in
+            let parts = item.lowercased().split(separator: "x")
+            guard parts.count == 2, let b = Int(parts[0]), let s = Int(parts[1]), b > 0, s > 0, b * s <= 1 << 20 else {
+                throw ValidationError("shape '\(item)' is not BATCHxSEQ with positive sizes (e.g. 4x512)")
+            }
+            return Shape(batch: b, seq: s)
+        }
+    }
+
+    struct Report: Encodable {
+        let model: String
+        let threads: Int
+        let load_seconds: Double
+        let peak_rss_mb: Double?
+        let results: [Result]
+    }
+
+    struct Result: Encodable {
+        let batch: Int
+        let seq: Int
+        let logits: String
+        let tokens_per_s: Double
+        let ms: Double
+        let phases: Phases?
+    }
+
+    /// Shares of forward time and the sgemm rate of the projections, from the engine's timings.
+    struct Phases: Encodable {
+        let projections: Double
+        let attention: Double
+        let lm_head: Double
+        let norms: Double
+        let rope: Double
+        let activation: Double
+        let other: Double
+        let projection_gflops: Double
+        let overall_gflops: Double
+
+        init(_ t: ForwardTimings, config c: ModelConfig, logits: String) {
+            let total = max(t.total, 1e-12)
+            projections = t.projections / total
+            attention = t.attention / total
+            lm_head = t.lmHead / total
+            norms = t.norms / total
+            rope = t.rope / total
+            activation = t.activation / total
+            other = t.other / total
+            let h = Double(c.hiddenSize), qkv = Double(c.headCount + 2 * c.kvHeadCount) * Double(c.headDim)
+            let perToken = 2 * Double(c.layerCount) * h * (qkv + Double(c.headCount * c.headDim) + 3 * Double(c.ffnSize))
+            let tokens = Double(t.tokens)
+            projection_gflops = perToken * tokens / max(t.projections, 1e-12) * 1e-9
+            let headRows = logits == "all" ? tokens : (logits == "last" ? Double(t.forwardCount) : 0)
+            let head = 2 * h * Double(c.vocabSize) * headRows
+            overall_gflops = (perToken * tokens + head) / total * 1e-9
+        }
+
+        var text: String {
+            String(format: "projections %.1f%% (%.0f GFLOP/s), attention %.1f%%, LM head %.1f%%, norms %.1f%%, RoPE %.1f%%, SiLU %.1f%%, other %.1f%%; %.0f GFLOP/s overall (projections + LM head)",
+                   projections * 100, projection_gflops, attention * 100, lm_head * 100, norms * 100, rope * 100, activation * 100, other * 100, overall_gflops)
+        }
+    }
+}
+
+/// A small deterministic generator for benchmark ids (fixed seed, same ids every run).
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Peak resident memory of this process (VmHWM in /proc/self/status), in MB; nil where unavailable.
+enum PeakMemory {
+    static func residentMegabytes() -> Double? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Double($0) }.first
+            return kb.map { $0 / 1024 }
+        }
+        return nil
     }
 }

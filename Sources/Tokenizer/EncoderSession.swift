@@ -38,7 +38,7 @@ struct EncoderSession {
 
     init(model: BPEModel, expectedBytes: Int) {
         self.model = model
-        var capacity = 1024
+        var capacity = 256   // small calls (a prompt) stay cheap to set up
         while capacity < Swift.min(expectedBytes / 4, Self.maxSlots) { capacity <<= 1 }
         slots = GrowableBuffer(capacity: capacity)
         slots.base.initialize(repeating: Slot(hash: 0, keyOffset: 0, keyLength: 0, idsOffset: 0, idsCount: 0), count: capacity)
@@ -241,7 +241,7 @@ struct EncoderSession {
             let r = table.lookup(sym[k], sym[k + 1])
             if r != MergeTable.none { heap.append((r >> 32) << 32 | UInt64(k)) }
         }
-        var k = heap.count / 2
+        var k = (heap.count + 2) / 4
         while k > 0 {
             k -= 1
             siftDown(k)
@@ -282,13 +282,15 @@ struct EncoderSession {
         }
     }
 
+    // The heap is 4-ary: half the depth of a binary heap, and the four children of a node
+    // share a cache line, which matters when one piece is megabytes long.
     @inline(__always)
     private mutating func push(_ value: UInt64) {
         heap.append(value)
         var i = heap.count - 1
         let h = heap.base
         while i > 0 {
-            let parent = (i - 1) / 2
+            let parent = (i - 1) >> 2
             if h[parent] <= value { break }
             h[i] = h[parent]
             i = parent
@@ -303,9 +305,15 @@ struct EncoderSession {
         let value = h[start]
         var i = start
         while true {
-            var child = 2 * i + 1
-            if child >= n { break }
-            if child + 1 < n && h[child + 1] < h[child] { child += 1 }
+            let first = 4 * i + 1
+            if first >= n { break }
+            var child = first
+            let last = Swift.min(first + 4, n)
+            var k = first + 1
+            while k < last {
+                if h[k] < h[child] { child = k }
+                k += 1
+            }
             if h[child] >= value { break }
             h[i] = h[child]
             i = child

@@ -165,11 +165,20 @@ public final class Tokenizer: Sendable {
     ///   - parseSpecial: recognize control tokens such as `<|im_start|>` written in the text
     ///     (leftmost, longest match first). Without it they are ordinary text. User-defined
     ///     tokens (HF added tokens with `special: false`) are always recognized, as in HF.
+    ///
+    /// Each call starts from an empty piece cache; a thread that encodes many short texts
+    /// (requests) should keep a `TokenizerSession`, whose cache stays warm across calls.
     public func encode(_ text: String, addSpecial: Bool = false, parseSpecial: Bool = false) -> [Int32] {
+        var session = EncoderSession(model: model, expectedBytes: text.utf8.count)
+        defer { session.free() }
+        return encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial, into: &session)
+    }
+
+    /// The encode pipeline over a caller's scratch: special tokens, split rule, cached BPE.
+    func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool, into session: inout EncoderSession) -> [Int32] {
+        session.output.count = 0
         var text = text
         return text.withUTF8 { utf8 in
-            var session = EncoderSession(model: model, expectedBytes: utf8.count)
-            defer { session.free() }
             if addSpecial && addsBOS, let bos = bosID { session.output.append(bos) }
             if let base = utf8.baseAddress, utf8.count > 0 {
                 let matcher = parseSpecial ? specials : alwaysMatched
@@ -188,6 +197,10 @@ public final class Tokenizer: Sendable {
             if addSpecial && addsEOS, let eos = eosID { session.output.append(eos) }
             return session.takeOutput()
         }
+    }
+
+    func makeEncoderSession() -> EncoderSession {
+        EncoderSession(model: model, expectedBytes: 4096)
     }
 
     /// Pre-tokenizes one segment (text between special tokens) and runs BPE on each piece.

@@ -56,20 +56,24 @@ final class ErrorTests: XCTestCase {
 
     func testSequenceEndingInsideACharacterDecodesToAReplacementCharacter() throws {
         let tokenizer = try Fixtures.smollmFromGGUF.get()
-        let ids = tokenizer.encode("日本")
+        let text = "👍🏽 𝟙 ⑳"
+        let ids = tokenizer.encode(text)
         let bytes = try tokenizer.decodeBytes(ids)
-        XCTAssertEqual(bytes, Array("日本".utf8))
-        // Drop tokens until the byte string ends mid-character: decode marks it with U+FFFD,
-        // decodeBytes keeps the raw prefix.
-        var prefix = ids
-        while !prefix.isEmpty, String(validatingUTF8: (try tokenizer.decodeBytes(prefix)).map { CChar(bitPattern: $0) } + [0]) != nil {
-            prefix.removeLast()
+        XCTAssertEqual(bytes, Array(text.utf8))
+        // Every prefix of the ids whose bytes stop inside a character: decode marks the
+        // incomplete character with U+FFFD, decodeBytes keeps the raw prefix.
+        var cutsInsideACharacter = 0
+        for n in 1..<ids.count {
+            let prefix = try tokenizer.decodeBytes(Array(ids.prefix(n)))
+            XCTAssertEqual(prefix, Array(bytes.prefix(prefix.count)))
+            if String(validating: prefix, as: UTF8.self) == nil {
+                cutsInsideACharacter += 1
+                let decoded = try tokenizer.decode(Array(ids.prefix(n)))
+                XCTAssertTrue(decoded.hasSuffix("\u{FFFD}"), decoded.debugDescription)
+                XCTAssertEqual(decoded.unicodeScalars.filter { $0 == "\u{FFFD}" }.count, 1, decoded.debugDescription)
+            }
         }
-        if !prefix.isEmpty {
-            let text = try tokenizer.decode(prefix)
-            XCTAssertTrue(text.hasSuffix("\u{FFFD}"), text.debugDescription)
-            XCTAssertEqual(try tokenizer.decodeBytes(prefix), Array(bytes.prefix(try tokenizer.decodeBytes(prefix).count)))
-        }
+        XCTAssertGreaterThan(cutsInsideACharacter, 0, "the text should split a character across tokens")
     }
 
     // MARK: tokenizer.json

@@ -35,6 +35,18 @@ final class ExactnessTests: XCTestCase {
         try assertMatches(Fixtures.cases(Fixtures.json("smollm_cases.json")["cases"], prefix: "case"))
     }
 
+    func testPreTokenizerPiecesMatchHuggingFace() throws {
+        let cases = try Fixtures.json("smollm_cases.json")["cases"] as? [[String: Any]] ?? []
+        let tokenizer = try Fixtures.smollmFromGGUF.get()
+        var checked = 0
+        for c in cases {
+            guard let text = c["text"] as? String, let pieces = c["pieces"] as? [String] else { continue }
+            XCTAssertEqual(tokenizer.preTokenize(text), pieces, c["name"] as? String ?? "")
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 30)
+    }
+
     func testRandomUnicodeStringsMatchHuggingFace() throws {
         try assertMatches(Fixtures.cases(Fixtures.json("smollm_random.json")["cases"], prefix: "random"))
     }

@@ -216,7 +216,8 @@ def with_specials(tok, g):
 def write_json(name, value):
     path = os.path.join(OUT, name)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False, separators=(",", ":"))
+        # ASCII escapes: Foundation drops a U+FEFF that is a whole string when reading raw UTF-8.
+        json.dump(value, f, ensure_ascii=True, separators=(",", ":"))
     print(f"wrote {path}: {os.path.getsize(path)} bytes")
 
 
@@ -288,6 +289,9 @@ def main():
     merge_ids = [(vocab[m.split(" ")[0]], vocab[m.split(" ")[1]]) for m in g["merges"]]
 
     cases = [case_entry(tok, name, text) for name, text in CORPUS]
+    for entry in cases:
+        # The pre-tokenizer's pieces as substrings of the input (offsets are in characters).
+        entry["pieces"] = [entry["text"][a:b] for _, (a, b) in tok.pre_tokenizer.pre_tokenize_str(entry["text"])]
     specials = [{"text": t,
                  "ids": tok.encode(t, add_special_tokens=False).ids,
                  "ids_parse_special": special.encode(t, add_special_tokens=False).ids}

@@ -1,0 +1,395 @@
+import CBLAS
+import Foundation
+import GGUF
+
+/// A llama-architecture model in f32, ready to run ragged batches.
+///
+/// Not thread-safe: one caller at a time. The engine owns everything it uses, so it may be created
+/// on one thread and handed to a worker thread that then calls `forward` exclusively.
+/// OpenBLAS's thread count is process-wide; the engine sets it to `options.threads`.
+public final class InferenceEngine: @unchecked Sendable {
+    public let config: ModelConfig
+    public let options: EngineOptions
+    /// Per-phase wall time summed over forward passes, when `options.collectTimings` is set.
+    public var timings = ForwardTimings()
+
+    let weights: ModelWeights
+    let state: RunState
+    private let itemLock = NSLock()
+    private var nextItem = 0
+
+    /// Maps the GGUF file at `path` and loads it; the mapping is released after load.
+    /// - Throws: `GGUFError` for an unreadable or malformed file, else as `init(source:options:)`.
+    public convenience init(path: String, options: EngineOptions = EngineOptions()) throws {
+        try self.init(file: GGUFFile(path: path), options: options)
+    }
+
+    /// Loads a parsed GGUF file (the engine keeps no reference to it).
+    /// - Throws: as `init(source:options:)`.
+    public convenience init(file: GGUFFile, options: EngineOptions = EngineOptions()) throws {
+        try self.init(source: file, options: options)
+    }
+
+    /// Loads and dequantizes every weight (in parallel) and sizes the scratch once.
+    /// - Throws: `EngineError` for missing or inconsistent hyperparameters, tensor shapes,
+    ///   undecodable tensors, or options out of range.
+    public init(source: ModelSource, options: EngineOptions = EngineOptions()) throws {
+        let config = try ModelConfig(source: source)
+        try options.validate(for: config)
+        self.config = config
+        self.options = options
+        weights = try ModelWeights(config: config, source: source)
+        state = RunState(config: config, options: options)
+        BLASThreads.set(options.threads)
+    }
+
+    // MARK: Forward
+
+    /// Runs the batch through the model.
+    ///
+    /// - Parameters:
+    ///   - batch: token rows; positions restart at 0 in each row and attention is causal within it.
+    ///   - logits: which positions get LM-head logits (`.all` needs `tokenCount ≤ options.maxLogitRows`).
+    /// - Returns: views of the hidden states after the final norm and of the selected logits, valid
+    ///   until the next call on this engine.
+    /// - Throws: `EngineError` for an empty batch or row, out-of-vocabulary ids, or sizes over the options.
+    public func forward(_ batch: RaggedBatch, logits selection: LogitsSelection) throws -> ForwardResult {
+        try validate(batch)
+        if selection == .all, batch.tokenCount > options.maxLogitRows {
+            throw EngineError.tooManyLogitPositions(count: batch.tokenCount, max: options.maxLogitRows)
+        }
+        runLayers(batch)
+        let start = now()
+        switch selection {
+        case .none:
+            break
+        case .last:
+            let h = config.hiddenSize
+            for r in 0..<batch.rowCount {
+                (state.gathered + r * h).update(from: state.normed + (batch.rowOffsets[r + 1] - 1) * h, count: h)
+            }
+            lmHead(state.gathered, rows: batch.rowCount)
+        case .all:
+            lmHead(state.normed, rows: batch.tokenCount)
+        }
+        record(\.lmHead, since: start)
+        return ForwardResult(batch: batch, selection: selection, config: config,
+                             hidden: UnsafePointer(state.normed), logits: UnsafePointer(state.logits))
+    }
+
+    /// Runs the batch and streams the logits of every position, in order, to `body`, computing
+    /// the LM head in chunks of `options.maxLogitRows` positions so memory stays bounded.
+    ///
+    /// - Parameter body: called with the row, the position in the row and that position's logits
+    ///   (valid only during the call).
+    /// - Returns: the hidden states as in `forward(_:logits:)`; the result carries no logits.
+    /// - Throws: `EngineError` as `forward(_:logits:)`, or what `body` throws.
+    public func forward(_ batch: RaggedBatch,
+                        eachLogits body: (_ row: Int, _ position: Int, _ logits: UnsafeBufferPointer<Float>) throws -> Void) throws -> ForwardResult {
+        try validate(batch)
+        runLayers(batch)
+        let v = config.vocabSize, h = config.hiddenSize
+        var row = 0
+        var chunkStart = 0
+        while chunkStart < batch.tokenCount {
+            let count = min(options.maxLogitRows, batch.tokenCount - chunkStart)
+            let start = now()
+            lmHead(state.normed + chunkStart * h, rows: count)
+            record(\.lmHead, since: start)
+            for i in 0..<count {
+                let t = chunkStart + i
+                while t >= batch.rowOffsets[row + 1] { row += 1 }
+                try body(row, t - batch.rowOffsets[row], UnsafeBufferPointer(start: state.logits + i * v, count: v))
+            }
+            chunkStart += count
+        }
+        return ForwardResult(batch: batch, selection: .none, config: config,
+                             hidden: UnsafePointer(state.normed), logits: UnsafePointer(state.logits))
+    }
+
+    private func validate(_ batch: RaggedBatch) throws {
+        guard batch.rowCount > 0 else { throw EngineError.emptyBatch }
+        guard batch.rowCount <= options.maxRows else { throw EngineError.tooManyRows(count: batch.rowCount, max: options.maxRows) }
+        guard batch.tokenCount <= options.maxBatchTokens else {
+            throw EngineError.tooManyTokens(count: batch.tokenCount, max: options.maxBatchTokens)
+        }
+        let vocab = config.vocabSize
+        for r in 0..<batch.rowCount {
+            let length = batch.length(ofRow: r)
+            guard length > 0 else { throw EngineError.emptyRow(row: r) }
+            guard length <= options.maxSeq else { throw EngineError.rowTooLong(row: r, length: length, max: options.maxSeq) }
+            let start = batch.rowOffsets[r]
+            for t in batch.range(ofRow: r) {
+                let id = batch.tokens[t]
+                guard id >= 0, Int(id) < vocab else {
+                    throw EngineError.tokenOutOfRange(row: r, position: t - start, id: id, vocabSize: vocab)
+                }
+            }
+        }
+    }
+
+    /// Embeddings, every layer, and the final norm into `state.normed` (tokens × hidden).
+    private func runLayers(_ batch: RaggedBatch) {
+        let c = config, s = state, w = weights
+        let n = batch.tokenCount, h = c.hiddenSize, qkvW = c.qkvWidth, f = c.ffnSize
+        let eps = Float(c.rmsEps)
+
+        var start = now()
+        batch.tokens.withUnsafeBufferPointer { ids in
+            for t in 0..<n {
+                (s.x + t * h).update(from: w.tokenEmbedding + Int(ids[t]) * h, count: h)
+            }
+        }
+        record(\.other, since: start)
+
+        for layer in w.layers {
+            // Attention block: x += Wo · Attn(RoPE(Wq·n), RoPE(Wk·n), Wv·n), n = RMSNorm(x)·attn_norm.
+            start = now()
+            forEachToken(n) { t in rmsNorm(s.x + t * h, weight: layer.attnNorm, out: s.normed + t * h, n: h, eps: eps) }
+            record(\.norms, since: start)
+
+            start = now()
+            sgemm(m: n, n: qkvW, k: h, a: s.normed, lda: h, b: layer.qkv, ldb: h, transposeB: true, c: s.qkv, ldc: qkvW)
+            record(\.projections, since: start)
+
+            start = now()
+            applyRope(batch)
+            record(\.rope, since: start)
+
+            start = now()
+            attention(batch)
+            record(\.attention, since: start)
+
+            start = now()
+            sgemm(m: n, n: h, k: c.headCount * c.headDim, a: s.attn, lda: c.headCount * c.headDim,
+                  b: layer.attnOutput, ldb: c.headCount * c.headDim, transposeB: true, beta: 1, c: s.x, ldc: h)
+            record(\.projections, since: start)
+
+            // Feed-forward block: x += Wdown · (SiLU(Wgate·m) ⊙ Wup·m), m = RMSNorm(x)·ffn_norm.
+            start = now()
+            forEachToken(n) { t in rmsNorm(s.x + t * h, weight: layer.ffnNorm, out: s.normed + t * h, n: h, eps: eps) }
+            record(\.norms, since: start)
+
+            start = now()
+            sgemm(m: n, n: 2 * f, k: h, a: s.normed, lda: h, b: layer.gateUp, ldb: h, transposeB: true, c: s.ffn, ldc: 2 * f)
+            record(\.projections, since: start)
+
+            start = now()
+            forEachToken(n) { t in siluMul(s.ffn + t * 2 * f, up: s.ffn + t * 2 * f + f, n: f) }
+            record(\.activation, since: start)
+
+            start = now()
+            sgemm(m: n, n: h, k: f, a: s.ffn, lda: 2 * f, b: layer.down, ldb: f, transposeB: true, beta: 1, c: s.x, ldc: h)
+            record(\.projections, since: start)
+        }
+
+        start = now()
+        forEachToken(n) { t in rmsNorm(s.x + t * h, weight: w.outputNorm, out: s.normed + t * h, n: h, eps: eps) }
+        record(\.norms, since: start)
+        if options.collectTimings { timings.forwardCount += 1; timings.tokens += n }
+    }
+
+    /// RoPE on every query and key head of every token, at its position within its row.
+    private func applyRope(_ batch: RaggedBatch) {
+        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth
+        batch.rowOffsets.withUnsafeBufferPointer { offsets in
+            let offsets = UnsafeBufferPointer(rebasing: offsets[...])
+            forEachToken(batch.tokenCount) { t in
+                // Row of token t: the last offset ≤ t (rows are few; a binary search keeps it O(log rows)).
+                var lo = 0, hi = offsets.count - 1
+                while hi - lo > 1 { let mid = (lo + hi) / 2; if offsets[mid] <= t { lo = mid } else { hi = mid } }
+                let pos = t - offsets[lo]
+                // Q heads and K heads are adjacent in the fused row: rotate them in one sweep.
+                ropeInPlace(s.qkv + t * qkvW, heads: c.headCount + c.kvHeadCount, headDim: hd,
+                            cosDup: s.ropeCos + pos * hd, sinSigned: s.ropeSin + pos * hd)
+            }
+        }
+    }
+
+    /// Runs `body` for tokens 0..<count, split in contiguous ranges over the engine's threads.
+    /// Small batches stay on the calling thread.
+    @inline(__always)
+    private func forEachToken(_ count: Int, _ body: (Int) -> Void) {
+        let workers = min(options.threads, count / 16)
+        guard workers > 1 else {
+            for t in 0..<count { body(t) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                for t in (count * w / workers)..<(count * (w + 1) / workers) { body(t) }
+            }
+        }
+    }
+
+    /// Causal grouped-query attention within each row. A work item is one row, one KV head and one
+    /// block of queries; the query heads sharing that KV head are stacked so each product is one
+    /// larger sgemm. Items are spread over the engine's own workers with OpenBLAS pinned to one
+    /// thread, because each product is too small for OpenBLAS to split well.
+    private func attention(_ batch: RaggedBatch) {
+        let s = state, block = RunState.queryBlock
+        var count = 0
+        for r in 0..<batch.rowCount {
+            let length = batch.length(ofRow: r)
+            // Longest blocks first so the workers finish together.
+            var qs = ((length - 1) / block) * block
+            while qs >= 0 {
+                for kvHead in 0..<config.kvHeadCount {
+                    s.items[count] = AttentionItem(rowStart: Int32(batch.rowOffsets[r]), queryStart: Int32(qs),
+                                                   queryCount: Int32(min(block, length - qs)), kvHead: Int32(kvHead))
+                    count += 1
+                }
+                qs -= block
+            }
+        }
+        let workers = min(options.threads, count)
+        if workers <= 1 {
+            for i in 0..<count { attend(s.items[i], scratch: s.attentionScratch(worker: 0)) }
+            return
+        }
+        BLASThreads.set(1)
+        nextItem = 0
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let scratch = s.attentionScratch(worker: worker)
+            while let i = claimItem(limit: count) { attend(s.items[i], scratch: scratch) }
+        }
+        BLASThreads.set(options.threads)
+    }
+
+    private func claimItem(limit: Int) -> Int? {
+        itemLock.lock()
+        defer { itemLock.unlock() }
+        guard nextItem < limit else { return nil }
+        nextItem += 1
+        return nextItem - 1
+    }
+
+    /// One query block against one KV head: the `group` query heads are gathered into
+    /// Q (group·nq × hd); S = Q·Kᵀ/√hd over the key prefix; causal softmax; O = S·V; O is scattered
+    /// back to each head's slot of `state.attn`.
+    private func attend(_ item: AttentionItem, scratch: AttentionScratch) {
+        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth, attnW = c.headCount * hd
+        let group = c.headCount / c.kvHeadCount
+        let rowStart = Int(item.rowStart), qs = Int(item.queryStart), nq = Int(item.queryCount), kvHead = Int(item.kvHead)
+        let keys = qs + nq, m = group * nq
+        for j in 0..<group {
+            let head = kvHead * group + j
+            for i in 0..<nq {
+                (scratch.queries + (j * nq + i) * hd).update(from: s.qkv + (rowStart + qs + i) * qkvW + head * hd, count: hd)
+            }
+        }
+        let k = s.qkv + rowStart * qkvW + c.headCount * hd + kvHead * hd
+        let v = k + c.kvWidth
+        sgemm(m: m, n: keys, k: hd, alpha: 1 / Float(hd).squareRoot(), a: scratch.queries, lda: hd, b: k, ldb: qkvW,
+              transposeB: true, c: scratch.scores, ldc: keys)
+        for r in 0..<m { softmaxPrefix(scratch.scores + r * keys, valid: qs + r % nq + 1, total: keys) }
+        sgemm(m: m, n: hd, k: keys, a: scratch.scores, lda: keys, b: v, ldb: qkvW, transposeB: false,
+              c: scratch.output, ldc: hd)
+        for j in 0..<group {
+            let head = kvHead * group + j
+            for i in 0..<nq {
+                (s.attn + (rowStart + qs + i) * attnW + head * hd).update(from: scratch.output + (j * nq + i) * hd, count: hd)
+            }
+        }
+    }
+
+    /// logits (rows × vocab) = hidden (rows × hidden) · outputᵀ, into `state.logits`.
+    private func lmHead(_ hidden: UnsafePointer<Float>, rows: Int) {
+        // A few rows are matrix-vector products: sgemm would pack the whole head for each call.
+        if rows <= Self.gemvRowLimit {
+            for r in 0..<rows {
+                sgemv(rows: config.vocabSize, columns: config.hiddenSize, matrix: weights.output,
+                      vector: hidden + r * config.hiddenSize, result: state.logits + r * config.vocabSize)
+            }
+            return
+        }
+        sgemm(m: rows, n: config.vocabSize, k: config.hiddenSize, a: hidden, lda: config.hiddenSize,
+              b: weights.output, ldb: config.hiddenSize, transposeB: true, c: state.logits, ldc: config.vocabSize)
+    }
+
+    /// Above one row, sgemm beats repeated sgemv (measured: 2 rows are even, 4 rows 1.5× faster).
+    static let gemvRowLimit = 1
+
+    // MARK: Timing
+
+    @inline(__always) private func now() -> UInt64 {
+        options.collectTimings ? DispatchTime.now().uptimeNanoseconds : 0
+    }
+
+    @inline(__always) private func record(_ phase: WritableKeyPath<ForwardTimings, Double>, since start: UInt64) {
+        guard options.collectTimings else { return }
+        timings[keyPath: phase] += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+    }
+}
+
+/// Wall time per phase of the forward pass, in seconds, summed over calls.
+public struct ForwardTimings: Sendable {
+    /// sgemm of Q|K|V, attention output, gate|up and down.
+    public var projections = 0.0
+    /// Attention products (sgemm) and softmax, on the engine's workers.
+    public var attention = 0.0
+    /// LM head sgemm (and gathering its input rows).
+    public var lmHead = 0.0
+    public var norms = 0.0
+    public var rope = 0.0
+    /// SiLU(gate)·up.
+    public var activation = 0.0
+    /// Embedding lookup.
+    public var other = 0.0
+    public var forwardCount = 0
+    public var tokens = 0
+
+    public init() {}
+    public var total: Double { projections + attention + lmHead + norms + rope + activation + other }
+}
+
+/// Views into the engine's buffers after a forward pass, valid until its next call.
+public struct ForwardResult {
+    public let batch: RaggedBatch
+    public let selection: LogitsSelection
+    public let hiddenSize: Int
+    public let vocabSize: Int
+    private let hiddenBase: UnsafePointer<Float>
+    private let logitsBase: UnsafePointer<Float>
+
+    init(batch: RaggedBatch, selection: LogitsSelection, config: ModelConfig,
+         hidden: UnsafePointer<Float>, logits: UnsafePointer<Float>) {
+        self.batch = batch
+        self.selection = selection
+        hiddenSize = config.hiddenSize
+        vocabSize = config.vocabSize
+        hiddenBase = hidden
+        logitsBase = logits
+    }
+
+    /// Hidden states after the final norm for every position of `row`: (length × hiddenSize), row-major.
+    public func hidden(row: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: hiddenBase + batch.rowOffsets[row] * hiddenSize, count: batch.length(ofRow: row) * hiddenSize)
+    }
+
+    /// Hidden state after the final norm at one position of one row.
+    public func hidden(row: Int, position: Int) -> UnsafeBufferPointer<Float> {
+        precondition(position >= 0 && position < batch.length(ofRow: row), "position \(position) outside row \(row)")
+        return UnsafeBufferPointer(start: hiddenBase + (batch.rowOffsets[row] + position) * hiddenSize, count: hiddenSize)
+    }
+
+    /// Logits at one position, or nil when that position was not selected.
+    public func logits(row: Int, position: Int) -> UnsafeBufferPointer<Float>? {
+        let length = batch.length(ofRow: row)
+        precondition(position >= 0 && position < length, "position \(position) outside row \(row)")
+        switch selection {
+        case .none: return nil
+        case .last: return position == length - 1 ? lastLogits(row: row) : nil
+        case .all: return UnsafeBufferPointer(start: logitsBase + (batch.rowOffsets[row] + position) * vocabSize, count: vocabSize)
+        }
+    }
+
+    /// Logits at the last position of `row`, or nil when no logits were selected.
+    public func lastLogits(row: Int) -> UnsafeBufferPointer<Float>? {
+        switch selection {
+        case .none: return nil
+        case .last: return UnsafeBufferPointer(start: logitsBase + row * vocabSize, count: vocabSize)
+        case .all: return logits(row: row, position: batch.length(ofRow: row) - 1)
+        }
+    }
+}

@@ -1,0 +1,122 @@
+/// The k most likely next tokens of a softmax over logits, and what is left for the rest.
+public struct TopK: Sendable, Equatable {
+    /// Token ids, most probable first (ties: lower id first).
+    public var ids: [Int32]
+    /// softmax(logits)[id] for each of `ids`.
+    public var probs: [Float]
+    /// 1 − Σ probs: the probability mass of every token outside the top k.
+    public var leftoverMass: Float
+    /// leftoverMass / (vocab − k): the probability Bittensor validators assume for a token outside
+    /// the top k (0 when k covers the vocabulary).
+    public var floor: Float
+}
+
+/// Softmax top-k in one pass over the logits: a running max and rescaled sum of exponentials
+/// (online softmax) together with a size-k min-heap of the best logits.
+///
+/// - Parameters:
+///   - logits: one position's logits (vocabulary order).
+///   - k: how many candidates to return; clamped to 0...logits.count.
+public func topK(_ logits: UnsafeBufferPointer<Float>, k: Int) -> TopK {
+    let n = logits.count
+    let k = max(0, min(k, n))
+    guard n > 0, let base = logits.baseAddress else { return TopK(ids: [], probs: [], leftoverMass: 0, floor: 0) }
+    var heap = MinHeap(capacity: k)
+    var runningMax = -Float.infinity
+    var sum: Float = 0
+    var i = 0
+    while i + vecWidth <= n {
+        let chunk = loadVec(base + i)
+        let chunkMax = horizontalMax(chunk)
+        if chunkMax > runningMax {
+            sum *= vexp(Vec(repeating: runningMax - chunkMax))[0]
+            runningMax = chunkMax
+        }
+        sum += vexp(chunk - Vec(repeating: runningMax)).sum()
+        if k > 0, !heap.isFull || chunkMax >= heap.minValue {
+            for j in 0..<vecWidth { heap.offer(chunk[j], id: Int32(i + j)) }
+        }
+        i += vecWidth
+    }
+    while i < n {
+        let x = base[i]
+        if x > runningMax {
+            sum *= vexp(Vec(repeating: runningMax - x))[0]
+            runningMax = x
+        }
+        sum += vexp(Vec(repeating: x - runningMax))[0]
+        if k > 0 { heap.offer(x, id: Int32(i)) }
+        i += 1
+    }
+    let (values, ids) = heap.sortedDescending()
+    let inv = 1 / sum
+    var probs = [Float](repeating: 0, count: values.count)
+    var covered: Float = 0
+    for j in 0..<values.count {
+        probs[j] = vexp(Vec(repeating: values[j] - runningMax))[0] * inv
+        covered += probs[j]
+    }
+    let leftover = max(0, 1 - covered)
+    return TopK(ids: ids, probs: probs, leftoverMass: leftover, floor: k < n ? leftover / Float(n - k) : 0)
+}
+
+/// A bounded min-heap of (logit, id) keeping the `capacity` best; "better" is the higher logit,
+/// then the lower id.
+private struct MinHeap {
+    private var values: [Float]
+    private var ids: [Int32]
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        values = []
+        ids = []
+        values.reserveCapacity(capacity)
+        ids.reserveCapacity(capacity)
+    }
+
+    var isFull: Bool { values.count == capacity }
+    var minValue: Float { values[0] }
+
+    @inline(__always) private func worse(_ a: Int, _ b: Int) -> Bool {
+        values[a] < values[b] || (values[a] == values[b] && ids[a] > ids[b])
+    }
+
+    mutating func offer(_ value: Float, id: Int32) {
+        guard !value.isNaN else { return }
+        if values.count < capacity {
+            values.append(value)
+            ids.append(id)
+            var c = values.count - 1
+            while c > 0 {
+                let p = (c - 1) / 2
+                guard worse(c, p) else { break }
+                values.swapAt(c, p)
+                ids.swapAt(c, p)
+                c = p
+            }
+            return
+        }
+        guard value > values[0] || (value == values[0] && id < ids[0]) else { return }
+        values[0] = value
+        ids[0] = id
+        var p = 0
+        while true {
+            let l = 2 * p + 1, r = l + 1
+            var m = p
+            if l < values.count, worse(l, m) { m = l }
+            if r < values.count, worse(r, m) { m = r }
+            guard m != p else { break }
+            values.swapAt(p, m)
+            ids.swapAt(p, m)
+            p = m
+        }
+    }
+
+    func sortedDescending() -> ([Float], [Int32]) {
+        let order = values.indices.sorted { a, b in
+            values[a] > values[b] || (values[a] == values[b] && ids[a] < ids[b])
+        }
+        return (order.map { values[$0] }, order.map { ids[$0] })
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class EnginePlaceholderTests: XCTestCase { func testBuilds() {} }
