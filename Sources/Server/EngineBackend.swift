@@ -1,19 +1,60 @@
+import Engine
+import Foundation
 import GGUF
 
-/// The real engine behind the `InferenceBackend` seam.
+/// The real engine behind the `InferenceBackend` seam. Hidden states and last-position logits are
+/// handed over as the engine's own views (no copy). Every-position logits are streamed by the engine
+/// in chunks and gathered here, so the engine's logit buffer stays small.
 public final class EngineBackend: InferenceBackend {
     public let modelInfo: ModelInfo
+    public let engine: InferenceEngine
+    private var batch = RaggedBatch()
+    /// Every-position logits, `[tokens, vocab]`; grown on demand, reused across batches.
+    private var allLogits: [Float] = []
 
-    public struct Unavailable: Error, CustomStringConvertible {
-        public var description: String { "the inference engine is not available in this build yet; use --fake" }
-    }
-
+    /// Loads the model from a parsed GGUF file.
+    /// - Throws: `EngineError` when the model or the limits are unusable.
     public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int) throws {
-        self.modelInfo = modelInfo
-        throw Unavailable()
+        let options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
+                                    maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
+                                    maxLogitRows: max(maxRows, min(512, maxBatchTokens)))
+        engine = try InferenceEngine(file: file, options: options)
+        var info = modelInfo
+        info.vocabSize = engine.config.vocabSize
+        info.hiddenSize = engine.config.hiddenSize
+        self.modelInfo = info
     }
 
     public func forward(rows: [[Int32]], hidden: Bool, logits: LogitsWanted, body: (BackendOutput) throws -> Void) throws {
-        throw Unavailable()
+        batch.removeAll()
+        for row in rows { batch.append(row: row) }
+        let tokens = batch.tokenCount, h = engine.config.hiddenSize, v = engine.config.vocabSize
+        let result: ForwardResult
+        switch logits {
+        case .none, .last:
+            result = try engine.forward(batch, logits: logits == .last ? .last : .none)
+        case .all:
+            if allLogits.count < tokens * v { allLogits = [Float](repeating: 0, count: tokens * v) }
+            let offsets = batch.rowOffsets
+            result = try allLogits.withUnsafeMutableBufferPointer { destination in
+                try engine.forward(batch) { row, position, values in
+                    guard let source = values.baseAddress, let target = destination.baseAddress else { return }
+                    (target + (offsets[row] + position) * v).update(from: source, count: v)
+                }
+            }
+        }
+        let hiddenView = UnsafeBufferPointer(start: result.hidden(row: 0).baseAddress, count: tokens * h)
+        switch logits {
+        case .none:
+            try body(BackendOutput(hidden: hiddenView, logits: nil, logitsWanted: .none))
+        case .last:
+            let lastView = UnsafeBufferPointer(start: result.lastLogits(row: 0)?.baseAddress, count: rows.count * v)
+            try body(BackendOutput(hidden: hiddenView, logits: lastView, logitsWanted: .last))
+        case .all:
+            try allLogits.withUnsafeBufferPointer { all in
+                try body(BackendOutput(hidden: hiddenView, logits: UnsafeBufferPointer(rebasing: all[0..<(tokens * v)]),
+                                       logitsWanted: .all))
+            }
+        }
     }
 }

@@ -52,7 +52,6 @@ final class Scheduler: @unchecked Sendable {
     private var busy = false
     private var stopping = false
     private var thread: Thread?
-    private var topK = TopKSoftmax()
     private let finished = DispatchSemaphore(value: 0)
 
     init(backend: InferenceBackend, encoder: SynapseEncoder, maxQueue: Int, maxBatchRows: Int, maxBatchTokens: Int,
@@ -178,7 +177,7 @@ final class Scheduler: @unchecked Sendable {
             try backend.forward(rows: rows, hidden: wantsHidden, logits: logits) { output in
                 let computed = monotonicNanoseconds()
                 for (index, job) in live.enumerated() {
-                    let results = encoder.encode(job.forward, placements: placements[index], output: output, topK: &topK)
+                    let results = encoder.encode(job.forward, placements: placements[index], output: output)
                     let timing = Timing(queueUs: UInt32(clamping: (start - job.arrival) / 1000),
                                         computeUs: UInt32(clamping: (computed - start) / 1000), batchRows: batchRows)
                     completions.append(frame(job, Response(id: job.requestID, code: .success, timing: timing,

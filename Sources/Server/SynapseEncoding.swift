@@ -1,8 +1,6 @@
 // Turns one forward pass's outputs into the wire encodings of each synapse (docs/PROTOCOL.md).
+import Engine
 import Wire
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Where one request's rows sit in the batch the backend ran.
 struct RowPlacement {
@@ -45,77 +43,13 @@ struct FloatTensorWriter {
     }
 }
 
-/// The k largest entries of a logit row, softmaxed over the whole row. Reuses its scratch between rows.
-public struct TopKSoftmax {
-    public private(set) var ids: [Int32] = []
-    public private(set) var probabilities: [Float] = []
-    /// (1 − Σ top-k probabilities) / (vocab − k), or 0 when k = vocab.
-    public private(set) var floor: Float = 0
-
-    public init() {}
-
-    /// Ranks by logit, highest first; equal logits rank the lower id first.
-    public mutating func compute(logits: UnsafeBufferPointer<Float>, k: Int) {
-        let vocab = logits.count
-        let k = min(k, vocab)
-        var maxLogit = -Float.infinity
-        for value in logits where value > maxLogit { maxLogit = value }
-        var sum: Double = 0
-        for value in logits { sum += Double(expf(value - maxLogit)) }
-
-        // A min-heap of the best k so far; its root is the worst of them.
-        ids.removeAll(keepingCapacity: true)
-        func worse(_ a: Int32, _ b: Int32) -> Bool {
-            let (x, y) = (logits[Int(a)], logits[Int(b)])
-            return x < y || (x == y && a > b)
-        }
-        func siftDown(_ start: Int) {
-            var parent = start
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var smallest = parent
-                if left < ids.count, worse(ids[left], ids[smallest]) { smallest = left }
-                if right < ids.count, worse(ids[right], ids[smallest]) { smallest = right }
-                if smallest == parent { return }
-                ids.swapAt(parent, smallest)
-                parent = smallest
-            }
-        }
-        for id in 0..<Int32(vocab) {
-            if ids.count < k {
-                ids.append(id)
-                var child = ids.count - 1
-                while child > 0 {
-                    let parent = (child - 1) / 2
-                    guard worse(ids[child], ids[parent]) else { break }
-                    ids.swapAt(child, parent)
-                    child = parent
-                }
-            } else if k > 0, worse(ids[0], id) {
-                ids[0] = id
-                siftDown(0)
-            }
-        }
-        ids.sort { worse($1, $0) }
-        probabilities.removeAll(keepingCapacity: true)
-        var covered: Double = 0
-        for id in ids {
-            let p = Double(expf(logits[Int(id)] - maxLogit)) / sum
-            probabilities.append(Float(p))
-            covered += p
-        }
-        floor = vocab > k ? Float(max(0, 1 - covered) / Double(vocab - k)) : 0
-    }
-}
-
 /// Encodes every synapse of one request from the batch's outputs.
 struct SynapseEncoder {
     let vocabSize: Int
     let hiddenSize: Int
     let networkDim: Int
 
-    func encode(_ request: ValidatedForward, placements: [RowPlacement], output: BackendOutput,
-                topK: inout TopKSoftmax) -> [SynapseResult] {
+    func encode(_ request: ValidatedForward, placements: [RowPlacement], output: BackendOutput) -> [SynapseResult] {
         request.synapses.enumerated().map { index, synapse in
             if let (code, message) = request.synapseFailures[index] {
                 return SynapseResult(type: synapse.type, code: code, message: message)
@@ -126,9 +60,9 @@ struct SynapseEncoder {
             case .textLastHiddenState:
                 tensors = [hidden(request, placements, output, dtype)]
             case .textCausalLM:
-                tensors = logits(request, placements, output, dtype, k: Int(synapse.topk), everyPosition: true, topK: &topK)
+                tensors = logits(request, placements, output, dtype, k: Int(synapse.topk), everyPosition: true)
             default:
-                tensors = logits(request, placements, output, dtype, k: Int(synapse.topk), everyPosition: false, topK: &topK)
+                tensors = logits(request, placements, output, dtype, k: Int(synapse.topk), everyPosition: false)
             }
             return SynapseResult(type: synapse.type, code: .success, tensors: tensors)
         }
@@ -168,7 +102,7 @@ struct SynapseEncoder {
 
     /// Raw logits or top-k (probabilities, ids, floor), for every position or the last valid one.
     private func logits(_ request: ValidatedForward, _ placements: [RowPlacement], _ output: BackendOutput,
-                        _ dtype: DataType, k: Int, everyPosition: Bool, topK: inout TopKSoftmax) -> [Tensor] {
+                        _ dtype: DataType, k: Int, everyPosition: Bool) -> [Tensor] {
         let (batch, seq) = (request.batch, request.seq)
         let positionsShape = everyPosition ? [batch, seq] : [batch]
         let positionCount = everyPosition ? batch * seq : batch
@@ -193,14 +127,15 @@ struct SynapseEncoder {
         var floors = FloatTensorWriter(count: positionCount, dtype: dtype)
         for (position, placement, t) in wanted {
             guard let source = logitRow(output, placement, token: t) else { continue }
-            topK.compute(logits: source, k: k)
-            topK.probabilities.withUnsafeBufferPointer { probabilities.write($0, at: position * k) }
+            // The engine's softmax top-k: descending, ties to the lower id, floor as the protocol defines it.
+            let best = topK(source, k: k)
+            best.probs.withUnsafeBufferPointer { probabilities.write($0, at: position * k) }
             ids.withUnsafeMutableBytes { raw in
-                for (index, id) in topK.ids.enumerated() {
+                for (index, id) in best.ids.enumerated() {
                     raw.storeBytes(of: id.littleEndian, toByteOffset: (position * k + index) * 4, as: Int32.self)
                 }
             }
-            floors.write(topK.floor, at: position)
+            floors.write(best.floor, at: position)
         }
         return [probabilities.tensor(shape: positionsShape + [k]),
                 Tensor(buffer: ids, shape: (positionsShape + [k]).map(Int64.init), dtype: .int32),
