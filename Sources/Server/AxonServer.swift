@@ -217,6 +217,10 @@ public final class AxonServer: @unchecked Sendable {
         connection.cancellation.cancel()
         connections[connection.id] = nil
         lock.withLock { openConnectionCount = connections.count }
+        // Writes cancelled by the close still call back; the connection may be gone by then.
+        connection.socket.onRead = nil
+        connection.socket.onEnd = nil
+        connection.socket.onWriteDone = nil
         connection.socket.close()
         logger.debug("connection \(connection.id) closed: \(reason)")
     }
