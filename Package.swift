@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
-// {Wire, Engine, Tokenizer, Identity} <- Server, {Wire, Identity} <- AxonClient, everything <- axon (CLI).
+// {Wire, Engine, Tokenizer, Identity} <- Server, {Wire, Identity} <- AxonClient,
+// {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
 let package = Package(
     name: "Axon",
     platforms: [.macOS(.v13)],
@@ -35,10 +36,11 @@ let package = Package(
         ]),
         .target(name: "Identity", dependencies: ["CSodium"]),
         .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
+        .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
-            "GGUF", "Tokenizer", "Engine", "Wire", "Server", "AxonClient", "Identity",
+            "GGUF", "Tokenizer", "Engine", "Wire", "Server", "AxonClient", "Identity", "Validator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -50,7 +52,9 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF"]),
+        .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF", "Identity"]),
+        .testTarget(name: "ValidatorTests", dependencies: ["TestSupport", "Validator", "Server", "AxonClient", "Wire", "Identity",
+                                                           "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

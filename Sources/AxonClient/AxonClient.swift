@@ -1,6 +1,7 @@
 // A pipelined, deadline-aware client for the axon protocol over a blocking socket, with one reader
 // thread that matches responses to waiting callers by request id.
 import Foundation
+import Identity
 import Wire
 
 /// Why a call could not complete.
@@ -11,6 +12,7 @@ public enum ClientError: Error, CustomStringConvertible {
     case timedOut(id: UInt64, seconds: Double)
     case connectionClosed(reason: String)
     case malformedResponse(String)
+    case noReceiver(endpoint: String, reason: String)
 
     public var description: String {
         switch self {
@@ -20,13 +22,20 @@ public enum ClientError: Error, CustomStringConvertible {
         case let .timedOut(id, seconds): return "no response to request \(id) within \(seconds) s"
         case let .connectionClosed(reason): return "the connection closed: \(reason)"
         case let .malformedResponse(reason): return "the server sent a malformed response: \(reason)"
+        case let .noReceiver(endpoint, reason):
+            return "cannot sign for \(endpoint): its hotkey is unknown (\(reason)); pass it in the endpoints file or check INFO"
         }
     }
 }
 
 /// One TCP connection to an axon. Thread-safe: several threads may call at once (pipelining).
+/// With a hotkey, FORWARD requests are signed (one `SigningSession` per client, so one uuid per
+/// connection); the receiver is the axon's hotkey, from `receiver` or else from INFO on first use.
 public final class AxonClient: @unchecked Sendable {
     public let endpoint: String
+    /// Signs FORWARD requests; nil sends them unsigned (for `--no-auth` axons).
+    public let session: SigningSession?
+    private var knownReceiver: String?
     private let socket: Int32
     private let decoder: FrameDecoder
     private let writeLock = NSLock()
@@ -39,8 +48,11 @@ public final class AxonClient: @unchecked Sendable {
 
     /// Connects to `host:port`.
     /// - Throws: `ClientError.connectFailed`.
-    public init(host: String, port: Int, maxFrame: Int = 512 * 1024 * 1024) throws {
+    public init(host: String, port: Int, hotkey: Hotkey? = nil, receiver: String? = nil,
+                maxFrame: Int = 512 * 1024 * 1024) throws {
         endpoint = "\(host):\(port)"
+        session = hotkey.map { SigningSession(hotkey: $0) }
+        knownReceiver = receiver
         decoder = FrameDecoder(maxFrameSize: maxFrame)
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -76,12 +88,32 @@ public final class AxonClient: @unchecked Sendable {
     }
 
     /// Connects to "HOST:PORT" (IPv6 as "[::1]:PORT").
-    public convenience init(endpoint: String) throws {
-        guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]) else {
+    public convenience init(endpoint: String, hotkey: Hotkey? = nil, receiver: String? = nil) throws {
+        let (host, port) = try Self.parse(endpoint: endpoint)
+        try self.init(host: host, port: port, hotkey: hotkey, receiver: receiver)
+    }
+
+    /// Splits "HOST:PORT" (IPv6 as "[::1]:PORT").
+    /// - Throws: `ClientError.badEndpoint`.
+    public static func parse(endpoint: String) throws -> (host: String, port: Int) {
+        guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]),
+              (1...65535).contains(port) else {
             throw ClientError.badEndpoint(endpoint)
         }
-        let host = endpoint[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        try self.init(host: host, port: port)
+        return (endpoint[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
+    }
+
+    /// The axon's hotkey that signatures name as receiver: given at init, or asked with INFO once.
+    /// - Throws: `ClientError.noReceiver` when INFO fails or reports no hotkey.
+    public func receiver() throws -> String {
+        if let known = condition.withLock({ knownReceiver }) { return known }
+        let response = try call(.info)
+        guard response.code == .success, let hotkey = response.info?.hotkey, !hotkey.isEmpty else {
+            throw ClientError.noReceiver(endpoint: endpoint, reason: response.code == .success
+                ? "INFO reports no hotkey" : "INFO answered \(response.code): \(response.message)")
+        }
+        condition.withLock { knownReceiver = hotkey }
+        return hotkey
     }
 
     deinit { close() }
@@ -114,6 +146,11 @@ public final class AxonClient: @unchecked Sendable {
     public func sendRaw(_ bytes: [UInt8]) throws {
         writeLock.lock()
         defer { writeLock.unlock() }
+        try writeAll(bytes)
+    }
+
+    /// Called with `writeLock` held.
+    private func writeAll(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes.withUnsafeBytes { raw in
@@ -128,8 +165,18 @@ public final class AxonClient: @unchecked Sendable {
     }
 
     /// Sends one request frame without waiting (pipelining); collect the answer with `response(id:)`.
+    /// An unsigned FORWARD is signed first when the client has a hotkey; signing and sending happen
+    /// under one lock, so nonces reach the axon in increasing order.
     public func send(_ request: Request) throws {
-        try sendRaw(FrameEncoder.frame(request.serializedBytes()))
+        guard request.method == .forward, request.auth == nil, let session else {
+            return try sendRaw(FrameEncoder.frame(request.serializedBytes()))
+        }
+        let receiver = try receiver()
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        var signed = request
+        signed.auth = session.auth(receiver: receiver, body: request.body)
+        try writeAll(FrameEncoder.frame(signed.serializedBytes()))
     }
 
     /// Waits for the response with `id`.

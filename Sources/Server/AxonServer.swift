@@ -2,6 +2,7 @@
 // (Scheduler), completions handed back through uv_async. See docs/PROTOCOL.md.
 import CLibUV
 import Foundation
+import Identity
 import Logging
 import Wire
 
@@ -107,8 +108,13 @@ public final class AxonServer: @unchecked Sendable {
     public var info: InfoResponse {
         var info = InfoResponse()
         info.hotkey = configuration.hotkey
-        info.uid = configuration.uid
-        info.netuid = configuration.netuid
+        if let metagraph = configuration.metagraph?.current {
+            info.uid = metagraph.uid(of: configuration.hotkey)
+            info.netuid = metagraph.netuid
+        } else {
+            info.uid = configuration.uid
+            info.netuid = configuration.netuid
+        }
         info.model = modelInfo.name
         info.architecture = modelInfo.architecture
         info.vocabSize = UInt32(modelInfo.vocabSize)
@@ -154,6 +160,9 @@ public final class AxonServer: @unchecked Sendable {
             signalWatchers.append(try SignalWatcher(loop: loop, signal: SIGUSR1) { [unowned self] in
                 self.logger.info("counters: \(self.counterSnapshot())")
             })
+            signalWatchers.append(try SignalWatcher(loop: loop, signal: SIGHUP) { [unowned self] in
+                self.reloadMetagraph()
+            })
         }
         scheduler.start()
         let thread = Thread { [self] in
@@ -179,6 +188,29 @@ public final class AxonServer: @unchecked Sendable {
         stopped.wait()
         stopped.signal()
     }
+
+    /// Reloads `configuration.metagraphPath` into `configuration.metagraph` (what SIGHUP does): the
+    /// new snapshot replaces the old one atomically if it loads and validates; a bad file keeps the
+    /// old snapshot and is logged with the reason.
+    /// - Returns: the outcome, or nil when the server has no metagraph file.
+    @discardableResult
+    public func reloadMetagraph() -> Result<Metagraph, MetagraphError>? {
+        guard let path = configuration.metagraphPath, let store = configuration.metagraph else {
+            logger.warning("SIGHUP: no --metagraph file to reload")
+            return nil
+        }
+        let result = store.reload(path: path)
+        switch result {
+        case .success(let metagraph):
+            logger.info("metagraph reloaded from \(path): netuid \(metagraph.netuid), block \(metagraph.block), \(metagraph.neurons.count) neurons; this axon's uid \(metagraph.uid(of: configuration.hotkey))")
+        case .failure(let error):
+            logger.error("metagraph reload refused, keeping the snapshot of block \(store.current.block): \(error)")
+        }
+        return result
+    }
+
+    /// How many queued requests the starvation guard has moved ahead of higher-priority ones.
+    public var starvationPromotions: Int { scheduler.promotionCount }
 
     public func counterSnapshot() -> ServerCounters {
         counters.snapshot(queueDepth: scheduler.depth, openConnections: lock.withLock { openConnectionCount })
@@ -294,10 +326,6 @@ public final class AxonServer: @unchecked Sendable {
             send(Response(id: 0, code: .requestDeserializationException, message: "\(error)"), on: connection, arrival: arrival)
             return
         }
-        if let admission = configuration.admission, let (code, message) = admission(request) {
-            send(Response(id: request.id, code: code, message: message), on: connection, arrival: arrival)
-            return
-        }
         if draining {
             send(Response(id: request.id, code: .unavailable, message: "the server is shutting down"), on: connection, arrival: arrival)
             return
@@ -317,6 +345,18 @@ public final class AxonServer: @unchecked Sendable {
     }
 
     private func handleForward(_ request: Request, on connection: Connection, arrival: UInt64) {
+        var priority = AdmissionPriority.unregistered
+        if let admission = configuration.admission {
+            let auth = request.auth.map { AuthFields(hotkey: $0.hotkey, nonce: $0.nonce, uuid: $0.uuid, signature: $0.signature) }
+            switch admission.admit(auth: auth, body: request.body, now: MonotonicTime(nanoseconds: arrival)) {
+            case .admitted(let admitted, _):
+                priority = admitted
+            case .rejected(let rejection):
+                send(Response(id: request.id, code: Self.code(for: rejection), message: rejection.description),
+                     on: connection, arrival: arrival)
+                return
+            }
+        }
         let forward: ValidatedForward
         do {
             forward = try validator.validate(body: request.body)
@@ -329,7 +369,7 @@ public final class AxonServer: @unchecked Sendable {
         }
         let timeoutMs = request.timeoutMs == 0 ? configuration.defaultTimeoutMs : request.timeoutMs
         let job = ForwardJob(connectionID: connection.id, requestID: request.id, arrival: arrival,
-                             deadline: arrival + UInt64(timeoutMs) * 1_000_000, priority: 0,
+                             deadline: arrival + UInt64(timeoutMs) * 1_000_000, priority: priority,
                              forward: forward, cancellation: connection.cancellation)
         if scheduler.submit(job) {
             connection.inFlight += 1
@@ -337,6 +377,16 @@ public final class AxonServer: @unchecked Sendable {
             send(Response(id: request.id, code: .backoff,
                           message: "the queue is full (--max-queue \(configuration.maxQueue)); retry later"),
                  on: connection, arrival: arrival)
+        }
+    }
+
+    /// The return code each admission refusal maps to (see docs/PROTOCOL.md).
+    static func code(for rejection: AdmissionRejection) -> ReturnCode {
+        switch rejection {
+        case .unauthenticated: return .unauthenticated
+        case .senderUnknown: return .senderUnknown
+        case .blacklisted: return .blacklisted
+        case .rateLimited: return .backoff
         }
     }
 

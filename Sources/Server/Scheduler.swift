@@ -1,6 +1,7 @@
 // The inference side: a priority queue of FORWARD jobs and the one worker thread that runs them in
 // dynamic batches and hands finished response frames back to the loop.
 import Foundation
+import Identity
 import Wire
 
 /// Monotonic nanoseconds.
@@ -23,8 +24,8 @@ struct ForwardJob {
     let requestID: UInt64
     let arrival: UInt64
     let deadline: UInt64
-    /// Higher runs first; equal priorities run in arrival order. Constant for now (stake later).
-    let priority: Int
+    /// Higher runs first (stake; unregistered senders last); equal priorities run in arrival order.
+    let priority: AdmissionPriority
     let forward: ValidatedForward
     let cancellation: CancellationFlag
 }
@@ -50,6 +51,7 @@ final class Scheduler: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [ForwardJob] = []
     private var busy = false
+    private var promotions = 0
     private var stopping = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
@@ -98,6 +100,8 @@ final class Scheduler: @unchecked Sendable {
     }
 
     var depth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
+    /// Jobs the starvation guard has moved ahead of their priority so far.
+    var promotionCount: Int { condition.lock(); defer { condition.unlock() }; return promotions }
     var isIdle: Bool { condition.lock(); defer { condition.unlock() }; return queue.isEmpty && !busy }
 
     private func workerLoop() {
@@ -115,14 +119,25 @@ final class Scheduler: @unchecked Sendable {
         }
     }
 
-    /// Jobs in queue order that fit together in `maxBatchTokens` and `maxBatchRows`. A job needing
+    /// The order jobs are considered in: the starvation guard first promotes every job that has
+    /// waited at least half its deadline (oldest first), so a steady stream of high-stake requests
+    /// cannot starve a low-stake one; then the queue's own (priority, arrival) order.
+    private func servingOrder(now: UInt64) -> [ForwardJob] {
+        let starving = queue.filter { now - min(now, $0.arrival) >= ($0.deadline - $0.arrival) / 2 }
+        guard !starving.isEmpty else { return queue }
+        promotions += starving.count
+        return starving.sorted { $0.arrival < $1.arrival }
+            + queue.filter { now - min(now, $0.arrival) < ($0.deadline - $0.arrival) / 2 }
+    }
+
+    /// Jobs in serving order that fit together in `maxBatchTokens` and `maxBatchRows`. A job needing
     /// every position's logits joins only a batch that computes them anyway. Called with the lock held.
     private func takeBatch() -> [ForwardJob] {
         var batch: [ForwardJob] = []
         var tokens = 0, rows = 0
         var remaining: [ForwardJob] = []
         remaining.reserveCapacity(queue.count)
-        for job in queue {
+        for job in servingOrder(now: monotonicNanoseconds()) {
             let fits = tokens + job.forward.tokenCount <= maxBatchTokens && rows + job.forward.batch <= maxBatchRows
             let compatible = batch.isEmpty || job.forward.logits != .all || batch[0].forward.logits == .all
             if fits && compatible {
@@ -133,7 +148,8 @@ final class Scheduler: @unchecked Sendable {
                 remaining.append(job)
             }
         }
-        queue = remaining
+        // `remaining` keeps the serving order; restore (priority, arrival) for the jobs left.
+        queue = remaining.sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.arrival < $1.arrival }
         return batch
     }
 

@@ -1,3 +1,4 @@
+import Identity
 import Wire
 
 /// Limits and addresses of an `AxonServer` (the `axon serve` options).
@@ -23,14 +24,21 @@ public struct ServerConfiguration: Sendable {
     public var drainTimeout: Double = 5
     /// Handle SIGINT/SIGTERM (graceful shutdown) and SIGUSR1 (print counters) on the loop.
     public var handleSignals = false
-    /// INFO's identity fields (filled in by the identity layer).
+    /// This axon's hotkey (SS58), reported by INFO.
     public var hotkey = ""
+    /// INFO's uid when there is no metagraph (with one, the uid is looked up in it).
     public var uid: Int32 = -1
+    /// INFO's netuid when there is no metagraph.
     public var netuid: UInt32 = 0
     public var version = "0.1.0"
-    /// Admission check run on the loop before a request is handled (identity, blacklist, rate):
-    /// return a code and message to refuse it. nil admits everyone.
-    public var admission: (@Sendable (Request) -> (ReturnCode, String)?)?
+    /// Who may send FORWARD requests (signature, nonce, metagraph, blacklist, rate limit) and in
+    /// which order they are served. nil admits every FORWARD at one priority (`--no-auth`).
+    /// PING and INFO are always open.
+    public var admission: Admission?
+    /// The metagraph snapshot INFO's uid and netuid come from (usually `admission.metagraph`).
+    public var metagraph: MetagraphStore?
+    /// The file `reloadMetagraph()` (and SIGHUP) reloads into `metagraph`.
+    public var metagraphPath: String?
 
     public init() {}
 }

@@ -207,13 +207,4 @@ final class LimitTests: XCTestCase {
             guard case ClientError.connectionClosed = error else { return XCTFail("expected a close, got \(error)") }
         }
     }
-
-    func testAdmissionCheckCanRefuseARequest() throws {
-        let harness = try Harness { config in
-            config.admission = { request in request.auth == nil ? (.unauthenticated, "no signature") : nil }
-        }
-        let client = try harness.client()
-        XCTAssertEqual(try client.ping().code, .unauthenticated)
-        XCTAssertEqual(try client.call(.ping, auth: Auth(hotkey: "hk")).code, .success)
-    }
 }
