@@ -45,6 +45,8 @@ struct LoadGen: ParsableCommand {
     @OptionGroup var modelOption: ModelOption
     @Option(help: "Engine threads for --direct.") var threads: Int?
     @Flag(help: ArgumentHelp("With --direct, use the fake backend.", visibility: .hidden)) var fake = false
+    @OptionGroup var keyOption: KeyOption
+    @Flag(help: "Send unsigned requests (for --no-auth axons).") var unsigned = false
 
     private var dimensions: (rows: Int, seq: Int)? {
         let parts = shape.lowercased().split(separator: "x").compactMap { Int($0) }
@@ -95,7 +97,9 @@ struct LoadGen: ParsableCommand {
         probe.close()
         let vocab = Int(info.vocabSize)
         let tally = Tally()
-        let clients = try (0..<connections).map { _ in try AxonClient(endpoint: endpoint) }
+        // One signing session (uuid) per connection, so each connection's nonces arrive in order.
+        let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
+        let clients = try (0..<connections).map { _ in try AxonClient(endpoint: endpoint, hotkey: hotkey, receiver: info.hotkey) }
         let synapses = [Synapse(type: synapseType, topk: UInt32(topk))]
         // Warm-up outside the timed window.
         Self.onThreads(connections) { index in

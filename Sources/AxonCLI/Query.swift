@@ -2,7 +2,9 @@ import ArgumentParser
 import AxonClient
 import Foundation
 import GGUF
+import Identity
 import Tokenizer
+import Validator
 import Wire
 
 struct Query: ParsableCommand {
@@ -16,16 +18,27 @@ struct Query: ParsableCommand {
     @Option(help: "Deadline for the request, in milliseconds (0: the server's default).") var timeoutMs: UInt32 = 0
     @Flag(help: "Only PING the axon.") var ping = false
     @Flag(help: "Only print the axon's INFO.") var info = false
+    @OptionGroup var keyOption: KeyOption
+    @Flag(help: "Send FORWARD unsigned (for --no-auth axons).") var unsigned = false
+    @Option(help: "Fan out to every axon in this JSON list of {uid, hotkey, host, port} (one event loop, concurrently).")
+    var endpoints: String?
+    @Option(help: "With --endpoints: a metagraph snapshot to check each endpoint's uid and hotkey against.") var metagraph: String?
+    @Option(help: "With --endpoints: milliseconds each axon gets to connect and answer.") var deadlineMs = 12_000
     @Argument(help: "The text to tokenize and send.") var text: String?
 
     func validate() throws {
         if !["next", "causal", "hidden"].contains(synapse) { throw ValidationError("--synapse must be next, causal or hidden, got \(synapse)") }
         if topk < 1 { throw ValidationError("--topk must be at least 1, got \(topk)") }
         if !ping && !info && (text ?? "").isEmpty { throw ValidationError("give a text to query, or --ping or --info") }
+        if endpoints != nil && (ping || info) { throw ValidationError("--endpoints fans out a text query; it does not combine with --ping or --info") }
+        if metagraph != nil && endpoints == nil { throw ValidationError("--metagraph is for fan-out: give --endpoints too") }
+        if deadlineMs < 1 { throw ValidationError("--deadline-ms must be at least 1, got \(deadlineMs)") }
     }
 
     func run() throws {
-        let client = try AxonClient(endpoint: endpoint)
+        if let endpoints { return try fanOut(endpointsPath: endpoints) }
+        let hotkey = ping || info || unsigned ? nil : try keyOption.load(defaultName: "default")
+        let client = try AxonClient(endpoint: endpoint, hotkey: hotkey)
         if ping {
             let start = Date()
             let response = try client.ping(timeoutMs: timeoutMs)
@@ -67,6 +80,52 @@ struct Query: ParsableCommand {
         default:
             printNext(result.tensors, k: k, tokenizer: tokenizer)
         }
+    }
+
+    /// One next-token request to every endpoint at once; per-UID lines, then a summary.
+    private func fanOut(endpointsPath: String) throws {
+        var list = try Endpoints.load(path: endpointsPath)
+        if let metagraph {
+            let graph = try Metagraph.load(path: metagraph)
+            let registered = Dictionary(uniqueKeysWithValues: graph.neurons.map { ($0.uid, $0.hotkey) })
+            for endpoint in list where registered[endpoint.uid] != endpoint.hotkey {
+                let actual = registered[endpoint.uid].map { "hotkey \($0)" } ?? "no neuron"
+                FileHandle.standardError.write(Data("warning: endpoint uid \(endpoint.uid) names \(endpoint.hotkey), the metagraph has \(actual) there; skipped\n".utf8))
+            }
+            list.removeAll { registered[$0.uid] != $0.hotkey }
+        }
+        let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
+        let ids = tokenizer.encode(text ?? "")
+        guard !ids.isEmpty else { throw ValidationError("the text has no tokens") }
+        let body = ForwardRequest(tokens: Tensor(int32Rows: [ids]), synapses: [Synapse(type: .textCausalLMNext, topk: UInt32(topk))])
+        let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
+        let started = Date()
+        let results = FanOut(hotkey: hotkey, deadline: Double(deadlineMs) / 1000).run(endpoints: list, body: body.serializedBytes())
+        let wall = Date().timeIntervalSince(started)
+        print("uid    hotkey        code                 ms  top next tokens")
+        for result in results.sorted(by: { $0.endpoint.uid < $1.endpoint.uid }) {
+            var code = "", tops = ""
+            switch result.outcome {
+            case .answered(let response):
+                code = "\(response.code)"
+                if let tensors = response.forward?.results.first?.tensors, tensors.count == 3 {
+                    let p = tensors[0].floatValues() ?? [], top = tensors[1].int32Values() ?? []
+                    tops = zip(top, p).prefix(3).map { shown($0.0, tokenizer) + String(format: " %.3f", $0.1) }.joined(separator: ", ")
+                } else if !response.message.isEmpty {
+                    tops = response.message
+                }
+            case .timedOut(let stage): code = "timeout (\(stage))"
+            case .unreachable(let reason): code = "unreachable"; tops = reason
+            case .failed(let reason): code = "failed"; tops = reason
+            }
+            print(String(format: "%-5d  ", result.endpoint.uid) + String(result.endpoint.hotkey.prefix(12)).padding(toLength: 12, withPad: " ", startingAt: 0)
+                  + "  " + code.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %7.1f  ", result.latency * 1000) + tops)
+        }
+        let summary = FanOutSummary(results)
+        let codes = summary.codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        func ms(_ value: Double?) -> String { value.map { String(format: "%.1f", $0) } ?? "-" }
+        print("\(summary.total) endpoints in \(String(format: "%.1f", wall * 1000)) ms: \(codes.isEmpty ? "no answers" : codes); timeouts \(summary.timeouts), unreachable \(summary.unreachable), failed \(summary.failed)")
+        print("latency ms (answered): p50 \(ms(summary.p50))  p90 \(ms(summary.p90))  p99 \(ms(summary.p99))")
     }
 
     private func printInfo(_ info: InfoResponse) {
