@@ -27,13 +27,13 @@ public struct FanOutResult: Sendable {
 /// Queries many axons concurrently from one thread.
 public final class FanOut {
     /// Signs each request for its endpoint's hotkey; nil sends unsigned requests.
-    public let session: SigningSession?
+    public let hotkey: Hotkey?
     /// Seconds each endpoint gets, from the fan-out's start, to connect and answer.
     public let deadline: Double
     public let maxFrame: Int
 
     public init(hotkey: Hotkey?, deadline: Double, maxFrame: Int = 512 << 20) {
-        session = hotkey.map { SigningSession(hotkey: $0) }
+        self.hotkey = hotkey
         self.deadline = deadline
         self.maxFrame = maxFrame
     }
@@ -61,7 +61,11 @@ public final class FanOut {
         let exchanges = endpoints.enumerated().map { index, endpoint -> Exchange in
             let exchange = Exchange(endpoint: endpoint)
             var request = Request(id: UInt64(index + 1), method: method, timeoutMs: timeoutMs, body: body)
-            if method == .forward, let session { request.auth = session.auth(receiver: endpoint.hotkey, body: body) }
+            // A session (uuid) per connection, like `AxonClient`: requests on different connections
+            // may reach one axon in any order, so they must not share a nonce sequence.
+            if method == .forward, let hotkey {
+                request.auth = SigningSession(hotkey: hotkey).auth(receiver: endpoint.hotkey, body: body)
+            }
             exchange.output = FrameEncoder.frame(request.serializedBytes())
             connect(exchange)
             if exchange.outcome != nil { exchange.finishedAt = Self.now() }
