@@ -34,12 +34,16 @@ final class AdmissionServerTests: XCTestCase {
                  configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> Harness {
         let store = try metagraph()
         let admission = try Admission(receiver: axonKey.publicKey, policy: policy, metagraph: store)
-        return try Harness(backend: backend) { config in
+        let harness = try Harness(backend: backend) { config in
             config.hotkey = axonKey.ss58
             config.admission = admission
             config.metagraph = store
             configure(&config)
         }
+        // Keeps the server alive to the end of the test (an optimised build may release it after
+        // its last use, while a request is still in flight).
+        addTeardownBlock { harness.stop() }
+        return harness
     }
 
     func client(_ harness: Harness, as sender: Hotkey?, receiver: String? = nil) throws -> AxonClient {
@@ -153,6 +157,7 @@ final class AdmissionServerTests: XCTestCase {
 
     func testNoAdmissionServesUnsignedForward() throws {
         let h = try Harness { $0.hotkey = axonKey.ss58 }
+        addTeardownBlock { h.stop() }
         XCTAssertEqual(try forward(client(h, as: nil)).code, .success)
     }
 
@@ -173,6 +178,7 @@ final class AdmissionServerTests: XCTestCase {
             config.metagraph = store
             config.metagraphPath = path
         }
+        addTeardownBlock { h.stop() }
         let anonymous = try client(h, as: nil)
         XCTAssertEqual(try anonymous.info().info?.uid, -1)
         XCTAssertEqual(try forward(client(h, as: stranger)).code, .senderUnknown)

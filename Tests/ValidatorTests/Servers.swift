@@ -1,0 +1,86 @@
+import Foundation
+import Identity
+import Logging
+import Server
+import XCTest
+
+/// An in-process axon on 127.0.0.1 with an ephemeral port that admits any correctly signed
+/// sender (unregistered allowed), stopped on deinit.
+final class LocalAxon {
+    let key: Hotkey
+    let server: AxonServer
+
+    init(backend: InferenceBackend = FakeBackend(), seed: UInt8,
+         configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+        key = try Hotkey(seed: [UInt8](repeating: seed, count: 32))
+        let store = MetagraphStore(Metagraph.empty())
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.drainTimeout = 2
+        configuration.hotkey = key.ss58
+        configuration.metagraph = store
+        configuration.admission = try Admission(receiver: key.publicKey, policy: AdmissionPolicy(allowUnregistered: true),
+                                                metagraph: store)
+        configure(&configuration)
+        var logger = Logger(label: "axon-validator-test")
+        logger.logLevel = .warning
+        server = try AxonServer(backend: backend, configuration: configuration, logger: logger)
+        try server.start()
+    }
+
+    func stop() {
+        server.shutdown()
+        server.waitUntilStopped()
+    }
+
+    deinit { stop() }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then closed).
+func closedPort() throws -> Int {
+    let listener = try SilentListener()
+    let port = listener.port
+    listener.close()
+    return port
+}
+
+/// A TCP listener that never accepts: connects complete in the kernel's backlog, nothing answers.
+final class SilentListener {
+    private var fd: Int32
+    let port: Int
+
+    struct SocketFailure: Error, CustomStringConvertible {
+        let call: String
+        let code: Int32
+        var description: String { "\(call): \(String(cString: strerror(code)))" }
+    }
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        guard fd >= 0 else { throw SocketFailure(call: "socket", code: errno) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+                bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else {
+            let code = errno
+            Foundation.close(fd)
+            throw SocketFailure(call: "bind/listen", code: code)
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() {
+        if fd >= 0 { Foundation.close(fd) }
+        fd = -1
+    }
+
+    deinit { close() }
+}
