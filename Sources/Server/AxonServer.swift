@@ -204,7 +204,7 @@ public final class AxonServer: @unchecked Sendable {
         case .success(let metagraph):
             logger.info("metagraph reloaded from \(path): netuid \(metagraph.netuid), block \(metagraph.block), \(metagraph.neurons.count) neurons; this axon's uid \(metagraph.uid(of: configuration.hotkey))")
         case .failure(let error):
-            logger.error("metagraph reload refused, keeping the snapshot of block \(store.current.block): \(error)")
+            logger.error("metagraph reload of \(path) refused, keeping the snapshot of block \(store.current.block): \(error)")
         }
         return result
     }
