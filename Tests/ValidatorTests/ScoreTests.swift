@@ -91,6 +91,49 @@ final class ScoreTests: XCTestCase {
         }
     }
 
+    /// The `axon` executable built beside this test bundle (`swift build --build-tests` builds it).
+    private var axonExecutable: URL {
+        Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("axon")
+    }
+
+    func testScoreCommandPrintsTheSameLossAsTheDirectComputation() throws {
+        let (backend, tokenizer) = try engine()
+        let executable = axonExecutable
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+            return XCTFail("\(executable.path) is missing: build with `swift build -c release --build-tests`")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("axon-score-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let keyPath = directory.appendingPathComponent("validator.json").path
+        try KeyFile.write(Hotkey.generate(), to: keyPath)
+        let axon = try LocalAxon(backend: backend, seed: 31) { config in
+            config.maxBatch = Self.rows
+            config.maxSeq = Self.seq
+            config.maxBatchTokens = Self.rows * Self.seq
+        }
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["score", "--endpoint", "127.0.0.1:\(axon.server.port)", "--text", corpusPath, "--seq", "\(Self.seq)",
+                             "--topk", "16", "--rows", "\(Self.rows)", "--json", "--key", keyPath,
+                             "--model", try TestPaths.defaultModel()]
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let printed = output.fileHandleForReading.readDataToEndOfFile()
+        let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        axon.stop()
+        XCTAssertEqual(process.terminationStatus, 0, complaints)
+        let result = try JSONDecoder().decode(ScoreResult.self, from: printed)
+        let tokens = tokenizer.encode(try String(contentsOfFile: corpusPath, encoding: .utf8))
+        let (total, positions) = try directTotalLoss(backend, tokens: tokens, topk: 16)
+        XCTAssertEqual(result.positions, positions)
+        XCTAssertEqual(result.loss, total / Double(positions), accuracy: 1e-4)   // tolerance: see the test above
+        XCTAssertEqual(result.perplexity, exp(result.loss), accuracy: 1e-6 * result.perplexity)
+    }
+
     func testTheTrueTokenScoresItsProbabilityInsideTheTopKAndTheFloorOutside() {
         let probabilities: [Float] = [0.5, 0.25, 0.125], ids: [Int32] = [9, 4, 7]
         XCTAssertEqual(NextTokenLoss.loss(of: 4, probabilities: probabilities[...], ids: ids[...], floor: 0.001), -log(0.25), accuracy: 1e-12)
