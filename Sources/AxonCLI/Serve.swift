@@ -103,8 +103,9 @@ struct Serve: ParsableCommand {
     /// policy. Without --metagraph the local-development default applies (unregistered senders
     /// admitted) and is logged, so the README's serve + query work with no other step.
     private func identity(_ config: inout ServerConfiguration, logger: Logger) throws {
-        let hotkey = try keyOption.load(defaultName: "miner")
+        let (hotkey, keyPath) = try keyOption.loadWithPath(defaultName: "miner")
         config.hotkey = hotkey.ss58
+        logger.info("hotkey \(hotkey.ss58) from \(keyPath)")
         let store: MetagraphStore
         if let metagraph {
             store = try MetagraphStore(path: metagraph)

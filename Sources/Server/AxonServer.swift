@@ -209,7 +209,7 @@ public final class AxonServer: @unchecked Sendable {
         return result
     }
 
-    /// How many queued requests the starvation guard has moved ahead of higher-priority ones.
+    /// How many requests the starvation guard has served ahead of a waiting higher-priority one.
     public var starvationPromotions: Int { scheduler.promotionCount }
 
     public func counterSnapshot() -> ServerCounters {

@@ -100,7 +100,7 @@ final class Scheduler: @unchecked Sendable {
     }
 
     var depth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
-    /// Jobs the starvation guard has moved ahead of their priority so far.
+    /// Jobs the starvation guard has served ahead of a waiting higher-priority job so far.
     var promotionCount: Int { condition.lock(); defer { condition.unlock() }; return promotions }
     var isIdle: Bool { condition.lock(); defer { condition.unlock() }; return queue.isEmpty && !busy }
 
@@ -119,15 +119,18 @@ final class Scheduler: @unchecked Sendable {
         }
     }
 
+    /// Whether `job` has waited at least half its deadline (the starvation guard's threshold).
+    private static func isStarving(_ job: ForwardJob, now: UInt64) -> Bool {
+        now - min(now, job.arrival) >= (job.deadline - job.arrival) / 2
+    }
+
     /// The order jobs are considered in: the starvation guard first promotes every job that has
     /// waited at least half its deadline (oldest first), so a steady stream of high-stake requests
     /// cannot starve a low-stake one; then the queue's own (priority, arrival) order.
     private func servingOrder(now: UInt64) -> [ForwardJob] {
-        let starving = queue.filter { now - min(now, $0.arrival) >= ($0.deadline - $0.arrival) / 2 }
+        let starving = queue.filter { Self.isStarving($0, now: now) }
         guard !starving.isEmpty else { return queue }
-        promotions += starving.count
-        return starving.sorted { $0.arrival < $1.arrival }
-            + queue.filter { now - min(now, $0.arrival) < ($0.deadline - $0.arrival) / 2 }
+        return starving.sorted { $0.arrival < $1.arrival } + queue.filter { !Self.isStarving($0, now: now) }
     }
 
     /// Jobs in serving order that fit together in `maxBatchTokens` and `maxBatchRows`. A job needing
@@ -137,7 +140,8 @@ final class Scheduler: @unchecked Sendable {
         var tokens = 0, rows = 0
         var remaining: [ForwardJob] = []
         remaining.reserveCapacity(queue.count)
-        for job in servingOrder(now: monotonicNanoseconds()) {
+        let now = monotonicNanoseconds()
+        for job in servingOrder(now: now) {
             let fits = tokens + job.forward.tokenCount <= maxBatchTokens && rows + job.forward.batch <= maxBatchRows
             let compatible = batch.isEmpty || job.forward.logits != .all || batch[0].forward.logits == .all
             if fits && compatible {
@@ -147,6 +151,10 @@ final class Scheduler: @unchecked Sendable {
             } else {
                 remaining.append(job)
             }
+        }
+        // Promoted: a starving job taken while a higher-priority one waits.
+        if let waiting = remaining.map(\.priority).max() {
+            promotions += batch.filter { Self.isStarving($0, now: now) && $0.priority < waiting }.count
         }
         // `remaining` keeps the serving order; restore (priority, arrival) for the jobs left.
         queue = remaining.sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.arrival < $1.arrival }
