@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Every Axon benchmark side by side with its anchor, interleaved in one run (see Benchmarks/run).
+
+Each comparison alternates Axon and the anchor REPEATS times and reports the ratio of the two
+figures as min/median/max over the repeats, so drift on a shared machine hits both sides alike.
+Writes Benchmarks/results/<date>.json, Benchmarks/RESULTS.md and two PNG plots.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def spread(values):
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "runs": values}
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+# ---------------------------------------------------------------- machine
+def machine(args):
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    blas = subprocess.run(["pkg-config", "--modversion", "openblas"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "openblas": blas, "kernel": platform.release(),
+            "commit": commit + ("-dirty" if dirty else ""), "command": args.command,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}
+
+
+# ---------------------------------------------------------------- tokenizer
+def bench_tokenizer(args):
+    sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
+    import tokenizer_fixtures as ref  # the same HF reference the tests' fixtures come from
+    tmp = tempfile.mkdtemp(prefix="axon-bench-tok-")
+    corpus = os.path.join(tmp, "corpus.txt")
+    run([sys.executable, os.path.join(HERE, "tokenizer", "corpus.py"), corpus])
+    text = open(corpus, encoding="utf-8").read()
+    size_mb = len(text.encode("utf-8")) / 1e6
+    g = ref.read_gguf(args.model)
+    axon_runs, hf_runs, ratios = [], [], []
+    for i in range(args.repeats):
+        out = run([args.axon, "tokenize", "--model", args.model, "--bench", corpus, "--bench-repeats", "1"])
+        axon = float(re.search(r"= ([0-9.]+) MB/s", out).group(1))
+        tok = ref.smollm_reference(g)
+        start = time.perf_counter()
+        tok.encode(text, add_special_tokens=False)
+        hf = size_mb / (time.perf_counter() - start)
+        axon_runs.append(axon); hf_runs.append(hf); ratios.append(axon / hf)
+        log(f"tokenizer {i + 1}/{args.repeats}: axon {axon:.1f} MB/s, HF {hf:.2f} MB/s")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"corpus_bytes": int(size_mb * 1e6), "axon_mb_s": spread(axon_runs), "hf_mb_s": spread(hf_runs),
+            "ratio": spread(ratios)}
+
+
+# ---------------------------------------------------------------- engine vs llama.cpp
+def bench_engine(args):
+    sys.path.insert(0, os.path.join(HERE, "engine"))
+    import compare  # Benchmarks/engine/compare.py: one fresh process per measurement, both sides
+    shapes = ["1x128", "8x128"] if args.quick else ["1x128", "8x128", "1x512", "4x512"]
+    rows = []
+    for mode in ("last", "all"):
+        for shape in shapes:
+            axon_runs, llama_runs, ratios, report = [], [], [], None
+            for i in range(args.repeats):
+                a, report = compare.axon_bench(args.axon, args.model, args.threads, shape, mode, 2)
+                l = compare.llama_bench(sys.executable, args.model, args.threads, shape, mode, 2)
+                axon_runs.append(a); llama_runs.append(l); ratios.append(a / l)
+                log(f"engine {shape} logits={mode} {i + 1}/{args.repeats}: axon {a:.0f} tok/s, llama.cpp {l:.0f} tok/s")
+            rows.append({"shape": shape, "logits": mode, "axon_tokens_per_s": spread(axon_runs),
+                         "llama_tokens_per_s": spread(llama_runs), "ratio": spread(ratios),
+                         "load_seconds": report.get("load_seconds"), "peak_rss_mb": report.get("peak_rss_mb")})
+    import llama_cpp
+    return {"threads": args.threads, "llama_cpp_python": llama_cpp.__version__, "results": rows}
+
+
+# ---------------------------------------------------------------- server under concurrency
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_server(args):
+    port = free_port()
+    endpoint = f"127.0.0.1:{port}"
+    server = subprocess.Popen([args.axon, "serve", "--model", args.model, "--port", str(port),
+                               "--threads", str(args.threads), "--log-level", "warning"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if subprocess.run([args.axon, "query", "--endpoint", endpoint, "--ping"], capture_output=True).returncode == 0:
+                break
+            if server.poll() is not None:
+                raise RuntimeError("axon serve exited: " + server.stderr.read())
+            time.sleep(0.1)
+        levels = [1, 2, 8] if args.quick else [1, 2, 4, 8, 16, 32]
+        rows = []
+        for c in levels:
+            requests = max(2, 16 // c)
+            out = run([args.axon, "loadgen", "--endpoint", endpoint, "--connections", str(c), "--requests", str(requests),
+                       "--warmup", "1", "--shape", "1x128", "--synapse", "next"])
+            line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+            r = json.loads(line[len("RESULT "):])
+            r["connections"] = c
+            rows.append(r)
+            log(f"server {c} connections: {r['tokens_per_second']:.0f} tok/s, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms")
+        with open(f"/proc/{server.pid}/status") as f:
+            hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+        return {"shape": "1x128", "synapse": "next", "levels": rows, "server_peak_rss_mb": hwm / 1024}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+# ---------------------------------------------------------------- load time
+def bench_load(args):
+    times = []
+    for _ in range(args.repeats):
+        report = json.loads(run([args.axon, "inspect", "--model", args.model, "--json", "--time-dequantize"]))
+        times.append(report["load_seconds"] + report["dequantize_seconds"])
+    return {"load_and_dequantize_seconds": spread(times)}
+
+
+SECTIONS = {"tokenizer": bench_tokenizer, "engine": bench_engine, "server": bench_server, "load": bench_load}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--axon", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--command", default="Benchmarks/run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--only", help="comma-separated sections: " + ",".join(SECTIONS))
+    p.add_argument("--quick", action="store_true", help="fewer repeats and shapes (smoke test)")
+    args = p.parse_args()
+    if args.quick:
+        args.repeats = 1
+    wanted = args.only.split(",") if args.only else list(SECTIONS)
+    result = {"machine": machine(args)}
+    for name in wanted:
+        log(f"== {name}")
+        result[name] = SECTIONS[name](args)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    path = os.path.join(HERE, "results", f"{stamp}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    log(f"wrote {path}")
+    import report
+    report.write(result, HERE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Writes Benchmarks/RESULTS.md and the two plots from one driver result (see driver.py)."""
+import os
+
+
+def fmt(s, digits=1):
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def plots(result, here):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    written = []
+    engine = result.get("engine")
+    if engine:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        rows = engine["results"]
+        labels = [f"{r['shape']}\n{r['logits']}" for r in rows]
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [r["axon_tokens_per_s"]["median"] for r in rows], 0.4, label="Axon")
+        ax.bar([i + 0.2 for i in x], [r["llama_tokens_per_s"]["median"] for r in rows], 0.4, label="llama.cpp")
+        ax.set_xticks(list(x), labels)
+        ax.set_ylabel("prefill tokens/s (median)")
+        ax.set_title(f"Prefill, {engine['threads']} threads: Axon vs llama.cpp (llama-cpp-python {engine['llama_cpp_python']})")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(here, "engine.png"), dpi=100)
+        written.append("engine.png")
+    server = result.get("server")
+    if server:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        levels = server["levels"]
+        c = [r["connections"] for r in levels]
+        for key, label in (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99")):
+            ax.plot(c, [r[key] for r in levels], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(c, [str(v) for v in c])
+        ax.set_xlabel("concurrent clients (1x128 next-token requests)")
+        ax.set_ylabel("latency, ms")
+        ax2 = ax.twinx()
+        ax2.plot(c, [r["tokens_per_second"] for r in levels], color="grey", linestyle="--", marker="s", label="tokens/s")
+        ax2.set_ylabel("throughput, tokens/s")
+        ax.legend(loc="upper left")
+        ax2.legend(loc="lower right")
+        ax.set_title("Server latency and throughput against concurrency")
+        fig.tight_layout()
+        fig.savefig(os.path.join(here, "server.png"), dpi=100)
+        written.append("server.png")
+    return written
+
+
+def write(result, here):
+    m = result["machine"]
+    lines = ["# Benchmark results", "",
+             "Written by `Benchmarks/run` (do not edit by hand). Every comparison is interleaved in one run;",
+             "figures are median (min–max) over the repeats, and ratios are taken per repeat.", "",
+             f"- commit: `{m['commit']}`, {m['date']}",
+             f"- machine: {m['cpu']}, {m['cores']} cores, OpenBLAS {m['openblas']}, Linux {m['kernel']}",
+             f"- command: `{m['command']}`", ""]
+    tok = result.get("tokenizer")
+    if tok:
+        lines += ["## Tokenizer: encode MB/s, one thread, English prose",
+                  "",
+                  f"Corpus: {tok['corpus_bytes']:,} bytes (Python's documentation topics and docstrings, Benchmarks/tokenizer/corpus.py).",
+                  "",
+                  "| Axon MB/s | HF tokenizers MB/s | ratio |", "|---|---|---|",
+                  f"| {fmt(tok['axon_mb_s'])} | {fmt(tok['hf_mb_s'], 2)} | {fmt(tok['ratio'])}× |", ""]
+    eng = result.get("engine")
+    if eng:
+        lines += [f"## Engine: prefill tokens/s, {eng['threads']} threads, against llama.cpp (llama-cpp-python {eng['llama_cpp_python']})",
+                  "", "| shape | logits | Axon tok/s | llama.cpp tok/s | ratio |", "|---|---|---|---|---|"]
+        for r in eng["results"]:
+            lines.append(f"| {r['shape']} | {r['logits']} | {fmt(r['axon_tokens_per_s'], 0)} | "
+                         f"{fmt(r['llama_tokens_per_s'], 0)} | {fmt(r['ratio'], 2)}× |")
+        big = [r for r in eng["results"] if r["shape"] == "4x512" and r.get("peak_rss_mb")]
+        for r in big:
+            lines.append(f"\nAxon at 4x512, logits {r['logits']}: peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load_seconds']:.2f} s.")
+        lines += ["", "![prefill](engine.png)", ""]
+    load = result.get("load")
+    if load:
+        lines += ["## Model load", "", f"mmap + dequantize every tensor to f32: {fmt(load['load_and_dequantize_seconds'], 2)} s", ""]
+    srv = result.get("server")
+    if srv:
+        lines += ["## Server: 1x128 next-token requests against concurrency", "",
+                  "| clients | responses | tokens/s | p50 ms | p90 ms | p99 ms |", "|---|---|---|---|---|---|"]
+        for r in srv["levels"]:
+            lines.append(f"| {r['connections']} | {r.get('responses', '')} | {r['tokens_per_second']:.0f} | "
+                         f"{r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p99_ms']:.0f} |")
+        lines += ["", f"Server peak RSS over the run: {srv['server_peak_rss_mb']:.0f} MB.", "", "![server](server.png)", ""]
+    plots(result, here)
+    with open(os.path.join(here, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
