@@ -34,7 +34,7 @@ final class AdmissionServerTests: XCTestCase {
                  configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> Harness {
         let store = try metagraph()
         let admission = try Admission(receiver: axonKey.publicKey, policy: policy, metagraph: store)
-        let harness = try Harness(backend: backend) { config in
+        let harness = try startServer(backend: backend) { config in
             config.hotkey = axonKey.ss58
             config.admission = admission
             config.metagraph = store

@@ -147,7 +147,7 @@ final class LimitTests: XCTestCase {
 
     func testRequestWhoseDeadlinePassesInTheQueueTimesOutWithoutCompute() throws {
         let backend = FakeBackend(vocabSize: 50, hiddenSize: 4, computeDelay: 0.3)
-        let harness = try Harness(backend: backend)
+        let harness = try startServer(backend: backend)
         let client = try harness.client()
         let slow = ForwardRequest(tokens: tokens32([[1]]), synapses: next)
         try client.send(Request(id: 1, method: .forward, body: slow.serializedBytes()))
@@ -162,7 +162,7 @@ final class LimitTests: XCTestCase {
 
     func testFullQueueAnswersBackoffAtOnce() throws {
         let backend = FakeBackend(vocabSize: 50, hiddenSize: 4, computeDelay: 0.3)
-        let harness = try Harness(backend: backend) { $0.maxQueue = 1; $0.maxBatch = 1 }
+        let harness = try startServer(backend: backend) { $0.maxQueue = 1; $0.maxBatch = 1 }
         let client = try harness.client()
         let body = ForwardRequest(tokens: tokens32([[1]]), synapses: next).serializedBytes()
         for id in 1...4 { try client.send(Request(id: UInt64(id), method: .forward, body: body)) }

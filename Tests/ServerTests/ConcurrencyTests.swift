@@ -14,7 +14,7 @@ final class ConcurrencyTests: XCTestCase {
 
     func testPipelinedRequestsOnOneConnectionAreAllAnsweredById() throws {
         let backend = FakeBackend(vocabSize: 64, hiddenSize: 4)
-        let harness = try Harness(backend: backend)
+        let harness = try startServer(backend: backend)
         let client = try harness.client()
         let rows: [[Int32]] = (0..<100).map { [Int32($0 % 64), Int32(($0 * 7) % 64)] }
         for (index, row) in rows.enumerated() {
@@ -32,7 +32,7 @@ final class ConcurrencyTests: XCTestCase {
 
     func testThirtyTwoConcurrentConnectionsGetTheirOwnAnswers() throws {
         let backend = FakeBackend(vocabSize: 64, hiddenSize: 4)
-        let harness = try Harness(backend: backend)
+        let harness = try startServer(backend: backend)
         let clients = try (0..<32).map { _ in try harness.client() }
         let failures = NSLock()
         var errors: [String] = []
@@ -58,7 +58,7 @@ final class ConcurrencyTests: XCTestCase {
 
     func testQueuedRequestsFromManyConnectionsAreBatchedTogether() throws {
         let backend = FakeBackend(vocabSize: 64, hiddenSize: 4, computeDelay: 0.5)
-        let harness = try Harness(backend: backend)
+        let harness = try startServer(backend: backend)
         let clients = try (0..<8).map { _ in try harness.client() }
         let body = ForwardRequest(tokens: tokens32([[1, 2, 3]]), synapses: next).serializedBytes()
         // The first occupies the worker; the other seven queue behind it and must run as one batch.
@@ -75,7 +75,7 @@ final class ConcurrencyTests: XCTestCase {
 
     func testDisconnectMidResponseCostsNothingFurther() throws {
         let backend = FakeBackend(vocabSize: 64, hiddenSize: 4, computeDelay: 0.1)
-        let harness = try Harness(backend: backend) { $0.maxBatch = 1 }
+        let harness = try startServer(backend: backend) { $0.maxBatch = 1 }
         let leaving = try harness.client()
         let body = ForwardRequest(tokens: tokens32([[1, 2]]), synapses: [Synapse(type: .textCausalLM)]).serializedBytes()
         for id in 1...10 { try leaving.send(Request(id: UInt64(id), method: .forward, body: body)) }
@@ -89,7 +89,7 @@ final class ConcurrencyTests: XCTestCase {
     }
 
     func testSlowReaderGetsBackpressureAndStillReceivesEverything() throws {
-        let harness = try Harness(backend: FakeBackend(vocabSize: 4000, hiddenSize: 4)) { $0.maxQueuedOutputBytes = 64 * 1024 }
+        let harness = try startServer(backend: FakeBackend(vocabSize: 4000, hiddenSize: 4)) { $0.maxQueuedOutputBytes = 64 * 1024 }
         let client = try harness.client()
         // 200 responses of 16 kB each, sent before reading any.
         let body = ForwardRequest(tokens: tokens32([[1]]), synapses: next).serializedBytes()
@@ -99,7 +99,7 @@ final class ConcurrencyTests: XCTestCase {
 
     func testShutdownFinishesInFlightWorkThenStops() throws {
         let backend = FakeBackend(vocabSize: 64, hiddenSize: 4, computeDelay: 0.3)
-        let harness = try Harness(backend: backend)
+        let harness = try startServer(backend: backend)
         let client = try harness.client()
         try client.send(Request(id: 1, method: .forward,
                                 body: ForwardRequest(tokens: tokens32([[1]]), synapses: next).serializedBytes()))

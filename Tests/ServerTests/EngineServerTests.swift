@@ -25,7 +25,7 @@ final class EngineServerTests: XCTestCase {
         let rows: [[Int32]] = [[504, 3458, 314, 4649, 314, 216], [2, 2, 19556, 28, 30, 1510]]
         let lengths: [UInt32] = [6, 4]
         let valid = zip(rows, lengths).map { Array($0.suffix(Int($1))) }
-        let harness = try Harness(backend: backend) { $0.networkDim = 1024 }
+        let harness = try startServer(backend: backend) { $0.networkDim = 1024 }
         let client = try harness.client()
         let tokens = Tensor(int32Rows: rows)
         // Every-position request (the batch computes logits at every position)...

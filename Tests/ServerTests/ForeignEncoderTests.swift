@@ -19,7 +19,7 @@ final class ForeignEncoderTests: XCTestCase {
                 return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)
             }
         }
-        let harness = try Harness(backend: FakeBackend(vocabSize: 50_000, hiddenSize: 16))
+        let harness = try startServer(backend: FakeBackend(vocabSize: 50_000, hiddenSize: 16))
         let client = try harness.client()
 
         try client.sendRaw(try frame("ping"))

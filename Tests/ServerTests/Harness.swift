@@ -35,6 +35,18 @@ final class Harness {
     deinit { stop() }
 }
 
+extension XCTestCase {
+    /// A server that lives until this test's teardown. Optimised builds may release a local right
+    /// after its last use, and a `Harness` stops its server in deinit, which would cut off requests
+    /// still in flight from clients made earlier.
+    func startServer(backend: InferenceBackend = FakeBackend(),
+                     configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> Harness {
+        let harness = try Harness(backend: backend, configure: configure)
+        addTeardownBlock { harness.stop() }
+        return harness
+    }
+}
+
 func tokens32(_ rows: [[Int32]]) -> Tensor { Tensor(int32Rows: rows) }
 
 func tokens64(_ rows: [[Int64]]) -> Tensor {

@@ -11,7 +11,7 @@ final class SynapseTests: XCTestCase {
 
     private func run(_ synapses: [Synapse], tokens: Tensor? = nil) throws -> (ForwardResponse, [[[Float]]], [[[Float]]]) {
         let backend = FakeBackend(vocabSize: 300, hiddenSize: 16)
-        let harness = try Harness(backend: backend) { $0.networkDim = self.networkDim }
+        let harness = try startServer(backend: backend) { $0.networkDim = self.networkDim }
         let client = try harness.client()
         let response = try client.forward(ForwardRequest(tokens: tokens ?? tokens32(rows), lengths: lengths, synapses: synapses))
         XCTAssertEqual(response.code, .success, response.message)
@@ -143,7 +143,7 @@ final class SynapseTests: XCTestCase {
     }
 
     func testPingAndInfoAnswer() throws {
-        let harness = try Harness(backend: FakeBackend(vocabSize: 300, hiddenSize: 16)) { $0.networkDim = 20 }
+        let harness = try startServer(backend: FakeBackend(vocabSize: 300, hiddenSize: 16)) { $0.networkDim = 20 }
         let client = try harness.client()
         let ping = try client.ping()
         XCTAssertEqual(ping.code, .success)
