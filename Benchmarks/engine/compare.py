@@ -86,14 +86,16 @@ def main():
     print()
     print(f"llama-cpp-python {llama_cpp.__version__}, {os.path.basename(args.model)}, threads={args.threads}, "
           f"median of {args.rounds} interleaved rounds")
+    print("tokens/s: median over rounds; ratio: median of the per-round ratios (each round pairs both engines in time)")
     print(f"{'shape':>7} {'logits':>6} {'axon tok/s':>11} {'llama tok/s':>12} {'ratio':>6}")
     summary = []
     for (mode, shape), pairs in results.items():
         a = statistics.median(p[0] for p in pairs)
         l = statistics.median(p[1] for p in pairs)
         ratios = [p[0] / p[1] for p in pairs]
-        print(f"{shape:>7} {mode:>6} {a:11.1f} {l:12.1f} {a / l:6.2f}   (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)})")
-        summary.append({"shape": shape, "logits": mode, "axon_tokens_per_s": a, "llama_tokens_per_s": l, "ratio": a / l})
+        ratio = statistics.median(ratios)
+        print(f"{shape:>7} {mode:>6} {a:11.1f} {l:12.1f} {ratio:6.2f}   (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)})")
+        summary.append({"shape": shape, "logits": mode, "axon_tokens_per_s": a, "llama_tokens_per_s": l, "ratio": ratio})
     big = [r for (m, sh), r in extra.items() if sh == "4x512"]
     for report in big:
         print(f"axon at 4x512 ({report['results'][0]['logits']}): load {report['load_seconds']:.2f} s, "
