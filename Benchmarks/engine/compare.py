@@ -3,7 +3,9 @@
 
 llama.cpp gets each row as its own sequence (reset, then one eval of the row: positions from 0),
 with n_batch = n_ubatch = 512 and logits at the last position only or at every position
-(logits_all), as the Axon side is asked for. Each measurement is the median of `--repeats` timed
+(logits_all), as the Axon side is asked for. Both sides run in a fresh process per measurement:
+a loaded llama.cpp context keeps its worker threads polling, which would steal a core from the
+other side. Each measurement is the median of `--repeats` timed
 runs after a warm-up; each round runs every shape on both engines, and the table reports the
 median over rounds.
 """
@@ -12,6 +14,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -28,7 +31,21 @@ def axon_bench(axon, model, threads, shape, logits, repeats):
     return report["results"][0]["tokens_per_s"], report
 
 
-def llama_bench(llm, rows, repeats):
+def llama_bench(python, model, threads, shape, logits, repeats):
+    out = subprocess.run([python, os.path.abspath(__file__), "--llama-one", shape, "--logits", logits, "--model", model,
+                          "--threads", str(threads), "--repeats", str(repeats)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def llama_one(model, threads, shape, logits, repeats):
+    """One llama.cpp measurement in this process: prints tokens/s."""
+    b, s = (int(x) for x in shape.split("x"))
+    llm = llama_cpp.Llama(model_path=model, n_ctx=s, n_batch=512, n_ubatch=512, n_threads=threads,
+                          n_threads_batch=threads, logits_all=(logits == "all"), verbose=False)
+    rng = np.random.default_rng(1234)
+    rows = [[int(t) for t in rng.integers(0, llm.n_vocab(), s)] for _ in range(b)]
+
     def once():
         start = time.perf_counter()
         for row in rows:
@@ -37,12 +54,13 @@ def llama_bench(llm, rows, repeats):
         return time.perf_counter() - start
     once()  # warm-up
     seconds = statistics.median(once() for _ in range(repeats))
-    return sum(len(r) for r in rows) / seconds
+    print(sum(len(r) for r in rows) / seconds)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--axon", required=True)
+    ap.add_argument("--axon")
+    ap.add_argument("--llama-one", help=argparse.SUPPRESS)
     ap.add_argument("--model", default=os.path.join(ROOT, "Models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", default="1x128,8x128,1x512,4x512")
@@ -50,37 +68,34 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    if args.llama_one:
+        return llama_one(args.model, args.threads, args.llama_one, args.logits, args.repeats)
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     modes = args.logits.split(",")
-    max_seq = max(s for _, s in shapes)
-    llamas = {mode: llama_cpp.Llama(model_path=args.model, n_ctx=max_seq, n_batch=512, n_ubatch=512,
-                                    n_threads=args.threads, n_threads_batch=args.threads,
-                                    logits_all=(mode == "all"), verbose=False) for mode in modes}
-    vocab = llamas[modes[0]].n_vocab()
-    rng = np.random.default_rng(1234)
     results = {}
     extra = {}
     for rnd in range(args.rounds):
         for mode in modes:
             for b, s in shapes:
-                rows = [[int(t) for t in rng.integers(0, vocab, s)] for _ in range(b)]
                 shape = f"{b}x{s}"
                 a, report = axon_bench(args.axon, args.model, args.threads, shape, mode, args.repeats)
-                l = llama_bench(llamas[mode], rows, args.repeats)
+                l = llama_bench(sys.executable, args.model, args.threads, shape, mode, args.repeats)
                 results.setdefault((mode, shape), []).append((a, l))
                 extra[(mode, shape)] = report
                 print(f"round {rnd + 1} {shape} logits={mode}: axon {a:.1f} tok/s, llama.cpp {l:.1f} tok/s, ratio {a / l:.2f}", flush=True)
     print()
     print(f"llama-cpp-python {llama_cpp.__version__}, {os.path.basename(args.model)}, threads={args.threads}, "
           f"median of {args.rounds} interleaved rounds")
+    print("tokens/s: median over rounds; ratio: median of the per-round ratios (each round pairs both engines in time)")
     print(f"{'shape':>7} {'logits':>6} {'axon tok/s':>11} {'llama tok/s':>12} {'ratio':>6}")
     summary = []
     for (mode, shape), pairs in results.items():
         a = statistics.median(p[0] for p in pairs)
         l = statistics.median(p[1] for p in pairs)
         ratios = [p[0] / p[1] for p in pairs]
-        print(f"{shape:>7} {mode:>6} {a:11.1f} {l:12.1f} {a / l:6.2f}   (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)})")
-        summary.append({"shape": shape, "logits": mode, "axon_tokens_per_s": a, "llama_tokens_per_s": l, "ratio": a / l})
+        ratio = statistics.median(ratios)
+        print(f"{shape:>7} {mode:>6} {a:11.1f} {l:12.1f} {ratio:6.2f}   (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)})")
+        summary.append({"shape": shape, "logits": mode, "axon_tokens_per_s": a, "llama_tokens_per_s": l, "ratio": ratio})
     big = [r for (m, sh), r in extra.items() if sh == "4x512"]
     for report in big:
         print(f"axon at 4x512 ({report['results'][0]['logits']}): load {report['load_seconds']:.2f} s, "
