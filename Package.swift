@@ -1,9 +1,19 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // {Wire, Engine, Tokenizer, Identity} <- Server, {Wire, Identity} <- AxonClient,
 // {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
+// The engine's SIMD kernels need AVX2/FMA codegen (x86-64-v3, any x86 CPU since 2013-15) or Swift
+// falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
+var engineSettings: [SwiftSetting] = []
+#if arch(x86_64)
+if ProcessInfo.processInfo.environment["AXON_PORTABLE"] != "1" {
+    engineSettings.append(.unsafeFlags(["-Xcc", "-march=x86-64-v3"], .when(platforms: [.linux])))
+}
+#endif
+
 let package = Package(
     name: "Axon",
     platforms: [.macOS(.v13)],
@@ -27,8 +37,7 @@ let package = Package(
         // Library modules.
         .target(name: "GGUF"),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
-        .target(name: "Engine", dependencies: ["GGUF", "CBLAS"],
-                swiftSettings: [.unsafeFlags(["-Xcc", "-march=x86-64-v3"], .when(platforms: [.linux]))]),
+        .target(name: "Engine", dependencies: ["GGUF", "CBLAS"], swiftSettings: engineSettings),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
         .target(name: "Server", dependencies: [
             "Wire", "Engine", "Tokenizer", "Identity", "CLibUV",

@@ -81,7 +81,7 @@ struct ModelSummary {
             file.int("tokenizer.ggml.\(key)_token_id").map { (role, $0) }
         }
         tensors = file.tensors.map { Tensor(name: $0.name, type: $0.type.name, shape: $0.dims, bytes: $0.byteCount) }
-        parameterCount = file.tensors.reduce(0) { $0 + $1.elementCount }
+        parameterCount = file.parameterCount
     }
 
     private func hyper(_ key: String) -> Int? { file.int(architecture + "." + key) }

@@ -44,7 +44,8 @@ enum BackendLoader {
         }
         let backend = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxBatch,
                                         maxSeq: maxSeq, maxBatchTokens: maxBatchTokens)
-        return Loaded(backend: backend, description: info.name)
+        let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
+        return Loaded(backend: backend, description: "\(info.name), \(parameters) parameters")
     }
 }
 

@@ -70,6 +70,9 @@ public final class GGUFFile: @unchecked Sendable {
     /// Size of the whole file in bytes.
     public var fileSize: Int { bytes.buffer.count }
 
+    /// The number of weights: every tensor's element count, summed.
+    public var parameterCount: Int { tensors.reduce(0) { $0 + $1.elementCount } }
+
     public func tensor(named name: String) -> GGUFTensorInfo? {
         tensorIndex[name].map { tensors[$0] }
     }
