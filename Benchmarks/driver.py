@@ -125,7 +125,7 @@ def bench_server(args):
         levels = [1, 2, 8] if args.quick else [1, 2, 4, 8, 16, 32]
         rows = []
         for c in levels:
-            requests = max(2, 16 // c)
+            requests = max(2, 32 // c)  # at least 32 answers per level for the percentiles
             out = run([args.axon, "loadgen", "--endpoint", endpoint, "--connections", str(c), "--requests", str(requests),
                        "--warmup", "1", "--shape", "1x128", "--synapse", "next"])
             line = next(l for l in out.splitlines() if l.startswith("RESULT "))

@@ -40,6 +40,8 @@ def plots(result, here):
         ax2 = ax.twinx()
         ax2.plot(c, [r["tokens_per_second"] for r in levels], color="grey", linestyle="--", marker="s", label="tokens/s")
         ax2.set_ylabel("throughput, tokens/s")
+        ax.set_ylim(bottom=0)
+        ax2.set_ylim(bottom=0)
         ax.legend(loc="upper left")
         ax2.legend(loc="lower right")
         ax.set_title("Server latency and throughput against concurrency")
