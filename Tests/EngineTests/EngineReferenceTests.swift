@@ -115,19 +115,31 @@ final class EngineReferenceTests: XCTestCase {
     /// this engine matches fp32 within 3e-5 and agrees with llama.cpp on 492 of 512 (96.1%), every
     /// miss a near-tie. So the test checks 99% where llama.cpp's decision is clear (top-2 margin
     /// above `nearTie`), and that each disagreement is a near-tie in both models' logits.
-    func testArgmaxAgreesWithLlamaCppWhereverItsChoiceIsClear() throws {
+    func testArgmaxFollowsTheFp32ReferenceAndAgreesWithLlamaCppAsOftenAsItDoes() throws {
         struct Agreement: Decodable {
             let ids: [Int32]
             let llama_top1: [Int32]
             let llama_top8_ids: [[Int32]]
             let llama_top8_logits: [[Float]]
+            let fp32_top1: [Int32]
+            let fp32_margin: [Float]
+            let fp32_llama_agreement: Int
         }
         let nearTie: Float = 0.3
+        // Our logits may differ from the fp32 reference by up to 2e-3 (the tolerance asserted above),
+        // so only a reference top-2 margin above twice that fixes the top-1.
+        let referenceTie: Float = 4e-3
+        var referenceTies = 0
         let fixture = try JSONDecoder().decode(Agreement.self, from: ReferenceFixture.load("llama_top1.json"))
         XCTAssertEqual(fixture.ids.count, 512)
         var agree = 0, clear = 0, clearAgree = 0
         _ = try engine().forward(RaggedBatch(rows: [fixture.ids])) { _, position, logits in
             let argmax = Int32(logits.indices.max { logits[$0] < logits[$1] } ?? -1)
+            if fixture.fp32_margin[position] > referenceTie {
+                XCTAssertEqual(argmax, fixture.fp32_top1[position], "position \(position): top-1 differs from the fp32 reference")
+            } else {
+                referenceTies += 1
+            }
             let llamaIds = fixture.llama_top8_ids[position], llamaLogits = fixture.llama_top8_logits[position]
             XCTAssertEqual(llamaIds[0], fixture.llama_top1[position])
             let llamaMargin = llamaLogits[0] - llamaLogits[1]
@@ -146,7 +158,10 @@ final class EngineReferenceTests: XCTestCase {
                 XCTFail("position \(position): our top-1 \(argmax) is not in llama.cpp's top 8")
             }
         }
-        print("llama.cpp agreement: \(agree)/512 overall, \(clearAgree)/\(clear) where its top-2 margin exceeds \(nearTie)")
+        print("llama.cpp agreement: \(agree)/512 overall (fp32 reference: \(fixture.fp32_llama_agreement)/512), \(clearAgree)/\(clear) where its top-2 margin exceeds \(nearTie)")
+        // An exact fp32 forward pass cannot beat the fp32 reference's agreement with llama.cpp
+        // (which quantizes activations); the engine must reach it, up to the reference's own ties.
+        XCTAssertGreaterThanOrEqual(agree, fixture.fp32_llama_agreement - referenceTies)
         XCTAssertGreaterThanOrEqual(clear, 256, "at least half the positions are clear choices")
         XCTAssertGreaterThanOrEqual(Double(clearAgree) / Double(clear), 0.99)
     }
