@@ -9,7 +9,7 @@ final class GGUFReferenceTests: XCTestCase {
 
     func testSyntheticFileHeaderMatchesTheReferenceReader() throws {
         let expected = try Fixtures.json("synthetic_expected.json")
-        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf").path)
+        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf.fixture").path)
         XCTAssertEqual(Int(file.version), expected["version"] as? Int)
         XCTAssertEqual(file.alignment, expected["alignment"] as? Int)
         XCTAssertEqual(file.dataOffset, expected["data_offset"] as? Int)
@@ -17,7 +17,7 @@ final class GGUFReferenceTests: XCTestCase {
 
     func testEveryMetadataValueTypeMatchesTheReferenceReader() throws {
         let expected = try XCTUnwrap(Fixtures.json("synthetic_expected.json")["metadata"] as? [[String: Any]])
-        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf").path)
+        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf.fixture").path)
         XCTAssertEqual(file.metadataKeys, expected.compactMap { $0["key"] as? String })
         for entry in expected {
             let key = try XCTUnwrap(entry["key"] as? String)
@@ -29,7 +29,7 @@ final class GGUFReferenceTests: XCTestCase {
 
     func testSyntheticTensorTableMatchesTheReferenceReader() throws {
         let expected = try XCTUnwrap(Fixtures.json("synthetic_expected.json")["tensors"] as? [[String: Any]])
-        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf").path)
+        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf.fixture").path)
         assertTensorTable(file, expected)
         for (t, e) in zip(file.tensors, expected) {
             XCTAssertEqual(t.elementCount, e["elements"] as? Int, t.name)
@@ -50,7 +50,7 @@ final class GGUFReferenceTests: XCTestCase {
     func testDequantizationOfEverySupportedTypeEqualsTheReferenceBitForBit() throws {
         let expected = try XCTUnwrap(Fixtures.json("synthetic_expected.json")["tensors"] as? [[String: Any]])
         let values = try Fixtures.floats("synthetic_expected.f32")
-        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf").path)
+        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf.fixture").path)
         var typesCovered = Set<String>()
         for e in expected {
             guard let start = e["expected_start"] as? Int else { continue }
@@ -78,7 +78,7 @@ final class GGUFReferenceTests: XCTestCase {
     }
 
     func testUnsupportedTypesLoadButDequantizeNamesTypeAndTensor() throws {
-        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf").path)
+        let file = try GGUFFile(path: Fixtures.url("synthetic.gguf.fixture").path)
         let unsupported = file.tensors.filter { $0.name.hasSuffix(".unsupported") }
         XCTAssertEqual(unsupported.map(\.type), [.q2_K, .q5_K, .iq4_NL])
         for t in unsupported {

@@ -16,30 +16,30 @@ final class ErrorTests: XCTestCase {
     }
 
     func testUnknownModelIsRejected() throws {
-        let error = try ggufError("bad_model.gguf")
+        let error = try ggufError("bad_model.gguf.fixture")
         guard case .unsupportedModel(let what)? = error else { return XCTFail("got \(String(describing: error))") }
         XCTAssertTrue(what.contains("llama"), what)
     }
 
     func testUnknownPreTokenizerIsRejected() throws {
-        let error = try ggufError("bad_pre.gguf")
+        let error = try ggufError("bad_pre.gguf.fixture")
         guard case .unsupportedPreTokenizer(let what)? = error else { return XCTFail("got \(String(describing: error))") }
         XCTAssertTrue(what.contains("qwen2"), what)
     }
 
     func testMissingPreTokenizerIsRejectedNotDefaulted() throws {
-        XCTAssertEqual(try ggufError("missing_pre.gguf"), .missingField("tokenizer.ggml.pre"))
+        XCTAssertEqual(try ggufError("missing_pre.gguf.fixture"), .missingField("tokenizer.ggml.pre"))
     }
 
     func testMergeWithoutASpaceIsRejected() throws {
-        let error = try ggufError("bad_merge_shape.gguf")
+        let error = try ggufError("bad_merge_shape.gguf.fixture")
         guard case .malformedMerge(let index, let merge, _)? = error else { return XCTFail("got \(String(describing: error))") }
         XCTAssertEqual(index, 0)
         XCTAssertEqual(merge, "ab")
     }
 
     func testMergeNamingAnUnknownTokenIsRejected() throws {
-        let error = try ggufError("bad_merge_token.gguf")
+        let error = try ggufError("bad_merge_token.gguf.fixture")
         guard case .malformedMerge(0, "a c", let reason)? = error else { return XCTFail("got \(String(describing: error))") }
         XCTAssertTrue(reason.contains("'c'"), reason)
     }

@@ -39,7 +39,7 @@ final class SmallVocabularyTests: XCTestCase {
     }
 
     func testGGUFWithGPT2PreTokenizerMatchesHuggingFace() throws {
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: Fixtures.url("gpt2small.gguf").path))
+        let tokenizer = try Tokenizer(gguf: GGUFFile(path: Fixtures.url("gpt2small.gguf.fixture").path))
         XCTAssertEqual(tokenizer.preTokenizer, .gpt2)
         XCTAssertEqual(tokenizer.bosID, 1)
         try check(tokenizer, key: "gguf")

@@ -133,7 +133,7 @@ def special_floats():
 
 
 def build_synthetic():
-    path = os.path.join(OUT, "synthetic.gguf")
+    path = os.path.join(OUT, "synthetic.gguf.fixture")
     w = gguf.GGUFWriter(path, arch="synthetic")
     w.add_custom_alignment(64)
     w.add_name("synthetic fixture")

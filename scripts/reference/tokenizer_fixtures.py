@@ -338,7 +338,7 @@ def main():
 
     # GGUF form: no unk for bytes (llama.cpp semantics -> HF without unk_token drops them).
     s_types = [3, 3, 3] + [1] * (len(s_tokens) - 4) + [4]
-    write_gguf(os.path.join(OUT, "gpt2small.gguf"), s_tokens, s_types, s_merges, bos=1, eos=2, add_bos=True)
+    write_gguf(os.path.join(OUT, "gpt2small.gguf.fixture"), s_tokens, s_types, s_merges, bos=1, eos=2, add_bos=True)
     small_drop = Tokenizer(models.BPE(s_vocab, [tuple(m.split(" ")) for m in s_merges]))
     small_drop.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     small_drop.decoder = decoders.ByteLevel()
@@ -367,11 +367,11 @@ def main():
 
     # Inputs that must be rejected, each breaking one rule.
     tiny = ["a", "b", "ab"]
-    write_gguf(os.path.join(OUT, "bad_model.gguf"), tiny, [1, 1, 1], ["a b"], model="llama")
-    write_gguf(os.path.join(OUT, "bad_pre.gguf"), tiny, [1, 1, 1], ["a b"], pre="qwen2")
-    write_gguf(os.path.join(OUT, "bad_merge_shape.gguf"), tiny, [1, 1, 1], ["ab"])
-    write_gguf(os.path.join(OUT, "bad_merge_token.gguf"), tiny, [1, 1, 1], ["a c"])
-    write_gguf(os.path.join(OUT, "missing_pre.gguf"), tiny, [1, 1, 1], ["a b"], pre=None)
+    write_gguf(os.path.join(OUT, "bad_model.gguf.fixture"), tiny, [1, 1, 1], ["a b"], model="llama")
+    write_gguf(os.path.join(OUT, "bad_pre.gguf.fixture"), tiny, [1, 1, 1], ["a b"], pre="qwen2")
+    write_gguf(os.path.join(OUT, "bad_merge_shape.gguf.fixture"), tiny, [1, 1, 1], ["ab"])
+    write_gguf(os.path.join(OUT, "bad_merge_token.gguf.fixture"), tiny, [1, 1, 1], ["a c"])
+    write_gguf(os.path.join(OUT, "missing_pre.gguf.fixture"), tiny, [1, 1, 1], ["a b"], pre=None)
 
 
 if __name__ == "__main__":
