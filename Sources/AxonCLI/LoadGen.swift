@@ -133,7 +133,7 @@ struct LoadGen: ParsableCommand {
         for client in clients { client.close() }
         let (latencies, codes, failures) = tally.results()
         let done = latencies.count
-        func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(p * Double(latencies.count)))] }
+        func percentile(_ p: Double) -> Double { Server.percentile(latencies, p) }
         let tokensPerSecond = Double(done * rowCount * seq) / seconds
         let codeText = codes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         print("\(connections) connections x \(requests) requests, shape \(rowCount)x\(seq), \(synapseType) topk \(topk)")

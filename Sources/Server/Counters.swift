@@ -49,13 +49,17 @@ final class CounterStore: @unchecked Sendable {
             result.queueDepth = queueDepth
             result.openConnections = openConnections
             let recent = latenciesUs.prefix(min(latencyCount, latenciesUs.count)).sorted()
-            func percentile(_ p: Double) -> Double {
-                recent.isEmpty ? 0 : Double(recent[min(recent.count - 1, Int(p * Double(recent.count)))]) / 1000
-            }
-            result.latencyP50Ms = percentile(0.5)
-            result.latencyP90Ms = percentile(0.9)
-            result.latencyP99Ms = percentile(0.99)
+            let recentMs = recent.map { Double($0) / 1000 }
+            result.latencyP50Ms = percentile(recentMs, 0.5)
+            result.latencyP90Ms = percentile(recentMs, 0.9)
+            result.latencyP99Ms = percentile(recentMs, 0.99)
             return result
         }
     }
+}
+
+/// The element at index ⌊p·n⌋ (clamped) of an ascending array, or 0 when it is empty: the latency
+/// percentile the server's counters and `axon loadgen` both report.
+public func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))]
 }
