@@ -9,7 +9,7 @@ struct Detokenize: ParsableCommand {
     @OptionGroup var modelOption: ModelOption
 
     func run() throws {
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
+        let tokenizer = try modelOption.loadTokenizer()
         let data = FileHandle.standardInput.readDataToEndOfFile()
         let ids = try Self.parseIDs(String(decoding: data, as: UTF8.self))
         // The exact bytes, so that `axon tokenize | axon detokenize` reproduces the input.

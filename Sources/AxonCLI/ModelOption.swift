@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GGUF
+import Tokenizer
 
 /// `--model PATH`, shared by every subcommand. Without it the default model is located.
 struct ModelOption: ParsableArguments {
@@ -14,18 +16,26 @@ struct ModelOption: ParsableArguments {
         if let model { return model }
         let env = ProcessInfo.processInfo.environment
         if let path = env["AXON_MODEL"], !path.isEmpty { return path }
-        var candidates = [FileManager.default.currentDirectoryPath + "/Models/" + Self.defaultFileName]
+        if let found = Self.locate(Self.defaultFileName) { return found }
+        throw ValidationError("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
+    }
+
+    /// `name` in ./Models, beside the repository that built this binary, or in /models.
+    static func locate(_ name: String) -> String? {
+        var candidates = [FileManager.default.currentDirectoryPath + "/Models/" + name]
         // .build/<triple>/release/axon -> repository root is three levels up.
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         var root = exe.deletingLastPathComponent()
         for _ in 0..<3 {
             root = root.deletingLastPathComponent()
-            candidates.append(root.path + "/Models/" + Self.defaultFileName)
+            candidates.append(root.path + "/Models/" + name)
         }
-        candidates.append("/models/" + Self.defaultFileName)
-        if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
-            return found
-        }
-        throw ValidationError("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
+        candidates.append("/models/" + name)
+        return candidates.first(where: { FileManager.default.fileExists(atPath: $0) })
+    }
+
+    /// The model's tokenizer, of whichever family its GGUF names.
+    func loadTokenizer() throws -> any TextTokenizer {
+        try TokenizerLoader.load(gguf: GGUFFile(path: resolvedPath()))
     }
 }

@@ -26,7 +26,7 @@ struct Tokenize: ParsableCommand {
     @Option(help: ArgumentHelp("Timed repetitions for --bench.", visibility: .hidden))
     var benchRepeats = 5
 
-    @Flag(help: ArgumentHelp("With --bench, encode each paragraph in its own call (request-sized inputs) through one reused TokenizerSession.", visibility: .hidden))
+    @Flag(help: ArgumentHelp("With --bench, encode each paragraph in its own call (request-sized inputs) through one reused session.", visibility: .hidden))
     var benchParagraphs = false
 
     func validate() throws {
@@ -35,7 +35,7 @@ struct Tokenize: ParsableCommand {
     }
 
     func run() throws {
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
+        let tokenizer = try modelOption.loadTokenizer()
         if let bench {
             try runBenchmark(tokenizer, path: bench)
             return
@@ -60,7 +60,7 @@ struct Tokenize: ParsableCommand {
 
     /// Encodes the file once to warm up, then `benchRepeats` times, each call from a cold
     /// per-call cache, and prints the best and median throughput.
-    private func runBenchmark(_ tokenizer: Tokenizer, path: String) throws {
+    private func runBenchmark(_ tokenizer: any TextTokenizer, path: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         guard let text = String(validating: data, as: UTF8.self) else {
             throw ValidationError("\(path) is not valid UTF-8")
@@ -72,9 +72,10 @@ struct Tokenize: ParsableCommand {
             inputs = text.components(separatedBy: "\n\n")
             for i in 0..<(inputs.count - 1) { inputs[i] += "\n\n" }
         }
-        let session = TokenizerSession(tokenizer: tokenizer)
+        let session = tokenizer.makeSession()
         func encodeAll() -> Int {
-            benchParagraphs ? inputs.reduce(0) { $0 + session.encode($1).count } : tokenizer.encode(text).count
+            benchParagraphs ? inputs.reduce(0) { $0 + session.encode($1, addSpecial: false, parseSpecial: false).count }
+                : tokenizer.encode(text, addSpecial: false, parseSpecial: false).count
         }
         let count = encodeAll()
         var seconds: [Double] = []

@@ -2,8 +2,8 @@ import GGUF
 import Tokenizer
 
 extension ModelInfo {
-    /// INFO's model fields from a GGUF file and its tokenizer.
-    public init(gguf file: GGUFFile, tokenizer: Tokenizer) {
+    /// INFO's model fields from a GGUF file and its tokenizer (any family: `TokenizerLoader.load(gguf:)`).
+    public init(gguf file: GGUFFile, tokenizer: any TextTokenizer) {
         let architecture = file.string("general.architecture") ?? "unknown"
         let hidden = file.int("\(architecture).embedding_length") ?? 0
         self.init(name: file.string("general.name") ?? "unnamed", architecture: architecture,

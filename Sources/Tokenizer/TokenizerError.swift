@@ -1,7 +1,7 @@
 /// Everything that can go wrong building a tokenizer or decoding ids. Each message names the
 /// offending key, token or position and what was expected.
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
-    /// `tokenizer.ggml.model` (or the tokenizer.json model type) is not byte-level BPE.
+    /// `tokenizer.ggml.model` (or the tokenizer.json model type) is not one the reader handles.
     case unsupportedModel(String)
     /// The pre-tokenizer is not one whose split rule this module implements exactly.
     case unsupportedPreTokenizer(String)
@@ -21,7 +21,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unsupportedModel(let m):
-            return "unsupported tokenizer model \(m): only byte-level BPE ('gpt2' in GGUF, 'BPE' in tokenizer.json) is implemented"
+            return "unsupported tokenizer model \(m)"
         case .unsupportedPreTokenizer(let p):
             return "unsupported pre-tokenizer \(p): implemented are 'gpt2' (GPT-2 split regex) and 'smollm' (individual digits, then the GPT-2 split regex)"
         case .missingField(let key):

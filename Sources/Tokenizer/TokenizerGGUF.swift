@@ -10,59 +10,24 @@ extension BPEVocabulary {
     ///   model or split rule (never a silent fallback), `.missingField` / `.invalidField` for
     ///   absent or mistyped keys, `.malformedMerge` for a merge that is not "left right".
     public init(gguf file: GGUFFile) throws {
-        guard let model = file.string("tokenizer.ggml.model") else {
-            throw Self.absentOrMistyped(file, "tokenizer.ggml.model", expected: "string")
-        }
-        guard model == "gpt2" else { throw TokenizerError.unsupportedModel("'\(model)' (tokenizer.ggml.model)") }
-        guard let pre = file.string("tokenizer.ggml.pre") else {
-            throw Self.absentOrMistyped(file, "tokenizer.ggml.pre", expected: "string")
-        }
+        let keys = GGUFTokenizerKeys(file: file)
+        let model = try keys.requiredString("tokenizer.ggml.model")
+        guard model == "gpt2" else { throw TokenizerError.unsupportedModel("'\(model)' (tokenizer.ggml.model): byte-level BPE reads only 'gpt2' ('BPE' in tokenizer.json); TokenizerLoader.load(gguf:) picks the family") }
+        let pre = try keys.requiredString("tokenizer.ggml.pre")
         guard let kind = PreTokenizerKind(rawValue: pre) else {
             throw TokenizerError.unsupportedPreTokenizer("'\(pre)' (tokenizer.ggml.pre)")
         }
-        guard let tokens = file.stringArray("tokenizer.ggml.tokens") else {
-            throw Self.absentOrMistyped(file, "tokenizer.ggml.tokens", expected: "array of strings")
-        }
-        var types: [Int32] = []
-        if let raw = file.array("tokenizer.ggml.token_type") {
-            types.reserveCapacity(raw.count)
-            for (i, v) in raw.enumerated() {
-                guard let t = v.int, let t32 = Int32(exactly: t) else {
-                    throw TokenizerError.invalidField("tokenizer.ggml.token_type", reason: "element \(i) is \(v.typeName), expected an integer")
-                }
-                types.append(t32)
-            }
-        } else if file.metadata["tokenizer.ggml.token_type"] != nil {
-            throw Self.absentOrMistyped(file, "tokenizer.ggml.token_type", expected: "array of integers")
-        }
-        guard let mergeTexts = file.stringArray("tokenizer.ggml.merges") else {
-            throw Self.absentOrMistyped(file, "tokenizer.ggml.merges", expected: "array of strings")
-        }
+        let tokens = try keys.requiredStringArray("tokenizer.ggml.tokens")
+        let types = try keys.tokenTypes()
+        let mergeTexts = try keys.requiredStringArray("tokenizer.ggml.merges")
         var merges: [Merge] = []
         merges.reserveCapacity(mergeTexts.count)
         for (i, m) in mergeTexts.enumerated() { merges.append(try Self.parseMerge(m, index: i)) }
-
-        func id(_ key: String) throws -> Int32? {
-            guard let value = file.metadata[key] else { return nil }
-            guard let i = value.int, let i32 = Int32(exactly: i) else {
-                throw TokenizerError.invalidField(key, reason: "\(value.typeName) value is not a token id")
-            }
-            return i32
-        }
-        func flag(_ key: String) throws -> Bool {
-            guard let value = file.metadata[key] else { return false }
-            guard let b = value.bool else { throw TokenizerError.invalidField(key, reason: "is \(value.typeName), expected bool") }
-            return b
-        }
         self.init(tokens: tokens, tokenTypes: types, merges: merges, preTokenizer: kind,
-                  bosID: try id("tokenizer.ggml.bos_token_id"), eosID: try id("tokenizer.ggml.eos_token_id"),
-                  unkID: try id("tokenizer.ggml.unknown_token_id"), padID: try id("tokenizer.ggml.padding_token_id"),
-                  addBOS: try flag("tokenizer.ggml.add_bos_token"), addEOS: try flag("tokenizer.ggml.add_eos_token"))
-    }
-
-    private static func absentOrMistyped(_ file: GGUFFile, _ key: String, expected: String) -> TokenizerError {
-        guard let value = file.metadata[key] else { return .missingField(key) }
-        return .invalidField(key, reason: "is \(value.typeName), expected \(expected)")
+                  bosID: try keys.id("tokenizer.ggml.bos_token_id"), eosID: try keys.id("tokenizer.ggml.eos_token_id"),
+                  unkID: try keys.id("tokenizer.ggml.unknown_token_id"), padID: try keys.id("tokenizer.ggml.padding_token_id"),
+                  addBOS: try keys.flag("tokenizer.ggml.add_bos_token", default: false),
+                  addEOS: try keys.flag("tokenizer.ggml.add_eos_token", default: false))
     }
 }
 

@@ -57,6 +57,15 @@ enum Fixtures {
         return out
     }
 
+    /// Expands `{"head": [...], "unit": [...], "repeat": k, "tail": [...]}` (tokenizer_runs.periodic).
+    static func periodicDecoded(_ value: Any?) -> [Int32] {
+        let d = value as? [String: Any] ?? [:]
+        let unit = ids(d["unit"])
+        var out = ids(d["head"])
+        for _ in 0..<(d["repeat"] as? Int ?? 0) { out.append(contentsOf: unit) }
+        return out + ids(d["tail"])
+    }
+
     // MARK: The default model
 
     private static let defaultGGUF = Result { try GGUFFile(path: TestPaths.defaultModel()) }
@@ -79,4 +88,18 @@ enum Fixtures {
         root["model"] = model
         return try Tokenizer(tokenizerJSON: JSONSerialization.data(withJSONObject: root))
     }
+
+    // MARK: Gemma 3 (SentencePiece-style), fetched by `Models/fetch gemma3-270m`
+
+    struct GemmaMissing: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "Gemma 3 270M missing at \(path): run Models/fetch gemma3-270m (scripts/test does)" }
+    }
+
+    static let gemmaPath = TestPaths.repositoryRoot.appendingPathComponent("Models/gemma-3-270m-q4_k_m.gguf").path
+    static let gemmaGGUF = Result { () throws -> GGUFFile in
+        guard FileManager.default.fileExists(atPath: gemmaPath) else { throw GemmaMissing(path: gemmaPath) }
+        return try GGUFFile(path: gemmaPath)
+    }
+    static let gemma = Result { try SentencePieceTokenizer(gguf: gemmaGGUF.get()) }
 }
