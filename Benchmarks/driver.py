@@ -58,6 +58,10 @@ def machine(args):
 
 # ---------------------------------------------------------------- tokenizer
 def bench_tokenizer(args):
+    """Three rows, each Axon against its exactness reference, alternated per repeat: the default
+    model's BPE against HF tokenizers, Gemma 3's SentencePiece vocabulary against llama.cpp's
+    tokenize (llama-cpp-python, vocab_only), and the network's GPT-2 ranks against tiktoken's
+    encode_ordinary. All one thread, cold caches, the same corpus."""
     sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
     import tokenizer_fixtures as ref  # the same HF reference the tests' fixtures come from
     tmp = tempfile.mkdtemp(prefix="axon-bench-tok-")
@@ -66,19 +70,57 @@ def bench_tokenizer(args):
     text = open(corpus, encoding="utf-8").read()
     size_mb = len(text.encode("utf-8")) / 1e6
     g = ref.read_gguf(args.model)
-    axon_runs, hf_runs, ratios = [], [], []
-    for i in range(args.repeats):
-        out = run([args.axon, "tokenize", "--model", args.model, "--bench", corpus, "--bench-repeats", "1"])
-        axon = float(re.search(r"= ([0-9.]+) MB/s", out).group(1))
-        tok = ref.smollm_reference(g)
+    gemma = os.path.join(ROOT, "Models", "gemma-3-270m-q4_k_m.gguf")
+    ranks = os.path.join(ROOT, "Models", "gpt2.tiktoken")
+
+    def axon_rate(*extra):
+        out = run([args.axon, "tokenize", *extra, "--bench", corpus, "--bench-repeats", "1"])
+        return float(re.search(r"= ([0-9.]+) MB/s", out).group(1))
+
+    def timed(encode):
         start = time.perf_counter()
-        tok.encode(text, add_special_tokens=False)
-        hf = size_mb / (time.perf_counter() - start)
-        axon_runs.append(axon); hf_runs.append(hf); ratios.append(axon / hf)
-        log(f"tokenizer {i + 1}/{args.repeats}: axon {axon:.1f} MB/s, HF {hf:.2f} MB/s")
+        encode()
+        return size_mb / (time.perf_counter() - start)
+
+    def hf():
+        tok = ref.smollm_reference(g)
+        return timed(lambda: tok.encode(text, add_special_tokens=False))
+
+    # Gemma's row encodes one paragraph per call on both sides: in one call on the whole corpus,
+    # llama.cpp's special-token partition walks its fragment list per newline match (quadratic),
+    # 0.011 MB/s here, which would flatter the ratio.
+    paragraphs = text.split("\n\n")
+    paragraphs = [p.encode("utf-8") + b"\n\n" for p in paragraphs[:-1]] + [paragraphs[-1].encode("utf-8")]
+
+    def llama():
+        import llama_cpp
+        vocab = llama_cpp.Llama(model_path=gemma, vocab_only=True, verbose=False)
+        return timed(lambda: [vocab.tokenize(p, add_bos=False, special=False) for p in paragraphs])
+
+    def tiktoken_rate():
+        import tiktoken
+        import tiktoken.load
+        enc = tiktoken.Encoding("gpt2", pat_str=ref.GPT2_REGEX, mergeable_ranks=tiktoken.load.load_tiktoken_bpe(ranks),
+                                special_tokens={"<|endoftext|>": 50256})
+        return timed(lambda: enc.encode_ordinary(text))
+
+    specs = [("SmolLM2 (byte-level BPE)", "HF tokenizers", ["--model", args.model], hf),
+             ("Gemma 3 (SentencePiece), one call per paragraph", "llama.cpp", ["--model", gemma, "--bench-paragraphs"], llama),
+             ("network GPT-2 (tiktoken ranks)", "tiktoken", ["--space", "network"], tiktoken_rate)]
+    rows = []
+    for name, anchor, extra, reference in specs:
+        axon_runs, ref_runs, ratios = [], [], []
+        for i in range(args.repeats):
+            a = axon_rate(*extra)
+            r = reference()
+            axon_runs.append(a); ref_runs.append(r); ratios.append(a / r)
+            log(f"tokenizer {name} {i + 1}/{args.repeats}: axon {a:.1f} MB/s, {anchor} {r:.2f} MB/s")
+        rows.append({"name": name, "anchor": anchor, "axon_mb_s": spread(axon_runs), "anchor_mb_s": spread(ref_runs),
+                     "ratio": spread(ratios)})
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"corpus_bytes": int(size_mb * 1e6), "axon_mb_s": spread(axon_runs), "hf_mb_s": spread(hf_runs),
-            "ratio": spread(ratios)}
+    first = rows[0]
+    return {"corpus_bytes": int(size_mb * 1e6), "axon_mb_s": first["axon_mb_s"], "hf_mb_s": first["anchor_mb_s"],
+            "ratio": first["ratio"], "rows": rows}
 
 
 # ---------------------------------------------------------------- engine vs llama.cpp

@@ -65,8 +65,12 @@ def write(result, here):
                   "",
                   f"Corpus: {tok['corpus_bytes']:,} bytes (Python's documentation topics and docstrings, Benchmarks/tokenizer/corpus.py).",
                   "",
-                  "| Axon MB/s | HF tokenizers MB/s | ratio |", "|---|---|---|",
-                  f"| {fmt(tok['axon_mb_s'])} | {fmt(tok['hf_mb_s'], 2)} | {fmt(tok['ratio'])}× |", ""]
+                  "| vocabulary | Axon MB/s | anchor | anchor MB/s | ratio |", "|---|---|---|---|---|"]
+        rows = tok.get("rows") or [{"name": "SmolLM2 (byte-level BPE)", "anchor": "HF tokenizers", "axon_mb_s": tok["axon_mb_s"],
+                                    "anchor_mb_s": tok["hf_mb_s"], "ratio": tok["ratio"]}]
+        for r in rows:
+            lines.append(f"| {r['name']} | {fmt(r['axon_mb_s'])} | {r['anchor']} | {fmt(r['anchor_mb_s'], 2)} | {fmt(r['ratio'])}× |")
+        lines.append("")
     eng = result.get("engine")
     if eng:
         lines += [f"## Engine: prefill tokens/s, {eng['threads']} threads, against llama.cpp (llama-cpp-python {eng['llama_cpp_python']})",

@@ -8,8 +8,11 @@ struct Detokenize: ParsableCommand {
         abstract: "Read token ids on stdin (whitespace or comma separated, or a JSON array) and print the text.")
     @OptionGroup var modelOption: ModelOption
 
+    @Option(help: "Whose token ids: the model's, or the network's standard GPT-2 ones.")
+    var space: TokenSpaceOption = .model
+
     func run() throws {
-        let tokenizer = try modelOption.loadTokenizer()
+        let tokenizer = try space.tokenizer(modelOption)
         let data = FileHandle.standardInput.readDataToEndOfFile()
         let ids = try Self.parseIDs(String(decoding: data, as: UTF8.self))
         // The exact bytes, so that `axon tokenize | axon detokenize` reproduces the input.

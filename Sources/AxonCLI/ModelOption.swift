@@ -39,3 +39,23 @@ struct ModelOption: ParsableArguments {
         try TokenizerLoader.load(gguf: GGUFFile(path: resolvedPath()))
     }
 }
+
+/// `--space model|network`: the model's own token ids, or the network's standard (GPT-2) ones.
+enum TokenSpaceOption: String, ExpressibleByArgument, CaseIterable {
+    case model, network
+
+    static let networkRanksFileName = "gpt2.tiktoken"
+
+    /// The tokenizer of this space (the network's ranks are found like the default model).
+    func tokenizer(_ modelOption: ModelOption) throws -> any TextTokenizer {
+        switch self {
+        case .model:
+            return try modelOption.loadTokenizer()
+        case .network:
+            guard let path = ModelOption.locate(Self.networkRanksFileName) else {
+                throw ValidationError("The network's ranks \(Self.networkRanksFileName) were not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch gpt2.")
+            }
+            return try Tokenizer.networkStandard(ranksPath: path).tokenizer
+        }
+    }
+}

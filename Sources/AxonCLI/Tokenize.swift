@@ -8,6 +8,9 @@ struct Tokenize: ParsableCommand {
         abstract: "Read UTF-8 text on stdin and print its token ids.")
     @OptionGroup var modelOption: ModelOption
 
+    @Option(help: "Whose token ids: the model's, or the network's standard GPT-2 ones.")
+    var space: TokenSpaceOption = .model
+
     @Flag(help: "Print exactly one JSON array of integers and nothing else.")
     var json = false
 
@@ -35,7 +38,7 @@ struct Tokenize: ParsableCommand {
     }
 
     func run() throws {
-        let tokenizer = try modelOption.loadTokenizer()
+        let tokenizer = try space.tokenizer(modelOption)
         if let bench {
             try runBenchmark(tokenizer, path: bench)
             return

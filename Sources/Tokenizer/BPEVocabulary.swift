@@ -80,9 +80,13 @@ final class BPEModel: @unchecked Sendable {
     let byteTokenIDs: UnsafeMutablePointer<Int32>
     let unknownID: Int32?
     let fuseUnknown: Bool
+    /// tiktoken's rule: a piece whose bytes are a token is that token, without merging (nil
+    /// for HF BPE, which always merges).
+    let wholePieces: TokenTextIndex?
 
-    init(merges: MergeTable, byteTokenIDs: [Int32], unknownID: Int32?, fuseUnknown: Bool) {
+    init(merges: MergeTable, byteTokenIDs: [Int32], unknownID: Int32?, fuseUnknown: Bool, wholePieces: TokenTextIndex? = nil) {
         self.merges = merges
+        self.wholePieces = wholePieces
         self.byteTokenIDs = .allocate(capacity: 256)
         self.byteTokenIDs.initialize(from: byteTokenIDs, count: 256)
         self.unknownID = unknownID

@@ -60,6 +60,13 @@ struct EncoderSession {
     /// Byte-level BPE of one piece: initial symbols are the byte tokens, then the pair with the
     /// lowest merge rank (leftmost on ties) is merged until no pair has a merge.
     private mutating func mergePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
+        if let whole = model.wholePieces {
+            let id = whole.lookup(p, n)
+            if id >= 0 {
+                output.append(id)
+                return
+            }
+        }
         symbols.count = 0
         symbols.reserve(n)
         let byteIDs = model.byteTokenIDs

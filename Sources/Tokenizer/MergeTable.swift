@@ -12,22 +12,31 @@ final class MergeTable: @unchecked Sendable {
     let count: Int
 
     /// `merges[rank] = (left, right, merged)`; the first occurrence of a pair wins, as in HF.
-    init(merges: [(left: Int32, right: Int32, merged: Int32)]) {
+    convenience init(merges: [(left: Int32, right: Int32, merged: Int32)]) {
+        self.init(count: merges.count, merges.enumerated().lazy.map { ($0.element.left, $0.element.right, $0.element.merged, $0.offset) })
+    }
+
+    /// Merges with explicit ranks (several pairs may share one); the first of a pair wins.
+    convenience init(rankedMerges: [Tokenizer.RankedMerge]) {
+        self.init(count: rankedMerges.count, rankedMerges.lazy.map { ($0.left, $0.right, $0.merged, $0.rank) })
+    }
+
+    private init<S: Sequence>(count mergeCount: Int, _ merges: S) where S.Element == (Int32, Int32, Int32, Int) {
         var capacity = 16
-        while capacity < merges.count * 2 { capacity <<= 1 }
+        while capacity < mergeCount * 2 { capacity <<= 1 }
         keys = .allocate(capacity: capacity)
         keys.initialize(repeating: Self.emptyKey, count: capacity)
         values = .allocate(capacity: capacity)
         values.initialize(repeating: 0, count: capacity)
         mask = capacity - 1
-        count = merges.count
-        for (rank, m) in merges.enumerated() {
-            let key = Self.key(m.left, m.right)
+        count = mergeCount
+        for (left, right, merged, rank) in merges {
+            let key = Self.key(left, right)
             var slot = Self.slot(key) & mask
             while keys[slot] != Self.emptyKey && keys[slot] != key { slot = (slot + 1) & mask }
             if keys[slot] == key { continue }
             keys[slot] = key
-            values[slot] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: m.merged))
+            values[slot] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: merged))
         }
     }
 

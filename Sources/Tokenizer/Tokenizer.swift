@@ -27,7 +27,9 @@ public final class Tokenizer: Sendable {
     ///  3. u32 merge count, then per merge in rank order: i32 left id, i32 right id;
     ///  4. i32 id prepended by `addSpecial` (bos, or -1 when none is added), i32 id appended
     ///     (eos, or -1), i32 id for bytes missing from the vocabulary (-1: dropped), and one
-    ///     byte, 1 if consecutive missing bytes fuse into one id, else 0.
+    ///     byte, 1 if consecutive missing bytes fuse into one id, else 0;
+    ///  5. for a tokenizer built from tiktoken ranks only, one byte 1: a piece whose bytes are a
+    ///     token is that token (tiktoken's rule), before any merging.
     /// Pad, and bos/eos ids that `addSpecial` does not add, are not part of it: they do not
     /// change tokenization. scripts/reference/tokenizer_fixtures.py computes the same digest.
     public let sha256: String
@@ -46,7 +48,22 @@ public final class Tokenizer: Sendable {
     /// - Throws: `TokenizerError.malformedVocabulary` for an empty vocabulary, mismatched
     ///   token-type count or out-of-range special id; `TokenizerError.malformedMerge` for a
     ///   merge naming a token (or a concatenation) that is not in the vocabulary.
-    public init(vocabulary v: BPEVocabulary) throws {
+    public convenience init(vocabulary v: BPEVocabulary) throws {
+        try self.init(vocabulary: v, rankedMerges: nil)
+    }
+
+    /// One merge with an explicit rank: several pairs may share a rank (tiktoken's rule,
+    /// where any two tokens that concatenate to a token merge at that token's rank).
+    struct RankedMerge {
+        let left: Int32
+        let right: Int32
+        let merged: Int32
+        let rank: Int
+    }
+
+    /// `rankedMerges` replaces `v.merges` (which must then be empty) when given; with
+    /// `wholePieceFirst` a piece whose bytes are a token encodes as that token (tiktoken).
+    init(vocabulary v: BPEVocabulary, rankedMerges: [RankedMerge]?, wholePieceFirst: Bool = false) throws {
         guard !v.tokens.isEmpty else { throw TokenizerError.malformedVocabulary("the token list is empty") }
         guard v.tokens.count < Int(Int32.max) else {
             throw TokenizerError.malformedVocabulary("\(v.tokens.count) tokens exceed the Int32 id range")
@@ -69,7 +86,8 @@ public final class Tokenizer: Sendable {
         for (i, t) in v.tokens.enumerated() { idsByToken[t] = Int32(i) }
 
         var compiled: [(left: Int32, right: Int32, merged: Int32)] = []
-        compiled.reserveCapacity(v.merges.count)
+        compiled.reserveCapacity(v.merges.count + (rankedMerges?.count ?? 0))
+        for m in rankedMerges ?? [] { compiled.append((m.left, m.right, m.merged)) }
         for (rank, m) in v.merges.enumerated() {
             guard let l = idsByToken[m.left] else {
                 throw TokenizerError.malformedMerge(index: rank, merge: m.left + " " + m.right, reason: "'\(m.left)' is not in the vocabulary")
@@ -121,17 +139,23 @@ public final class Tokenizer: Sendable {
         tokens = v.tokens
         tokenTypes = types
         self.idsByToken = idsByToken
-        model = BPEModel(merges: MergeTable(merges: compiled), byteTokenIDs: byteIDs,
-                         unknownID: v.unknownByteID, fuseUnknown: v.fuseUnknown)
+        let table = rankedMerges.map { MergeTable(rankedMerges: $0) } ?? MergeTable(merges: compiled)
+        // Only normal tokens: special ones are matched (or not) before the split rule runs.
+        let whole = wholePieceFirst ? TokenTextIndex((0..<n).map {
+            types[$0] == BPEVocabulary.TokenType.normal ? Array(bytes[offsets[$0]..<offsets[$0 + 1]]) : []
+        }) : nil
+        model = BPEModel(merges: table, byteTokenIDs: byteIDs,
+                         unknownID: v.unknownByteID, fuseUnknown: v.fuseUnknown, wholePieces: whole)
         tokenBytes = bytes
         tokenByteOffsets = offsets
         // parseSpecial matches control and user-defined tokens; without it only user-defined.
         specials = SpecialTokenMatcher(specialList + alwaysList)
         alwaysMatched = SpecialTokenMatcher(alwaysList)
-        sha256 = Self.digest(v, types: types, merges: compiled)
+        sha256 = Self.digest(v, types: types, merges: compiled, wholePieceFirst: wholePieceFirst)
     }
 
-    private static func digest(_ v: BPEVocabulary, types: [Int32], merges: [(left: Int32, right: Int32, merged: Int32)]) -> String {
+    private static func digest(_ v: BPEVocabulary, types: [Int32], merges: [(left: Int32, right: Int32, merged: Int32)],
+                               wholePieceFirst: Bool) -> String {
         var h = SHA256()
         func u32(_ x: UInt32) { h.update([UInt8(x & 0xFF), UInt8(x >> 8 & 0xFF), UInt8(x >> 16 & 0xFF), UInt8(x >> 24)]) }
         func i32(_ x: Int32) { u32(UInt32(bitPattern: x)) }
@@ -152,6 +176,7 @@ public final class Tokenizer: Sendable {
         i32(v.addEOS ? (v.eosID ?? -1) : -1)
         i32(v.unknownByteID ?? -1)
         h.update([v.fuseUnknown ? 1 : 0])
+        if wholePieceFirst { h.update([1]) }   // tiktoken's whole-piece rule (absent otherwise)
         return h.finalize()
     }
 

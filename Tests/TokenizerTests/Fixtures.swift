@@ -102,4 +102,14 @@ enum Fixtures {
         return try GGUFFile(path: gemmaPath)
     }
     static let gemma = Result { try SentencePieceTokenizer(gguf: gemmaGGUF.get()) }
+
+    // MARK: The network's standard tokenizer, fetched by `Models/fetch gpt2`
+
+    static let networkRanksPath = TestPaths.repositoryRoot.appendingPathComponent("Models/gpt2.tiktoken").path
+    static let network = Result { () throws -> NetworkStandardTokenizer in
+        guard FileManager.default.fileExists(atPath: networkRanksPath) else {
+            throw FixtureMissing(name: "\(networkRanksPath) (run Models/fetch gpt2; scripts/test does)")
+        }
+        return try Tokenizer.networkStandard(ranksPath: networkRanksPath)
+    }
 }

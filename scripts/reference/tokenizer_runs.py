@@ -1,10 +1,23 @@
-"""Compact, exact encodings of the ids of long repeated texts, for the tokenizer fixtures.
+"""Shared by the new tokenizer fixture scripts: the BPE script's corpus, and compact, exact
+encodings of the ids of long repeated texts.
 
 `periodic(ids)` returns {"head": [...], "unit": [...], "repeat": k, "tail": [...]} with
 ids == head + unit * k + tail and a short head and tail; the Swift tests expand it
 (Fixtures.periodicDecoded). Run-length encoding cannot shrink alternating ids (" \\n" x 30000).
 """
 import bisect
+import importlib.util
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def reference_corpus():
+    """scripts/reference/tokenizer_fixtures.py as a module (CORPUS, SPECIAL_TEXTS, random_strings, ...)."""
+    spec = importlib.util.spec_from_file_location("tokenizer_fixtures", os.path.join(HERE, "tokenizer_fixtures.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def periodic(ids, max_period=16, max_head=64):

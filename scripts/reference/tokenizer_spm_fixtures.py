@@ -20,7 +20,6 @@ Usage: "$(scripts/venv --llama)" scripts/reference/tokenizer_spm_fixtures.py
 import collections
 import ctypes
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -61,14 +60,6 @@ GEMMA_TEXTS = [
     ("partial_specials", "<start_of_turn <end_of_turn>> <bos <unused <td"),
     ("gt_before_space", "a> b >> c ->  d =>\te"),
 ]
-
-
-def load_reference_corpus():
-    path = os.path.join(ROOT, "scripts", "reference", "tokenizer_fixtures.py")
-    spec = importlib.util.spec_from_file_location("tokenizer_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def open_vocab():
@@ -161,7 +152,7 @@ def attributes(llm):
 
 
 def main():
-    ref = load_reference_corpus()
+    ref = runs.reference_corpus()
     llm = open_vocab()
     cases = []
     for k, (name, text) in enumerate(ref.CORPUS + GEMMA_TEXTS):

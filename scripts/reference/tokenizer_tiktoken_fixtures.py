@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Reference token ids for the network's standard tokenizer (GPT-2 from tiktoken ranks), from
+PyPI `tiktoken`: Encoding("gpt2", pat_str=GPT-2, mergeable_ranks=load_tiktoken_bpe(path),
+special_tokens={"<|endoftext|>": 50256}) over Models/gpt2.tiktoken (`Models/fetch gpt2`).
+
+Writes Tests/TokenizerTests/Fixtures/gpt2_tiktoken_cases.json:
+  cases / random_cases  the corpus of scripts/reference/tokenizer_fixtures.py and seeded random
+                        Unicode strings: text, `ids` (encode_ordinary), `ids_special`
+                        (encode(allowed_special="all")), and `decoded` (decode(ids)) where it
+                        differs from the text;
+  long_cases            long runs, ids as head + unit * repeat + tail (tokenizer_runs.periodic);
+  ranks_sha256          hashlib's digest of the ranks file;
+  sha256                the documented `Tokenizer.sha256` with tiktoken's merge rule spelled out
+                        (every split of a token into two tokens is a merge at the token's rank).
+
+Usage: "$(scripts/venv)" scripts/reference/tokenizer_tiktoken_fixtures.py
+"""
+import hashlib
+import json
+import os
+import struct
+
+import tiktoken
+import tiktoken.load
+
+import tokenizer_runs as runs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RANKS = os.path.join(ROOT, "Models", "gpt2.tiktoken")
+OUT = os.path.join(ROOT, "Tests", "TokenizerTests", "Fixtures")
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+EOT = "<|endoftext|>"
+
+
+def encoding():
+    ranks = tiktoken.load.load_tiktoken_bpe(RANKS)
+    return tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256}), ranks
+
+
+def byte_level(b):
+    """GPT-2's byte -> printable character table (the vocabulary spelling in the digest)."""
+    bs = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for x in range(256):
+        if x not in bs:
+            bs.append(x)
+            cs.append(256 + n)
+            n += 1
+    table = {x: chr(c) for x, c in zip(bs, cs)}
+    return "".join(table[x] for x in b)
+
+
+def digest(ref, ranks):
+    by_rank = sorted(ranks.items(), key=lambda kv: kv[1])
+    tokens = [byte_level(t) for t, _ in by_rank] + [EOT]
+    types = [1] * len(by_rank) + [3]
+    merges = []
+    for t, rank in by_rank:
+        for k in range(1, len(t)):
+            if t[:k] in ranks and t[k:] in ranks:
+                merges.append((ranks[t[:k]], ranks[t[k:]]))
+    # The same definition as tokenizer_fixtures.digest, plus item 5: tiktoken's whole-piece rule.
+    h = hashlib.sha256()
+
+    def s(x):
+        b = x.encode("utf-8")
+        h.update(struct.pack("<I", len(b)) + b)
+
+    s("axon-tokenizer-v1")
+    s("gpt2")
+    h.update(struct.pack("<I", len(tokens)))
+    for t, ty in zip(tokens, types):
+        s(t)
+        h.update(struct.pack("<i", ty))
+    h.update(struct.pack("<I", len(merges)))
+    for left, right in merges:
+        h.update(struct.pack("<ii", left, right))
+    h.update(struct.pack("<iii", -1, -1, -1))
+    h.update(bytes([0, 1]))
+    return h.hexdigest()
+
+
+def entry(enc, name, text):
+    e = {"text": text, "ids": enc.encode_ordinary(text), "ids_special": enc.encode(text, allowed_special="all")}
+    if name is not None:
+        e["name"] = name
+    decoded = enc.decode(e["ids_special"])
+    if decoded != text:
+        e["decoded"] = decoded
+    return e
+
+
+def main():
+    ref = runs.reference_corpus()
+    enc, ranks = encoding()
+    texts = ref.CORPUS + [(f"special_text_{k}", t) for k, t in enumerate(ref.SPECIAL_TEXTS)] + [
+        ("endoftext_forms", "<|endoftext|>a<|endoftext|><|endoftext|> <|endoftext <|endoftext|>|>"),
+        ("left_padding_like", "<|endoftext|>" * 5 + "Hello world"),
+    ]
+    cases = [entry(enc, name, text) for name, text in texts]
+    randoms = [entry(enc, None, t) for t in ref.random_strings(1200, seed=20261202)]
+    long_cases = [{"repeat": s, "count": n, "ids": runs.periodic(enc.encode_ordinary(s * n))}
+                  for s, n in ref.LONG_CASES + [("日本", 20_000)]]
+    with open(RANKS, "rb") as f:
+        ranks_sha = hashlib.sha256(f.read()).hexdigest()
+    out = {"source": f"tiktoken {tiktoken.__version__} over {os.path.basename(RANKS)}",
+           "ranks_sha256": ranks_sha, "sha256": digest(ref, ranks), "n_vocab": enc.n_vocab,
+           "cases": cases, "random_cases": randoms, "long_cases": long_cases}
+    path = os.path.join(OUT, "gpt2_tiktoken_cases.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=True, separators=(",", ":"))
+    print(f"wrote {path}: {os.path.getsize(path)} bytes")
+
+
+if __name__ == "__main__":
+    main()
