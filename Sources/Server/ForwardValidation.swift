@@ -40,6 +40,11 @@ struct ForwardValidator {
         guard !request.synapses.isEmpty else {
             throw Refusal(code: .emptyRequest, message: "FORWARD has no synapses")
         }
+        // Only model-space ids are served so far; reading network ids as model ids would answer garbage.
+        guard request.space == .model else {
+            throw Refusal(code: .notImplemented,
+                          message: "token space \(request.space) is not served by this axon; send model-space ids (space MODEL, tokenizer_sha256 in INFO)")
+        }
         guard let tokens = request.tokens, !(tokens.buffer.isEmpty && tokens.shape.isEmpty) else {
             throw Refusal(code: .emptyRequest, message: "FORWARD has no tokens")
         }

@@ -185,9 +185,52 @@ private final class CArena {
             s.type = Axon__V1__SynapseType(rawValue: UInt32(bitPattern: synapse.type.rawValue))
             s.topk = synapse.topk
             s.dtype = Axon__V1__DataType(rawValue: UInt32(bitPattern: synapse.dtype.rawValue))
+            if let generation = synapse.generation { s.generation = self.generation(generation) }
             return s
         }
+        c.space = Axon__V1__TokenSpace(rawValue: UInt32(bitPattern: value.space.rawValue))
         return c
+    }
+
+    /// Each present optional field sets its synthetic oneof's case (scripts/gen-proto explains why
+    /// proto3 `optional` arrives as a one-field oneof).
+    func generation(_ value: Generation) -> UnsafeMutablePointer<Axon__V1__Generation> {
+        let g = allocate(Axon__V1__Generation.self)
+        axon__v1__generation__init(g)
+        if let v = value.numToGenerate {
+            g.pointee.num_to_generate = v; g.pointee._num_to_generate_case = AXON__V1__GENERATION___NUM_TO_GENERATE_NUM_TO_GENERATE
+        }
+        if let v = value.topk { g.pointee.topk = v; g.pointee._topk_case = AXON__V1__GENERATION___TOPK_TOPK }
+        if let v = value.doSample {
+            g.pointee.do_sample = v ? 1 : 0; g.pointee._do_sample_case = AXON__V1__GENERATION___DO_SAMPLE_DO_SAMPLE
+        }
+        if let v = value.topP { g.pointee.top_p = v; g.pointee._top_p_case = AXON__V1__GENERATION___TOP_P_TOP_P }
+        if let v = value.temperature {
+            g.pointee.temperature = v; g.pointee._temperature_case = AXON__V1__GENERATION___TEMPERATURE_TEMPERATURE
+        }
+        if let v = value.repetitionPenalty {
+            g.pointee.repetition_penalty = v
+            g.pointee._repetition_penalty_case = AXON__V1__GENERATION___REPETITION_PENALTY_REPETITION_PENALTY
+        }
+        if let v = value.noRepeatNgramSize {
+            g.pointee.no_repeat_ngram_size = v
+            g.pointee._no_repeat_ngram_size_case = AXON__V1__GENERATION___NO_REPEAT_NGRAM_SIZE_NO_REPEAT_NGRAM_SIZE
+        }
+        if let v = value.numBeams {
+            g.pointee.num_beams = v; g.pointee._num_beams_case = AXON__V1__GENERATION___NUM_BEAMS_NUM_BEAMS
+        }
+        if let v = value.lengthPenalty {
+            g.pointee.length_penalty = v
+            g.pointee._length_penalty_case = AXON__V1__GENERATION___LENGTH_PENALTY_LENGTH_PENALTY
+        }
+        if let v = value.earlyStopping {
+            g.pointee.early_stopping = v ? 1 : 0
+            g.pointee._early_stopping_case = AXON__V1__GENERATION___EARLY_STOPPING_EARLY_STOPPING
+        }
+        if let v = value.seed { g.pointee.seed = v; g.pointee._seed_case = AXON__V1__GENERATION___SEED_SEED }
+        g.pointee.n_stop_tokens = value.stopTokens.count
+        g.pointee.stop_tokens = array(value.stopTokens)
+        return g
     }
 
     func response(_ value: Response) -> Axon__V1__Response {
@@ -239,6 +282,9 @@ private final class CArena {
             i.pointee.bos_id = info.bosID
             i.pointee.eos_id = info.eosID
             i.pointee.pad_id = info.padID
+            i.pointee.network_tokenizer = string(info.networkTokenizer)
+            i.pointee.network_tokenizer_sha256 = string(info.networkTokenizerSHA256)
+            i.pointee.network_vocab_size = info.networkVocabSize
             c.info = i
         }
         return c
@@ -330,8 +376,36 @@ extension ForwardRequest {
                   lengths: arrayOf(c.lengths, c.n_lengths),
                   synapses: messagesOf(c.synapses, c.n_synapses) { s in
                       Synapse(type: SynapseType(rawValue: Int32(bitPattern: s.type.rawValue)), topk: s.topk,
-                              dtype: DataType(rawValue: Int32(bitPattern: s.dtype.rawValue)))
-                  })
+                              dtype: DataType(rawValue: Int32(bitPattern: s.dtype.rawValue)),
+                              generation: s.generation.map { Generation(c: $0.pointee) })
+                  },
+                  space: TokenSpace(rawValue: Int32(bitPattern: c.space.rawValue)))
+    }
+}
+
+extension Generation {
+    fileprivate init(c g: Axon__V1__Generation) {
+        func present<T>(_ isSet: Bool, _ value: T) -> T? { isSet ? value : nil }
+        self.init(
+            numToGenerate: present(g._num_to_generate_case == AXON__V1__GENERATION___NUM_TO_GENERATE_NUM_TO_GENERATE,
+                                   g.num_to_generate),
+            topk: present(g._topk_case == AXON__V1__GENERATION___TOPK_TOPK, g.topk),
+            doSample: present(g._do_sample_case == AXON__V1__GENERATION___DO_SAMPLE_DO_SAMPLE, g.do_sample != 0),
+            topP: present(g._top_p_case == AXON__V1__GENERATION___TOP_P_TOP_P, g.top_p),
+            temperature: present(g._temperature_case == AXON__V1__GENERATION___TEMPERATURE_TEMPERATURE, g.temperature),
+            repetitionPenalty: present(
+                g._repetition_penalty_case == AXON__V1__GENERATION___REPETITION_PENALTY_REPETITION_PENALTY,
+                g.repetition_penalty),
+            noRepeatNgramSize: present(
+                g._no_repeat_ngram_size_case == AXON__V1__GENERATION___NO_REPEAT_NGRAM_SIZE_NO_REPEAT_NGRAM_SIZE,
+                g.no_repeat_ngram_size),
+            numBeams: present(g._num_beams_case == AXON__V1__GENERATION___NUM_BEAMS_NUM_BEAMS, g.num_beams),
+            lengthPenalty: present(g._length_penalty_case == AXON__V1__GENERATION___LENGTH_PENALTY_LENGTH_PENALTY,
+                                   g.length_penalty),
+            earlyStopping: present(g._early_stopping_case == AXON__V1__GENERATION___EARLY_STOPPING_EARLY_STOPPING,
+                                   g.early_stopping != 0),
+            seed: present(g._seed_case == AXON__V1__GENERATION___SEED_SEED, g.seed),
+            stopTokens: arrayOf(g.stop_tokens, g.n_stop_tokens))
     }
 }
 
@@ -368,6 +442,9 @@ extension Response {
             info.bosID = i.bos_id
             info.eosID = i.eos_id
             info.padID = i.pad_id
+            info.networkTokenizer = stringOf(i.network_tokenizer)
+            info.networkTokenizerSHA256 = stringOf(i.network_tokenizer_sha256)
+            info.networkVocabSize = i.network_vocab_size
             self.info = info
         }
     }

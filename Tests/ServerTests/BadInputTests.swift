@@ -78,6 +78,13 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try client.call(.unspecified).code, .notImplemented)
     }
 
+    func testTokenSpacesThisAxonDoesNotServeAreNotImplemented() throws {
+        try assertCode(ForwardRequest(tokens: tokens32([[1, 2]]), synapses: next, space: .network),
+                       .notImplemented, mentions: "NETWORK")
+        try assertCode(ForwardRequest(tokens: tokens32([[1, 2]]), synapses: next, space: TokenSpace(rawValue: 7)),
+                       .notImplemented, mentions: "token space 7")
+    }
+
     func testForwardWithoutSynapsesOrTokensIsEmptyRequest() throws {
         try assertCode(ForwardRequest(tokens: tokens32([[1, 2]]), synapses: []), .emptyRequest, mentions: "synapses")
         try assertCode(ForwardRequest(tokens: nil, synapses: next), .emptyRequest, mentions: "tokens")

@@ -166,8 +166,23 @@ private func makeForwardRequest(_ value: Any?) throws -> ForwardRequest {
         synapses: (d["synapses"] as? [Any] ?? []).map { s in
             let s = dict(s)
             return Synapse(type: SynapseType(rawValue: integer(s["type"])), topk: integer(s["topk"]),
-                           dtype: DataType(rawValue: integer(s["dtype"])))
-        })
+                           dtype: DataType(rawValue: integer(s["dtype"])),
+                           generation: (s["generation"] as? [String: Any]).map(makeGeneration))
+        },
+        space: TokenSpace(rawValue: integer(d["space"])))
+}
+
+/// Absent keys stay nil: protobuf's JSON mapping lists a proto3 `optional` field exactly when it is present.
+private func makeGeneration(_ g: [String: Any]) -> Generation {
+    func count(_ key: String) -> UInt32? { g[key].map { integer($0) } }
+    func real(_ key: String) -> Float? { (g[key] as? NSNumber).map { $0.floatValue } }
+    func flag(_ key: String) -> Bool? { g[key] as? Bool }
+    return Generation(numToGenerate: count("num_to_generate"), topk: count("topk"), doSample: flag("do_sample"),
+                      topP: real("top_p"), temperature: real("temperature"),
+                      repetitionPenalty: real("repetition_penalty"), noRepeatNgramSize: count("no_repeat_ngram_size"),
+                      numBeams: count("num_beams"), lengthPenalty: real("length_penalty"),
+                      earlyStopping: flag("early_stopping"), seed: g["seed"].map { integer($0) },
+                      stopTokens: (g["stop_tokens"] as? [Any] ?? []).map { integer($0) })
 }
 
 private func makeResponse(_ value: Any?) throws -> Response {
@@ -205,6 +220,9 @@ private func makeResponse(_ value: Any?) throws -> Response {
         info.bosID = integer(i["bos_id"])
         info.eosID = integer(i["eos_id"])
         info.padID = integer(i["pad_id"])
+        info.networkTokenizer = i["network_tokenizer"] as? String ?? ""
+        info.networkTokenizerSHA256 = i["network_tokenizer_sha256"] as? String ?? ""
+        info.networkVocabSize = integer(i["network_vocab_size"])
         response.info = info
     }
     return response
