@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
         // Translation between the network's standard token space and the model's (no tokenizer inside).
-        .target(name: "TokenSpace"),
+        .target(name: "TokenTranslation"),
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TokenSpaceTests", dependencies: ["TokenSpace"]),
+        .testTarget(name: "TokenTranslationTests", dependencies: ["TokenTranslation"]),
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF", "Identity"]),

@@ -1,4 +1,4 @@
-import TokenSpace
+import TokenTranslation
 import XCTest
 
 /// The translation's rules (docs/PROTOCOL.md, "Token spaces") on toy tokenizers whose outputs can

@@ -1,4 +1,4 @@
-import TokenSpace
+import TokenTranslation
 
 /// A tokenizer small enough to reason about: every single byte is a token, plus the given words;
 /// encoding takes the longest token matching at each byte (deterministic and total on bytes, and
