@@ -84,7 +84,8 @@ extension ScrapeRequest {
 final class MetricsEndpoint {
     /// Scrape connections open at once; more are closed at accept.
     static let maxConnections = 16
-    /// A connection that has not sent a whole header by then is closed.
+    /// A connection still open this long after it was accepted (its header incomplete, or its
+    /// answer not taken) is closed.
     static let requestTimeoutNs: UInt64 = 10_000_000_000
 
     private final class Scrape {
@@ -164,7 +165,7 @@ final class MetricsEndpoint {
 
     private func sweep() {
         let now = monotonicNanoseconds()
-        for scrape in Array(scrapes.values) where !scrape.answered && now - scrape.opened > Self.requestTimeoutNs {
+        for scrape in Array(scrapes.values) where now - scrape.opened > Self.requestTimeoutNs {
             finish(scrape)
         }
     }
