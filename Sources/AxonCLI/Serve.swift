@@ -56,6 +56,8 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0 picks a free one).") var port = 8091
+    @Option(help: "Port of the Prometheus GET /metrics endpoint (0 turns it off).") var metricsPort = 7091
+    @Option(help: "Address of the metrics endpoint (default: --host).") var metricsHost: String?
     @Option(help: "Engine threads (default: all cores).") var threads: Int?
     @Option(help: "Width of hidden-state outputs: the hidden vector is zero-padded, centred (default: the model's hidden size).")
     var networkDim: Int?
@@ -88,6 +90,7 @@ struct Serve: ParsableCommand {
         if let networkDim, networkDim <= 0 { throw ValidationError("--network-dim must be positive, got \(networkDim)") }
         if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout)") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535, got \(port)") }
+        if !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be 0...65535, got \(metricsPort)") }
         if rateLimit != nil && parsedRate == nil { throw ValidationError("--rate-limit must be N or N/s with N > 0, got \(rateLimit ?? "")") }
         if rateBurst != nil && rateLimit == nil { throw ValidationError("--rate-burst needs --rate-limit") }
     }
@@ -147,6 +150,8 @@ struct Serve: ParsableCommand {
         var config = ServerConfiguration()
         config.host = host
         config.port = port
+        config.metricsPort = metricsPort == 0 ? nil : metricsPort
+        config.metricsHost = metricsHost
         config.networkDim = networkDim
         config.maxBatch = maxBatch
         config.maxSeq = maxSeq
@@ -162,7 +167,7 @@ struct Serve: ParsableCommand {
         let server = try AxonServer(backend: loaded.backend, configuration: config, logger: logger)
         try server.start()
         let info = server.info
-        logger.info("axon serving \(loaded.description) (\(path)) vocab \(info.vocabSize) hidden \(info.hiddenSize) network-dim \(info.networkDim); max batch \(maxBatch) seq \(maxSeq) batch-tokens \(maxBatchTokens) queue \(maxQueue) connections \(maxConnections); loaded in \(String(format: "%.2f", loadSeconds)) s; listening on \(host):\(server.port) as hotkey \(info.hotkey) uid \(info.uid) (SIGUSR1 prints counters)")
+        logger.info("axon serving \(loaded.description) (\(path)) vocab \(info.vocabSize) hidden \(info.hiddenSize) network-dim \(info.networkDim); max batch \(maxBatch) seq \(maxSeq) batch-tokens \(maxBatchTokens) queue \(maxQueue) connections \(maxConnections); loaded in \(String(format: "%.2f", loadSeconds)) s; listening on \(host):\(server.port)\(server.metricsPort.map { " (metrics on \(metricsHost ?? host):\($0)/metrics)" } ?? "") as hotkey \(info.hotkey) uid \(info.uid) (SIGUSR1 prints counters)")
         server.waitUntilStopped()
     }
 }

@@ -61,6 +61,7 @@ public final class AxonServer: @unchecked Sendable {
     private var sweeper: RepeatingTimer?
     private var drainTimer: RepeatingTimer?
     private var signalWatchers: [SignalWatcher] = []
+    private var metricsEndpoint: MetricsEndpoint?
     private var connections: [UInt64: Connection] = [:]
     private var nextConnectionID: UInt64 = 1
     private var draining = false
@@ -77,6 +78,9 @@ public final class AxonServer: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     /// The bound port, once `start()` returned.
     public private(set) var port = 0
+    /// The bound port of the `/metrics` endpoint once `start()` returned; nil when it is off or
+    /// its address could not be bound.
+    public private(set) var metricsPort: Int?
 
     /// - Throws: `ServerError` for an impossible configuration.
     public init(backend: InferenceBackend, configuration: ServerConfiguration, logger: Logger) throws {
@@ -102,6 +106,7 @@ public final class AxonServer: @unchecked Sendable {
         scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
                               maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,
                               deliver: { [unowned self] in self.deliver($0) })
+        scheduler.metrics = counters.metrics
     }
 
     /// The INFO answer.
@@ -150,6 +155,7 @@ public final class AxonServer: @unchecked Sendable {
         wakeup = try AsyncWakeup(loop: loop) { [unowned self] in self.drainCompletions() }
         let sweepMs = UInt64(max(10, min(1000, configuration.idleTimeout * 250)))
         sweeper = try RepeatingTimer(loop: loop, intervalMs: sweepMs) { [unowned self] in self.sweepIdleConnections() }
+        startMetricsEndpoint(loop)
         if configuration.handleSignals {
             for signal in [SIGINT, SIGTERM] {
                 signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in
@@ -216,6 +222,24 @@ public final class AxonServer: @unchecked Sendable {
         counters.snapshot(queueDepth: scheduler.depth, openConnections: lock.withLock { openConnectionCount })
     }
 
+    /// The Prometheus page (what `GET /metrics` answers), from any thread.
+    public func metricsPage() -> [UInt8] {
+        counters.metrics.page(queueDepth: scheduler.depth, openConnections: lock.withLock { openConnectionCount })
+    }
+
+    /// Binds `/metrics` if configured. A port that cannot be bound costs one warning, not the axon.
+    private func startMetricsEndpoint(_ loop: EventLoop) {
+        guard let port = configuration.metricsPort else { return }
+        let host = configuration.metricsHost ?? configuration.host
+        do {
+            let endpoint = try MetricsEndpoint(loop: loop, host: host, port: port) { [unowned self] in self.metricsPage() }
+            metricsEndpoint = endpoint
+            metricsPort = endpoint.port
+        } catch {
+            logger.warning("metrics: cannot listen on \(host):\(port) (\(error)); serving without /metrics (choose another --metrics-port, or 0 to turn it off)")
+        }
+    }
+
     // MARK: - Connections (loop thread)
 
     private func acceptConnection() {
@@ -271,7 +295,7 @@ public final class AxonServer: @unchecked Sendable {
                 // The stream cannot be resynchronised after a bad length prefix: answer, then close.
                 connection.socket.stopReading()
                 connection.closeWhenFlushed = true
-                send(Response(id: 0, code: .invalidRequest, message: "\(error)"), on: connection, arrival: now)
+                send(Response(id: 0, code: .invalidRequest, message: "\(error)"), on: connection, arrival: now, method: .unspecified)
             }
         }
         connection.buffer.compact()
@@ -294,8 +318,9 @@ public final class AxonServer: @unchecked Sendable {
         }
     }
 
-    private func send(_ response: Response, on connection: Connection, arrival: UInt64) {
-        record(code: response.code, id: response.id, connection: connection.id, arrival: arrival, tokens: 0)
+    /// Answers a frame at once; `method` is what the frame asked (`.unspecified` if it did not decode).
+    private func send(_ response: Response, on connection: Connection, arrival: UInt64, method: Method = .forward) {
+        record(method: method, code: response.code, id: response.id, connection: connection.id, arrival: arrival, tokens: 0)
         write(response.serializedFrame(), on: connection)
     }
 
@@ -309,9 +334,10 @@ public final class AxonServer: @unchecked Sendable {
         }
     }
 
-    private func record(code: ReturnCode, id: UInt64, connection: UInt64, arrival: UInt64, tokens: Int) {
+    private func record(method: Method = .forward, code: ReturnCode, id: UInt64, connection: UInt64, arrival: UInt64,
+                        tokens: Int) {
         let latency = monotonicNanoseconds() - arrival
-        counters.record(code: code, latencyNs: latency, tokens: tokens)
+        counters.record(method: method, code: code, latencyNs: latency, tokens: tokens)
         logger.debug("request \(id) on connection \(connection): \(code) in \(latency / 1000) µs")
     }
 
@@ -323,24 +349,26 @@ public final class AxonServer: @unchecked Sendable {
         do {
             request = try Request(serializedBytes: payload)
         } catch {
-            send(Response(id: 0, code: .requestDeserializationException, message: "\(error)"), on: connection, arrival: arrival)
+            send(Response(id: 0, code: .requestDeserializationException, message: "\(error)"), on: connection,
+                 arrival: arrival, method: .unspecified)
             return
         }
         if draining {
-            send(Response(id: request.id, code: .unavailable, message: "the server is shutting down"), on: connection, arrival: arrival)
+            send(Response(id: request.id, code: .unavailable, message: "the server is shutting down"), on: connection,
+                 arrival: arrival, method: request.method)
             return
         }
         switch request.method {
         case .ping:
-            send(Response(id: request.id, code: .success), on: connection, arrival: arrival)
+            send(Response(id: request.id, code: .success), on: connection, arrival: arrival, method: .ping)
         case .info:
-            send(Response(id: request.id, code: .success, info: info), on: connection, arrival: arrival)
+            send(Response(id: request.id, code: .success, info: info), on: connection, arrival: arrival, method: .info)
         case .forward:
             handleForward(request, on: connection, arrival: arrival)
         default:
             send(Response(id: request.id, code: .notImplemented,
                           message: "method \(request.method.rawValue) is not implemented; expected PING (1), INFO (2) or FORWARD (3)"),
-                 on: connection, arrival: arrival)
+                 on: connection, arrival: arrival, method: request.method)
         }
     }
 
@@ -352,6 +380,7 @@ public final class AxonServer: @unchecked Sendable {
             case .admitted(let admitted, _):
                 priority = admitted
             case .rejected(let rejection):
+                counters.metrics.refused(rejection)
                 send(Response(id: request.id, code: Self.code(for: rejection), message: rejection.description),
                      on: connection, arrival: arrival)
                 return
@@ -360,6 +389,7 @@ public final class AxonServer: @unchecked Sendable {
         let forward: ValidatedForward
         do {
             forward = try validator.validate(body: request.body)
+            counters.metrics.asked(forward.synapses.map(\.type))
         } catch let refusal as Refusal {
             send(Response(id: request.id, code: refusal.code, message: refusal.message), on: connection, arrival: arrival)
             return
@@ -450,6 +480,8 @@ public final class AxonServer: @unchecked Sendable {
 
     private func finishShutdown() {
         for connection in Array(connections.values) { close(connection, reason: "server shutdown") }
+        metricsEndpoint?.close()
+        metricsEndpoint = nil
         scheduler.stop(timeout: 1)
         lock.withLock { loopClosed = true }
         drainTimer?.close()

@@ -47,6 +47,8 @@ final class Scheduler: @unchecked Sendable {
     private let maxBatchRows: Int
     private let maxBatchTokens: Int
     private let deliver: ([Completion]) -> Void
+    /// Where batches and phase times are counted (set once, before `start`).
+    var metrics: ServerMetrics?
 
     private let condition = NSCondition()
     private var queue: [ForwardJob] = []
@@ -180,7 +182,12 @@ final class Scheduler: @unchecked Sendable {
                 live.append(job)
             }
         }
-        guard !live.isEmpty else { return completions }
+        // metrics: every job taken waited from its arrival until now.
+        let queuedSeconds = Double(batch.reduce(UInt64(0)) { $0 + (start - min(start, $1.arrival)) }) / 1e9
+        guard !live.isEmpty else {
+            metrics?.queued(seconds: queuedSeconds)
+            return completions
+        }
 
         var rows: [[Int32]] = []
         var placements: [[RowPlacement]] = []
@@ -197,9 +204,10 @@ final class Scheduler: @unchecked Sendable {
         let logits = live.map(\.forward.logits).max() ?? .none
         let batchRows = UInt32(rows.count)
         let answeredBeforeCompute = completions.count
+        var computed: UInt64 = 0   // metrics: when the backend's outputs were ready
         do {
             try backend.forward(rows: rows, hidden: wantsHidden, logits: logits) { output in
-                let computed = monotonicNanoseconds()
+                computed = monotonicNanoseconds()
                 for (index, job) in live.enumerated() {
                     let results = encoder.encode(job.forward, placements: placements[index], output: output)
                     let timing = Timing(queueUs: UInt32(clamping: (start - job.arrival) / 1000),
@@ -215,6 +223,10 @@ final class Scheduler: @unchecked Sendable {
                                                        message: "the engine failed on this batch: \(error)")))
             }
         }
+        let end = monotonicNanoseconds()
+        if computed == 0 { computed = end }
+        metrics?.ranBatch(rows: rows.count, seconds: [.queue: queuedSeconds, .compute: Double(computed - start) / 1e9,
+                                                      .encode: Double(end - computed) / 1e9])
         return completions
     }
 }

@@ -6,6 +6,11 @@ public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// 0 picks an ephemeral port (read it back from `AxonServer.port`).
     public var port = 8091
+    /// The port of the Prometheus `/metrics` endpoint; nil turns it off (the default here; `axon
+    /// serve` uses 7091), 0 picks an ephemeral port (read it back from `AxonServer.metricsPort`).
+    public var metricsPort: Int?
+    /// The metrics endpoint's address; nil means `host`.
+    public var metricsHost: String?
     /// Hidden states are zero-padded, centred, to this width; nil means the model's hidden size.
     public var networkDim: Int?
     public var maxBatch = 64
