@@ -140,6 +140,8 @@ final class EngineValidationTests: XCTestCase {
         var index = 0
         _ = try engine.forward(batch) { row, position, logits in
             seen.append((row, position))
+            // Exact: 16 positions fit one chunk of maxLogitRows = 16, so both paths make the same
+            // sgemm call (same shapes, same summation order on any OpenBLAS core).
             XCTAssertEqual(Array(logits), copies[index])
             index += 1
         }

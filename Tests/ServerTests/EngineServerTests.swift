@@ -7,7 +7,8 @@ import Wire
 import XCTest
 
 /// The real engine (default model) behind the server: outputs over TCP equal the engine's own
-/// outputs for the same ragged batch, bit for bit.
+/// outputs for the same ragged batch, bit for bit (the same batch gives OpenBLAS the same shapes,
+/// hence the same summation order, on any kernel core).
 final class EngineServerTests: XCTestCase {
     private static var backend: EngineBackend?
 
