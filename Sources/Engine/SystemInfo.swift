@@ -28,18 +28,26 @@ public struct SystemInfo: Sendable, Equatable {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let config = openblas_get_config().map { String(cString: $0) } ?? "OpenBLAS ?"
         let core = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+        let amx = axon_amx_state_supported()
         return SystemInfo(cpuinfo: cpuinfo, openBLASConfig: config, openBLASCore: core,
                           blasThreads: Int(openblas_get_num_threads()),
-                          logicalCPUs: ProcessInfo.processInfo.activeProcessorCount, environment: environment)
+                          logicalCPUs: ProcessInfo.processInfo.activeProcessorCount, environment: environment,
+                          amxEnabledByOS: amx < 0 ? nil : amx == 1)
     }
 
     /// Builds the description from a /proc/cpuinfo text and OpenBLAS's answers (testable without either).
+    /// - Parameter amxEnabledByOS: whether the kernel enables AMX tile state (nil: unknown). When it
+    ///   does not, the CPU's AMX flags are reported as one "AMX (not enabled by the OS)".
     public init(cpuinfo: String, openBLASConfig: String, openBLASCore: String, blasThreads: Int,
-                logicalCPUs: Int, environment: [String: String]) {
+                logicalCPUs: Int, environment: [String: String], amxEnabledByOS: Bool? = nil) {
         let fields = Self.firstProcessor(cpuinfo)
         cpuModel = fields["model name"] ?? "unknown"
         let flags = Set((fields["flags"] ?? "").split(separator: " ").map(String.init))
-        vectorISA = VectorExtension.all.filter { flags.isSuperset(of: $0.flags) }.map(\.name)
+        var isa = VectorExtension.all.filter { flags.isSuperset(of: $0.flags) }.map(\.name)
+        if amxEnabledByOS == false, isa.contains(where: { $0.hasPrefix("AMX") }) {
+            isa = isa.filter { !$0.hasPrefix("AMX") } + ["AMX (not enabled by the OS)"]
+        }
+        vectorISA = isa
         self.logicalCPUs = logicalCPUs
         self.openBLASConfig = openBLASConfig
         let words = openBLASConfig.split(separator: " ")

@@ -36,6 +36,10 @@ final class SystemInfoTests: XCTestCase {
         XCTAssertEqual(info(Self.xeonAMX, core: "Prescott").vectorISA,
                        ["AVX2", "FMA", "AVX-512F", "AVX-512 VNNI", "AVX-512 BF16", "AMX-BF16", "AMX-INT8"])
         XCTAssertEqual(info(Self.zen3, core: "Zen").openBLASVersion, "0.3.21")
+        // CPUID lists AMX but the kernel does not enable tile state (this project's VM): say so.
+        let disabled = SystemInfo(cpuinfo: Self.xeonAMX, openBLASConfig: "OpenBLAS 0.3.21", openBLASCore: "Cooperlake",
+                                  blasThreads: 2, logicalCPUs: 2, environment: [:], amxEnabledByOS: false)
+        XCTAssertEqual(disabled.vectorISA, ["AVX2", "FMA", "AVX-512F", "AVX-512 VNNI", "AVX-512 BF16", "AMX (not enabled by the OS)"])
     }
 
     func testAKernelCoreOlderThanTheCPUIsFlaggedAndAnEqualOneIsNot() {
