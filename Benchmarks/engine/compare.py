@@ -23,10 +23,12 @@ import llama_cpp
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def axon_bench(axon, model, threads, shape, logits, repeats):
+def axon_bench(axon, model, threads, shape, logits, repeats, env=None):
+    """tokens/s and the whole `axon bench --json` report (its "machine" says which OpenBLAS core ran);
+    `env` replaces the environment (Benchmarks/run measures with OPENBLAS_* as given and unset)."""
     out = subprocess.run([axon, "bench", "--model", model, "--threads", str(threads), "--shapes", shape,
                           "--logits", logits, "--repeats", str(repeats), "--json"],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=env).stdout
     report = json.loads(out)
     return report["results"][0]["tokens_per_s"], report
 

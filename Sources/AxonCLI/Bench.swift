@@ -73,12 +73,14 @@ struct Bench: ParsableCommand {
         let peak = PeakMemory.residentMegabytes()
         if json {
             let report = Report(model: URL(fileURLWithPath: path).lastPathComponent, threads: threads,
-                                load_seconds: loadSeconds, peak_rss_mb: peak, results: results)
+                                load_seconds: loadSeconds, peak_rss_mb: peak, machine: MachineLine(SystemInfo.current()),
+                                results: results)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(String(format: "load %.2f s, peak RSS %@ MB", loadSeconds, peak.map { String(format: "%.0f", $0) } ?? "?"))
+            print("machine: \(SystemInfo.current().line)")
         }
     }
 
@@ -105,6 +107,8 @@ struct Bench: ParsableCommand {
         let threads: Int
         let load_seconds: Double
         let peak_rss_mb: Double?
+        /// The CPU, ISA and OpenBLAS core these figures were measured on.
+        let machine: MachineLine
         let results: [Result]
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import GGUF
 import Identity
@@ -164,6 +165,14 @@ struct Serve: ParsableCommand {
         config.defaultTimeoutMs = timeoutDefaultMs
         config.handleSignals = true
         try identity(&config, logger: logger)
+        // The machine line, and one measured warning when OpenBLAS runs a slower core than the CPU
+        // supports (before the server starts: the probe uses OpenBLAS's threads).
+        let machine = SystemInfo.current()
+        logger.info("machine: \(machine.line)")
+        if !fake, let warning = Machine.slowCoreWarning(machine, file: try GGUFFile(path: path),
+                                                         threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) {
+            logger.warning("\(warning)")
+        }
         let server = try AxonServer(backend: loaded.backend, configuration: config, logger: logger)
         try server.start()
         let info = server.info
