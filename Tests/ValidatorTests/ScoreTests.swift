@@ -40,7 +40,7 @@ final class ScoreTests: XCTestCase {
             let chunk = Array(windows[first..<min(windows.count, first + Self.rows)])
             let batch = chunk.map { Array(tokens[$0.start..<($0.start + Self.seq)]) }
             try backend.forward(rows: batch, hidden: false, logits: .last) { output in
-                guard let logits = output.logits else { throw ScoreError.malformedAnswer("no logits") }
+                guard let logits = output.logits else { throw AnswerError.malformed("no logits") }
                 for (row, window) in chunk.enumerated() {
                     let row = Array(logits[(row * vocab)..<((row + 1) * vocab)])
                     total += -log(max(NextTokenLoss.minimumProbability, referenceProbability(row, of: window.target, k: topk)))
