@@ -1,0 +1,105 @@
+import Foundation
+import Wire
+
+/// A fake axon on 127.0.0.1 that answers every request with whatever `answer` builds: hand-built
+/// frames with wrong dtypes, short buffers or absurd shapes, to check that clients treat an
+/// axon's answer as untrusted input. One thread accepts; each connection gets a thread.
+final class MisbehavingAxon: @unchecked Sendable {
+    let port: Int
+    private let listener: Int32
+    private let answer: @Sendable (Request) -> Response
+    private let lock = NSLock()
+    private var connections: [Int32] = []
+    private let acceptDone = DispatchSemaphore(value: 0)
+
+    struct SocketFailure: Error, CustomStringConvertible {
+        let call: String
+        let code: Int32
+        var description: String { "\(call): \(String(cString: strerror(code)))" }
+    }
+
+    init(answer: @escaping @Sendable (Request) -> Response) throws {
+        self.answer = answer
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw SocketFailure(call: "socket", code: errno) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+                bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else {
+            let code = errno
+            Foundation.close(fd)
+            throw SocketFailure(call: "bind/listen", code: code)
+        }
+        listener = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let thread = Thread { [self] in
+            acceptLoop()
+            acceptDone.signal()
+        }
+        thread.start()
+    }
+
+    var endpoint: String { "127.0.0.1:\(port)" }
+
+    private func acceptLoop() {
+        while true {
+            let fd = accept(listener, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                return   // the listener was shut down
+            }
+            lock.withLock { connections.append(fd) }
+            Thread { [self] in serve(fd) }.start()
+        }
+    }
+
+    /// Reads request frames and writes one answer frame per request until the peer closes.
+    private func serve(_ fd: Int32) {
+        let decoder = FrameDecoder(maxFrameSize: 1 << 20)
+        var buffer = ByteBuffer()
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { return }
+            buffer.append(contentsOf: chunk[0..<count])
+            while let frame = try? decoder.decode(&buffer), let request = try? Request(serializedBytes: frame) {
+                var response = answer(request)
+                response.id = request.id
+                let bytes = FrameEncoder.frame(response.serializedBytes())
+                var sent = 0
+                while sent < bytes.count {
+                    let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress.unsafelyUnwrapped + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+                    if n <= 0 { return }
+                    sent += n
+                }
+            }
+            buffer.compact()
+        }
+    }
+
+    private var stopped = false
+
+    func stop() {
+        guard lock.withLock({ let first = !stopped; stopped = true; return first }) else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
+        Foundation.close(listener)
+        acceptDone.wait()
+        for fd in lock.withLock({ connections }) { shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
+    deinit { stop() }
+}
+
+/// Little-endian buffers for hand-built tensors.
+enum RawBytes {
+    static func float32(_ values: [Float]) -> [UInt8] { values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } }
+    static func float64(_ values: [Double]) -> [UInt8] { values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } }
+    static func int32(_ values: [Int32]) -> [UInt8] { values.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) } }
+}
