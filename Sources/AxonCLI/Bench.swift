@@ -47,7 +47,7 @@ struct Bench: ParsableCommand {
 
         var generator = SplitMix64(seed: 0x5EED)
         var results: [Result] = []
-        let progress = Progress("bench", total: parsedShapes.count * (repeats + 1), quiet: json)
+        let progress = Progress("bench", total: parsedShapes.count * (repeats + 1), unit: "forward passes", quiet: json)
         for shape in parsedShapes {
             let rows = (0..<shape.batch).map { _ in
                 (0..<shape.seq).map { _ in Int32(truncatingIfNeeded: generator.next() % UInt64(engine.config.vocabSize)) }

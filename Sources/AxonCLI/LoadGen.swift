@@ -110,7 +110,7 @@ struct LoadGen: ParsableCommand {
                 _ = try? clients[index].forward(body, timeoutMs: timeoutMs)
             }
         }
-        let progress = Progress("loadgen \(endpoint)", total: connections * requests)
+        let progress = Progress("loadgen \(endpoint)", total: connections * requests, unit: "responses")
         let start = Date()
         Self.onThreads(connections) { index in
             var mine: [Double] = []
@@ -125,7 +125,7 @@ struct LoadGen: ParsableCommand {
                     mine.append(Date().timeIntervalSince(sent) * 1000)
                     myCodes[response.code, default: 0] += 1
                     if response.code == .success { try check.verify(response) }
-                    progress.advance(detail: "responses")
+                    progress.advance()
                 } catch {
                     tally.fail("connection \(index): \(error)")
                     break
@@ -159,13 +159,13 @@ struct LoadGen: ParsableCommand {
         let vocab = backend.modelInfo.vocabSize
         let logits: LogitsWanted = synapseType == .textCausalLM ? .all : synapseType == .textCausalLMNext ? .last : .none
         var times: [Double] = []
-        let progress = Progress("loadgen --direct", total: warmup + requests)
+        let progress = Progress("loadgen --direct", total: warmup + requests, unit: "batches")
         for r in 0..<(warmup + requests) {
             let batch = Self.rows(rowCount, seq, vocab: vocab, seed: UInt64(r))
             let start = Date()
             try backend.forward(rows: batch, hidden: synapseType == .textLastHiddenState, logits: logits) { _ in }
             if r >= warmup { times.append(Date().timeIntervalSince(start) * 1000) }
-            progress.advance(detail: "batches")
+            progress.advance()
         }
         progress.finish()
         times.sort()

@@ -5,6 +5,7 @@ import Foundation
 /// command was not asked for machine-readable output, so pipes, logs and `--json` stay clean.
 final class Progress: @unchecked Sendable {
     private let label: String
+    private let unit: String
     private let total: Int
     private let enabled: Bool
     private let lock = NSLock()
@@ -21,9 +22,11 @@ final class Progress: @unchecked Sendable {
         isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
     }
 
-    /// `total` is the count `advance` reaches at the end; `quiet` (for `--json`) turns drawing off.
-    init(_ label: String, total: Int, quiet: Bool = false) {
+    /// `total` is the count of `unit`s (e.g. "responses") `advance` reaches at the end; `quiet`
+    /// (for `--json`) turns drawing off.
+    init(_ label: String, total: Int, unit: String, quiet: Bool = false) {
         self.label = label
+        self.unit = unit
         self.total = max(total, 1)
         enabled = !quiet && Self.terminalAvailable
     }
@@ -48,7 +51,7 @@ final class Progress: @unchecked Sendable {
         lastDraw = now
         let elapsed = now.timeIntervalSince(started)
         let fraction = Double(min(done, total)) / Double(total)
-        var line = "\(label): \(done)/\(total) (\(Int(fraction * 100))%), \(String(format: "%.0f", elapsed)) s"
+        var line = "\(label): \(done)/\(total) \(unit) (\(Int(fraction * 100))%), \(String(format: "%.0f", elapsed)) s"
         if done > 0 && done < total {
             line += String(format: ", about %.0f s left", elapsed / Double(done) * Double(total - done))
         }

@@ -42,8 +42,9 @@ struct Score: ParsableCommand {
         let scorer = Scorer(seq: seq, topk: min(topk, Int(remote.vocabSize)), stride: stride, rowsPerRequest: rows, timeoutMs: timeoutMs,
                             vocab: Int(remote.vocabSize))
         let tokens = tokenizer.encode(corpus)
-        let progress = Progress("score \(endpoint)", total: ScoreWindows.make(tokens: tokens, seq: seq, stride: stride ?? seq).count, quiet: json)
-        let result = try scorer.score(tokens: tokens, client: client) { done, _ in progress.set(done, detail: "windows") }
+        let progress = Progress("score \(endpoint)", total: ScoreWindows.make(tokens: tokens, seq: seq, stride: stride ?? seq).count,
+                                unit: "windows", quiet: json)
+        let result = try scorer.score(tokens: tokens, client: client) { done, _ in progress.set(done) }
         progress.finish()
         if json {
             print(String(format: "{\"loss\":%.9g,\"perplexity\":%.9g,\"positions\":%d}", result.loss, result.perplexity, result.positions))
