@@ -12,32 +12,9 @@ final class MisbehavingAxon: @unchecked Sendable {
     private var connections: [Int32] = []
     private let acceptDone = DispatchSemaphore(value: 0)
 
-    struct SocketFailure: Error, CustomStringConvertible {
-        let call: String
-        let code: Int32
-        var description: String { "\(call): \(String(cString: strerror(code)))" }
-    }
-
     init(answer: @escaping @Sendable (Request) -> Response) throws {
         self.answer = answer
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SocketFailure(call: "socket", code: errno) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
-                bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        guard bound else {
-            let code = errno
-            Foundation.close(fd)
-            throw SocketFailure(call: "bind/listen", code: code)
-        }
-        listener = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (listener, port) = try loopbackListener()
         let thread = Thread { [self] in
             acceptLoop()
             acceptDone.signal()
@@ -61,6 +38,12 @@ final class MisbehavingAxon: @unchecked Sendable {
 
     /// Reads request frames and writes one answer frame per request until the peer closes.
     private func serve(_ fd: Int32) {
+        defer {
+            lock.withLock {
+                connections.removeAll { $0 == fd }
+                Foundation.close(fd)
+            }
+        }
         let decoder = FrameDecoder(maxFrameSize: 1 << 20)
         var buffer = ByteBuffer()
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
