@@ -28,6 +28,6 @@ struct ModelOption: ParsableArguments {
         if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             return found
         }
-        throw ValidationError("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
+        throw Failure("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
     }
 }

@@ -83,7 +83,7 @@ struct Tokenize: ParsableCommand {
     private func runBenchmark(_ tokenizer: Tokenizer, path: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         guard let text = String(validating: data, as: UTF8.self) else {
-            throw ValidationError("\(path) is not valid UTF-8")
+            throw Failure("\(path) is not valid UTF-8")
         }
         let clock = ContinuousClock()
         // Paragraph mode keeps the separators inside the pieces so the bytes encoded are the same.
@@ -102,7 +102,7 @@ struct Tokenize: ParsableCommand {
             let start = clock.now
             let ids = encodeAll()
             let elapsed = clock.now - start
-            guard ids == count else { throw ValidationError("encode is not deterministic: \(ids) vs \(count) ids") }
+            guard ids == count else { throw Failure("encode is not deterministic: \(ids) vs \(count) ids") }
             seconds.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
         }
         seconds.sort()

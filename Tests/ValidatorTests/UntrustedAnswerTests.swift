@@ -93,7 +93,7 @@ final class UntrustedAnswerTests: XCTestCase {
     // MARK: - over TCP, against a misbehaving axon
 
     /// The INFO a real axon serving the default model gives (so the CLI's tokenizer check passes).
-    private static func info() throws -> InfoResponse {
+    static func info() throws -> InfoResponse {
         let tokenizer = try Tokenizer(gguf: GGUFFile(path: TestPaths.defaultModel()))
         var info = InfoResponse()
         info.model = "misbehaving"; info.architecture = "llama"
@@ -104,7 +104,7 @@ final class UntrustedAnswerTests: XCTestCase {
     }
 
     /// An axon answering INFO with `info` and every FORWARD with one result of `type` and `tensors`.
-    private static func axon(info: InfoResponse, type: SynapseType = .textCausalLMNext, tensors: [Tensor]) throws -> MisbehavingAxon {
+    static func axon(info: InfoResponse, type: SynapseType = .textCausalLMNext, tensors: [Tensor]) throws -> MisbehavingAxon {
         try MisbehavingAxon { request in
             switch request.method {
             case .info: return Response(id: request.id, code: .success, info: info)
@@ -130,37 +130,8 @@ final class UntrustedAnswerTests: XCTestCase {
         }
     }
 
-    /// The `axon` executable built beside this test bundle (`swift build --build-tests` builds it).
-    private var axonExecutable: URL {
-        Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("axon")
-    }
-
-    /// Runs `axon ARGUMENTS` and returns how it ended and its stderr.
-    private func runAxon(_ arguments: [String]) throws -> (reason: Process.TerminationReason, status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = axonExecutable
-        process.arguments = arguments + ["--model", try TestPaths.defaultModel()]
-        var environment = ProcessInfo.processInfo.environment
-        environment["HOME"] = FileManager.default.temporaryDirectory.path   // any default key goes there, not to ~/.axon
-        process.environment = environment
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationReason, process.terminationStatus, printed, complaints)
-    }
-
-    private func requireExecutable() throws {
-        guard FileManager.default.isExecutableFile(atPath: axonExecutable.path) else {
-            throw XCTSkip("\(axonExecutable.path) is missing: build with `swift build --build-tests`")
-        }
-    }
-
     func testQueryPrintsAMessageAndExits1OnEachMalformedAnswer() throws {
-        try requireExecutable()
+        try AxonCommand.requireBuilt()
         let info = try Self.info()
         let seq = Int64(5)   // the text's token count
         let hiddenShort = Tensor(buffer: RawBytes.float32([Float](repeating: 1, count: 576)), shape: [1, seq, 576], dtype: .float32)
@@ -173,7 +144,7 @@ final class UntrustedAnswerTests: XCTestCase {
         cases.append(("per-position top-k for one position of five", "causal", .textCausalLM, causalFewer, "20 bytes"))
         for bad in cases {
             let axon = try Self.axon(info: info, type: bad.type, tensors: bad.tensors)
-            let run = try runAxon(["query", "--endpoint", axon.endpoint, "--unsigned", "--synapse", bad.synapse, "--topk", "\(Self.k)", Self.text])
+            let run = try AxonCommand.run(["query", "--endpoint", axon.endpoint, "--unsigned", "--synapse", bad.synapse, "--topk", "\(Self.k)", Self.text])
             axon.stop()
             XCTAssertEqual(run.reason, .exit, "\(bad.name): axon query crashed: \(run.stderr)")
             XCTAssertEqual(run.status, 1, "\(bad.name): \(run.stderr)")
@@ -183,7 +154,7 @@ final class UntrustedAnswerTests: XCTestCase {
     }
 
     func testTheFanOutReportsAMalformedAnswerPerEndpoint() throws {
-        try requireExecutable()
+        try AxonCommand.requireBuilt()
         let info = try Self.info()
         let bad = Self.badNextAnswers[0]
         let axon = try Self.axon(info: info, tensors: bad.tensors)
@@ -193,7 +164,7 @@ final class UntrustedAnswerTests: XCTestCase {
         let list = directory.appendingPathComponent("axons.json")
         try Data("[{\"uid\": 7, \"hotkey\": \"5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY\", \"host\": \"127.0.0.1\", \"port\": \(axon.port)}]".utf8)
             .write(to: list)
-        let run = try runAxon(["query", "--endpoints", list.path, "--unsigned", "--topk", "\(Self.k)", Self.text])
+        let run = try AxonCommand.run(["query", "--endpoints", list.path, "--unsigned", "--topk", "\(Self.k)", Self.text])
         axon.stop()
         XCTAssertEqual(run.reason, .exit, run.stderr)
         XCTAssertEqual(run.status, 0, run.stderr)
@@ -202,18 +173,18 @@ final class UntrustedAnswerTests: XCTestCase {
     }
 
     func testLoadgenFailsWithAMessageOnAZeroVocabularyOrAMalformedAnswer() throws {
-        try requireExecutable()
+        try AxonCommand.requireBuilt()
         var zeroVocab = try Self.info()
         zeroVocab.vocabSize = 0
         let empty = try Self.axon(info: zeroVocab, tensors: [])
-        let refused = try runAxon(["loadgen", "--endpoint", empty.endpoint, "--unsigned", "--connections", "1", "--requests", "1", "--warmup", "0"])
+        let refused = try AxonCommand.run(["loadgen", "--endpoint", empty.endpoint, "--unsigned", "--connections", "1", "--requests", "1", "--warmup", "0"])
         empty.stop()
         XCTAssertEqual(refused.reason, .exit, "loadgen crashed on vocab_size 0: \(refused.stderr)")
         XCTAssertEqual(refused.status, 1, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("INFO reports vocab_size 0"), refused.stderr)
 
         let axon = try Self.axon(info: try Self.info(), tensors: Self.badNextAnswers[0].tensors)
-        let run = try runAxon(["loadgen", "--endpoint", axon.endpoint, "--unsigned", "--connections", "1", "--requests", "2", "--warmup", "0",
+        let run = try AxonCommand.run(["loadgen", "--endpoint", axon.endpoint, "--unsigned", "--connections", "1", "--requests", "2", "--warmup", "0",
                                "--topk", "\(Self.k)", "--shape", "1x4"])
         axon.stop()
         XCTAssertEqual(run.reason, .exit, run.stderr)
