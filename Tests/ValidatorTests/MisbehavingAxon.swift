@@ -8,12 +8,17 @@ final class MisbehavingAxon: @unchecked Sendable {
     let port: Int
     private let listener: Int32
     private let answer: @Sendable (Request) -> Response
+    private let extra: @Sendable (Request) -> [Response]
     private let lock = NSLock()
     private var connections: [Int32] = []
     private let acceptDone = DispatchSemaphore(value: 0)
 
-    init(answer: @escaping @Sendable (Request) -> Response) throws {
+    /// `answer` gives each request's answer (sent with the request's id); `extra` any answers
+    /// sent after it, with the ids they carry.
+    init(answer: @escaping @Sendable (Request) -> Response,
+         extra: @escaping @Sendable (Request) -> [Response] = { _ in [] }) throws {
         self.answer = answer
+        self.extra = extra
         (listener, port) = try loopbackListener()
         let thread = Thread { [self] in
             acceptLoop()
@@ -55,7 +60,7 @@ final class MisbehavingAxon: @unchecked Sendable {
             while let frame = try? decoder.decode(&buffer), let request = try? Request(serializedBytes: frame) {
                 var response = answer(request)
                 response.id = request.id
-                let bytes = FrameEncoder.frame(response.serializedBytes())
+                let bytes = ([response] + extra(request)).flatMap { FrameEncoder.frame($0.serializedBytes()) }
                 var sent = 0
                 while sent < bytes.count {
                     let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress.unsafelyUnwrapped + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }

@@ -192,3 +192,27 @@ final class UntrustedAnswerTests: XCTestCase {
         XCTAssertTrue(run.stdout.contains("dtype FLOAT64"), run.stdout)
     }
 }
+
+extension UntrustedAnswerTests {
+    func testAnAxonFloodingAnswersNobodyAskedForIsDisconnected() throws {
+        // Every PING is answered once with its id and then many times with ids nobody sent.
+        let flood = AxonClient.maxUncollectedResponses + 10
+        let axon = try MisbehavingAxon { request in
+            Response(id: request.id, code: .success)
+        } extra: { request in
+            (0..<flood).map { Response(id: request.id + 1_000_000 + UInt64($0), code: .success) }
+        }
+        let client = try AxonClient(endpoint: axon.endpoint)
+        defer { client.close(); axon.stop() }
+        XCTAssertEqual(try client.ping().code, .success)
+        let deadline = Date(timeIntervalSinceNow: 10)
+        var outcome: Error?
+        while outcome == nil && Date() < deadline {
+            do { _ = try client.ping(); Thread.sleep(forTimeInterval: 0.05) } catch { outcome = error }
+        }
+        guard case ClientError.connectionClosed(let reason)? = outcome as? ClientError else {
+            return XCTFail("expected the client to close the flooded connection, got \(String(describing: outcome))")
+        }
+        XCTAssertTrue(reason.contains("no caller collected"), reason)
+    }
+}
