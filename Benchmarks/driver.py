@@ -204,8 +204,10 @@ def main():
         args.repeats = 1
     wanted = args.only.split(",") if args.only else list(SECTIONS)
     result = {"machine": machine(args)}
-    for name in wanted:
-        log(f"== {name}")
+    began = time.monotonic()
+    for index, name in enumerate(wanted, 1):
+        # Each section then logs one line per measurement, so a long run always shows where it is.
+        log(f"== section {index}/{len(wanted)}: {name} (at {time.monotonic() - began:.0f} s)")
         result[name] = SECTIONS[name](args)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")

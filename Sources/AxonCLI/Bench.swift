@@ -47,19 +47,23 @@ struct Bench: ParsableCommand {
 
         var generator = SplitMix64(seed: 0x5EED)
         var results: [Result] = []
+        let progress = Progress("bench", total: parsedShapes.count * (repeats + 1), unit: "forward passes", quiet: json)
         for shape in parsedShapes {
             let rows = (0..<shape.batch).map { _ in
                 (0..<shape.seq).map { _ in Int32(truncatingIfNeeded: generator.next() % UInt64(engine.config.vocabSize)) }
             }
             let batch = RaggedBatch(rows: rows)
             try forward(engine, batch)   // warm-up: page in scratch, spin up threads
+            progress.advance(detail: "\(shape.batch)x\(shape.seq) warm-up")
             engine.timings = ForwardTimings()
             var times: [Double] = []
             for _ in 0..<repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
                 try forward(engine, batch)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                progress.advance(detail: "\(shape.batch)x\(shape.seq)")
             }
+            progress.finish()
             let median = times.sorted()[times.count / 2]
             results.append(Result(batch: shape.batch, seq: shape.seq, logits: logits,
                                   tokens_per_s: Double(batch.tokenCount) / median, ms: median * 1e3,

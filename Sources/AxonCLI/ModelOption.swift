@@ -15,8 +15,10 @@ struct ModelOption: ParsableArguments {
         let env = ProcessInfo.processInfo.environment
         if let path = env["AXON_MODEL"], !path.isEmpty { return path }
         var candidates = [FileManager.default.currentDirectoryPath + "/Models/" + Self.defaultFileName]
-        // .build/<triple>/release/axon -> repository root is three levels up.
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // .build/<triple>/release/axon -> repository root is three levels up. The running binary
+        // comes from /proc/self/exe: argv[0] is only "axon" when it was found on PATH (scripts/install).
+        let running = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe = URL(fileURLWithPath: running).resolvingSymlinksInPath()
         var root = exe.deletingLastPathComponent()
         for _ in 0..<3 {
             root = root.deletingLastPathComponent()
@@ -26,6 +28,6 @@ struct ModelOption: ParsableArguments {
         if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             return found
         }
-        throw ValidationError("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
+        throw Failure("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
     }
 }
