@@ -32,6 +32,19 @@ POSITIONS = 512
 CHECKED = 16
 
 
+def without_weight_repacking():
+    """llama.cpp repacks Q8_0/Q4_K weights for AMX on CPUs that report it; where the OS has not
+    enabled AMX tile state for the process (this Xeon's VM), its first tile instruction is SIGILL.
+    Loading without extra buffer types keeps llama.cpp on its AVX-512 VNNI kernels."""
+    default = llama_cpp.llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+    llama_cpp.llama_cpp.llama_model_default_params = params
+
+
 def log_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -46,6 +59,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=DEFAULT_MODEL)
     args = ap.parse_args()
+    without_weight_repacking()
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=POSITIONS + 16, n_batch=POSITIONS, n_ubatch=POSITIONS,
                           n_threads=2, logits_all=True, verbose=False)
     ids = llm.tokenize(PROSE.encode("utf-8"), add_bos=True, special=False)[:POSITIONS]
