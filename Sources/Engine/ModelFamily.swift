@@ -96,3 +96,25 @@ public struct LayerAttention: Sendable, Equatable {
     /// RoPE frequency base of this layer.
     public var ropeBase: Double
 }
+
+extension ModelConfig {
+    /// One line saying how the engine will run this model, e.g. for `axon inspect`.
+    public var summary: String {
+        var parts = ["\(family.activation == .silu ? "SiLU" : "GELU (tanh)") gated FFN",
+                     family.rope == .adjacentPairs ? "RoPE on adjacent pairs" : "rotate-half RoPE"]
+        if hasQKVBias { parts.append("q/k/v biases") }
+        if family.perHeadQKNorm { parts.append("per-head q/k RMSNorm") }
+        if family.postBlockNorms { parts.append("post-attention and post-FFN norms") }
+        if family.scalesEmbedding { parts.append("embeddings × √\(hiddenSize)") }
+        parts.append("head_dim \(headDim), \(headCount) heads / \(kvHeadCount) KV")
+        let local = layers.filter { $0.window != nil }
+        if let first = local.first, let window = first.window {
+            parts.append("\(local.count) local layers (window \(window), RoPE base \(first.ropeBase.formatted())) and \(layerCount - local.count) global (base \(ropeFreqBase.formatted()))")
+        } else {
+            parts.append("\(layerCount) layers, RoPE base \(ropeFreqBase.formatted())")
+        }
+        if let logitSoftcap { parts.append("logits soft-capped at \(logitSoftcap.formatted())") }
+        parts.append(tiedOutput ? "tied head" : "separate head")
+        return "\(architecture) family: " + parts.joined(separator: ", ")
+    }
+}
