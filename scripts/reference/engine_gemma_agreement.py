@@ -25,24 +25,12 @@ import llama_cpp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from engine_reference import PROSE, ROOT  # noqa: E402
 from family_reference import FamilyModel  # noqa: E402
+from llama_cpp_setup import avoid_amx_repacking  # noqa: E402
 
 DEFAULT_MODEL = os.path.join(ROOT, "Models", "gemma-3-270m-q4_k_m.gguf")
 OUT = os.path.join(ROOT, "Tests", "EngineTests", "Fixtures", "gemma3_agreement.json")
 POSITIONS = 512
 CHECKED = 16
-
-
-def without_weight_repacking():
-    """llama.cpp repacks Q8_0/Q4_K weights for AMX on CPUs that report it; where the OS has not
-    enabled AMX tile state for the process (this Xeon's VM), its first tile instruction is SIGILL.
-    Loading without extra buffer types keeps llama.cpp on its AVX-512 VNNI kernels."""
-    default = llama_cpp.llama_cpp.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-    llama_cpp.llama_cpp.llama_model_default_params = params
 
 
 def log_softmax(z):
@@ -59,7 +47,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=DEFAULT_MODEL)
     args = ap.parse_args()
-    without_weight_repacking()
+    avoid_amx_repacking()
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=POSITIONS + 16, n_batch=POSITIONS, n_ubatch=POSITIONS,
                           n_threads=2, logits_all=True, verbose=False)
     ids = llm.tokenize(PROSE.encode("utf-8"), add_bos=True, special=False)[:POSITIONS]
