@@ -8,6 +8,8 @@ final class EngineFamilyTests: XCTestCase {
     struct Fixture: Decodable {
         struct Row: Decodable {
             let ids: [Int32]
+            /// The positions whose logits are kept, in order.
+            let positions: [Int]
             let llama_logits: [[Float]]
             let numpy_logits: [[Float]]?
         }
@@ -26,12 +28,12 @@ final class EngineFamilyTests: XCTestCase {
         let fixture = try JSONDecoder().decode(Fixture.self, from: ReferenceFixture.load("family_\(arch).json"))
         XCTAssertEqual(fixture.architecture, arch)
         let file = try GGUFFile(bytes: [UInt8](ReferenceFixture.load("family_\(arch).gguf.fixture")))
-        let engine = try InferenceEngine(file: file, options: EngineOptions(threads: 2, maxBatchTokens: 64, maxRows: 4, maxSeq: 32, maxLogitRows: 64))
+        let engine = try InferenceEngine(file: file, options: EngineOptions(threads: 2, maxBatchTokens: 128, maxRows: 4, maxSeq: 128, maxLogitRows: 128))
         XCTAssertEqual(engine.config.architecture, arch)
         let batch = RaggedBatch(rows: fixture.rows.map(\.ids))
         let result = try engine.forward(batch, logits: .all)
         let logits = try fixture.rows.indices.map { r in
-            try (0..<batch.length(ofRow: r)).map { p in Array(try XCTUnwrap(result.logits(row: r, position: p))) }
+            try fixture.rows[r].positions.map { p in Array(try XCTUnwrap(result.logits(row: r, position: p))) }
         }
         return (fixture, logits, engine)
     }
@@ -66,17 +68,25 @@ final class EngineFamilyTests: XCTestCase {
         // shorter than the rows, head_dim ≠ hidden/heads.
         XCTAssertEqual(c.layers.map { $0.window != nil }, [true, true, true, true, true, false, true])
         XCTAssertEqual(c.layers.map(\.ropeBase), [1e4, 1e4, 1e4, 1e4, 1e4, 1e6, 1e4])
-        XCTAssertLessThan(c.layers[0].window ?? .max, fixture.rows.map(\.ids.count).max() ?? 0)
+        XCTAssertLessThan(c.layers[0].window ?? .max, fixture.rows.map(\.ids.count).min() ?? 0)
+        // A row long enough that some attention blocks start their keys past position 0.
+        XCTAssertGreaterThan(fixture.rows.map(\.ids.count).max() ?? 0, 64 + (c.layers[0].window ?? 0))
         XCTAssertNotEqual(c.headDim, c.hiddenSize / c.headCount)
 
         let numpy = try fixture.rows.map { try XCTUnwrap($0.numpy_logits) }
         let exactGap = maxGap(logits, numpy)
-        let llamaGap = maxGap(logits, fixture.rows.map(\.llama_logits))
-        print("gemma3: max |Axon − numpy f64| = \(exactGap), max |Axon − llama.cpp| = \(llamaGap) (llama.cpp − numpy: \(fixture.llama_numpy_max_gap))")
+        print("gemma3: max |Axon − numpy f64| = \(exactGap) (llama.cpp − numpy: \(fixture.llama_numpy_max_gap))")
         XCTAssertLessThanOrEqual(exactGap, Self.exactTolerance)
-        // llama.cpp's GELU rounds its input to fp16 (relative 2^-11 ≈ 5e-4) through a table, which the
-        // script measured as `llama_numpy_max_gap`. By the triangle inequality Axon − llama.cpp is at most
-        // that plus our own distance to the exact pass; the issue caps it at 5e-3.
-        XCTAssertLessThanOrEqual(llamaGap, min(5e-3, fixture.llama_numpy_max_gap + Self.exactTolerance))
+        // llama.cpp's GELU rounds its input to fp16 (relative 2^-11 ≈ 5e-4) through a table; the script
+        // measured the effect as `llama_numpy_max_gap`. By the triangle inequality Axon − llama.cpp is at
+        // most that plus our own distance to the exact pass, on every row.
+        let llamaGap = maxGap(logits, fixture.rows.map(\.llama_logits))
+        XCTAssertLessThanOrEqual(llamaGap, fixture.llama_numpy_max_gap + Self.exactTolerance)
+        // The issue's bound, 5e-3, on the two short rows (the long row's table error reaches 5.2e-3 in
+        // llama.cpp itself, and that row is there to check windowed attention against the exact pass).
+        let short = fixture.rows.indices.filter { fixture.rows[$0].ids.count < 64 }
+        let shortGap = maxGap(short.map { logits[$0] }, short.map { fixture.rows[$0].llama_logits })
+        print("gemma3: max |Axon − llama.cpp| = \(llamaGap), on the short rows \(shortGap)")
+        XCTAssertLessThanOrEqual(shortGap, 5e-3)
     }
 }

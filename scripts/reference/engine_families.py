@@ -30,6 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(ROOT, "Tests", "EngineTests", "Fixtures")
 VOCAB = 64
 ROWS = [[5, 17, 33, 2, 60, 41, 8, 8, 29, 11, 50, 3], [1, 44, 23, 62, 7, 19, 36, 12, 58]]
+# gemma3 also gets a row longer than the engine's 64-query attention block plus the window, so a
+# block's keys start past 0; only its last 8 positions are kept, to keep the fixture small.
+LONG_ROW = [(7 * i * i + 3 * i + 1) % 64 for i in range(72)]
+LONG_KEPT = list(range(64, 72))
 
 # Shapes per family. head_dim 16 keeps RoPE's rotate-half on whole SIMD vectors (hd/2 = 8);
 # gemma3's key_length 16 differs from hidden/heads = 8.
@@ -103,7 +107,7 @@ def write_gguf(arch, spec, path, rng):
 
 
 def llama_logits(path, ids):
-    llm = llama_cpp.Llama(model_path=path, n_ctx=64, n_batch=64, n_ubatch=64, n_threads=2, logits_all=True,
+    llm = llama_cpp.Llama(model_path=path, n_ctx=128, n_batch=128, n_ubatch=128, n_threads=2, logits_all=True,
                           type_k=0, type_v=0, flash_attn=False, verbose=False)
     llm.eval(ids)
     out = np.asarray(llm.scores[:len(ids)], dtype=np.float64)
@@ -123,12 +127,13 @@ def main():
         numpy_model = FamilyModel(path)
         rows = []
         worst_llama_numpy = 0.0
-        for ids in ROWS:
-            llama = llama_logits(path, ids)
-            ref = numpy_model.logits(numpy_model.forward(ids))
+        for ids in ROWS + ([LONG_ROW] if arch == "gemma3" else []):
+            kept = LONG_KEPT if ids is LONG_ROW else list(range(len(ids)))
+            llama = llama_logits(path, ids)[kept]
+            ref = numpy_model.logits(numpy_model.forward(ids))[kept]
             gap = float(np.abs(llama - ref).max())
             worst_llama_numpy = max(worst_llama_numpy, gap)
-            row = {"ids": ids, "llama_logits": rounded(llama)}
+            row = {"ids": ids, "positions": kept, "llama_logits": rounded(llama)}
             if arch == "gemma3":
                 row["numpy_logits"] = rounded(ref)
             rows.append(row)
