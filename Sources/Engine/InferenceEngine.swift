@@ -372,7 +372,7 @@ public struct ForwardTimings: Sendable {
     public var lmHead = 0.0
     public var norms = 0.0
     public var rope = 0.0
-    /// SiLU(gate)·up.
+    /// act(gate)·up (SiLU or GELU, by family).
     public var activation = 0.0
     /// Embedding lookup.
     public var other = 0.0
