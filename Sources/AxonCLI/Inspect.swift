@@ -117,6 +117,8 @@ struct ModelSummary {
         lines.append("model: \(path)")
         lines.append("  GGUF v\(version), \(grouped(fileSize)) bytes, alignment \(file.alignment), \(file.metadataKeys.count) metadata keys")
         lines.append("architecture: \(architecture)" + (name.map { " (\($0))" } ?? ""))
+        // How (or why not) the engine runs it, from the same checks the engine makes at load.
+        do { lines.append("engine: " + (try ModelConfig(source: file).summary)) } catch { lines.append("engine: cannot run it: \(error)") }
         lines.append("hyperparameters:")
         for (key, value) in hyperparameters {
             lines.append("  \(key): \(render(value))")

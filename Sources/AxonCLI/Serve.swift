@@ -32,21 +32,32 @@ enum BackendLoader {
     struct Loaded {
         let backend: InferenceBackend
         let description: String
+        /// The row limit in force: as asked, or by default min(2048, the model's context length).
+        let maxSeq: Int
+        /// Set when the default was lowered to the model's context length.
+        let clampedToContext: Int?
     }
 
+    static let defaultMaxSeq = 2048
+
     /// Opens the model, its tokenizer (for INFO's identity fields) and the backend.
-    static func load(path: String, threads: Int?, maxBatch: Int, maxSeq: Int, maxBatchTokens: Int,
+    /// `maxSeq` nil means min(`defaultMaxSeq`, the model's `context_length`).
+    static func load(path: String, threads: Int?, maxBatch: Int, maxSeq requested: Int?, maxBatchTokens: Int,
                      fake: Bool) throws -> Loaded {
         let file = try GGUFFile(path: path)
+        let context = file.int("\(file.string("general.architecture") ?? "").context_length")
+        let maxSeq = requested ?? min(defaultMaxSeq, context ?? defaultMaxSeq)
+        let clamped = requested == nil && maxSeq < defaultMaxSeq ? maxSeq : nil
         let tokenizer = try Tokenizer(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
-            return Loaded(backend: FakeBackend(modelInfo: info), description: "fake backend shaped like \(info.name)")
+            return Loaded(backend: FakeBackend(modelInfo: info), description: "fake backend shaped like \(info.name)",
+                          maxSeq: maxSeq, clampedToContext: clamped)
         }
         let backend = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxBatch,
                                         maxSeq: maxSeq, maxBatchTokens: maxBatchTokens)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
-        return Loaded(backend: backend, description: "\(info.name), \(parameters) parameters")
+        return Loaded(backend: backend, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq, clampedToContext: clamped)
     }
 }
 
@@ -63,7 +74,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Width of hidden-state outputs: the hidden vector is zero-padded, centred (default: the model's hidden size).")
     var networkDim: Int?
     @Option(help: "Most rows in one request.") var maxBatch = 64
-    @Option(help: "Most positions per row.") var maxSeq = 2048
+    @Option(help: "Most positions per row (default: 2048, or the model's context length if shorter).") var maxSeq: Int?
     @Option(help: "Most tokens in one request, and in one dynamic batch.") var maxBatchTokens = 4096
     @Option(help: "Queued requests beyond this are answered Backoff.") var maxQueue = 256
     @Option(help: "Largest request frame.") var maxFrame = ByteSize(bytes: 16 << 20)
@@ -98,6 +109,10 @@ struct Serve: ParsableCommand {
         let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,
                                             maxBatchTokens: maxBatchTokens, fake: fake)
         let loadSeconds = Date().timeIntervalSince(started)
+        let maxSeq = loaded.maxSeq
+        if let clamped = loaded.clampedToContext {
+            logger.notice("--max-seq defaults to the model's context length \(clamped) (below \(BackendLoader.defaultMaxSeq))")
+        }
 
         var config = ServerConfiguration()
         config.host = host
