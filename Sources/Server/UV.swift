@@ -195,6 +195,21 @@ final class TCPSocket: UVHandle {
         }
     }
 
+    /// The peer's IP address as text (IPv4 dotted or IPv6), nil when unknown.
+    func peerAddress() -> String? {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &storage) { pointer -> String? in
+            let address = UnsafeMutableRawPointer(pointer)
+            guard uv_tcp_getpeername(tcp, address.assumingMemoryBound(to: sockaddr.self), &length) == 0 else { return nil }
+            var text = [CChar](repeating: 0, count: 64)
+            let status = pointer.pointee.ss_family == sa_family_t(AF_INET6)
+                ? uv_ip6_name(address.assumingMemoryBound(to: sockaddr_in6.self), &text, text.count)
+                : uv_ip4_name(address.assumingMemoryBound(to: sockaddr_in.self), &text, text.count)
+            return status == 0 ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+        }
+    }
+
     /// Accepts a pending connection from this listener into `client`.
     func accept(into client: TCPSocket) throws {
         try uvCheck(uv_accept(stream, client.stream), "uv_accept")
