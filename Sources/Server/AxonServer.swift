@@ -40,7 +40,8 @@ private final class Connection {
     var pending: [UInt64: PendingForward] = [:]
     var reservedBytes = 0
     var queuedOutputBytes = 0
-    /// Reads paused (and buffered frames left unread) while its pending response bytes are over budget.
+    /// Decoding paused (frames left in `buffer`, reads stopped past a read-ahead) while its pending
+    /// response bytes are over budget.
     var pausedForBudget = false
     var closeWhenFlushed = false
     var closed = false
@@ -179,6 +180,8 @@ public final class AxonServer: @unchecked Sendable {
         // Response frames of a MiB or more are mmapped, so freeing one (written, or dropped with its
         // connection) returns the memory at once instead of leaving it in a malloc arena.
         mmapLargeAllocations(threshold: 1 << 20)
+        // A peer that closes while an answer is being written must cost an EPIPE, not the process.
+        signal(SIGPIPE, SIG_IGN)
         let loop = try EventLoop()
         self.loop = loop
         let listener = try TCPSocket(loop: loop)
@@ -360,9 +363,17 @@ public final class AxonServer: @unchecked Sendable {
         resumePausedConnections()
     }
 
+    /// While a connection's decoding is paused for its budget, reading goes on until this many bytes
+    /// wait unread, so a peer that closes is still noticed (and its answers' memory freed) at once.
+    private static let pausedReadAhead = 64 * 1024
+
     private func received(_ bytes: UnsafeRawBufferPointer, on connection: Connection) {
         connection.lastActivity = monotonicNanoseconds()
         connection.buffer.append(bytes)
+        if connection.pausedForBudget {
+            if connection.buffer.readableBytes >= Self.pausedReadAhead { connection.socket.stopReading() }
+            return
+        }
         decodeBuffered(on: connection)
     }
 
@@ -384,9 +395,9 @@ public final class AxonServer: @unchecked Sendable {
             if isOverBudget(connection) {
                 if !connection.pausedForBudget {
                     connection.pausedForBudget = true
-                    connection.socket.stopReading()
                     budgetPaused.insert(connection.id)
                 }
+                if connection.buffer.readableBytes >= Self.pausedReadAhead { connection.socket.stopReading() }
                 break
             }
             do {
