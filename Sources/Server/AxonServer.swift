@@ -130,7 +130,8 @@ public final class AxonServer: @unchecked Sendable {
                               ("--max-batch-tokens", configuration.maxBatchTokens), ("--max-frame", configuration.maxFrame),
                               ("--max-response", configuration.maxResponse), ("--max-connections", configuration.maxConnections),
                               ("--max-connections-per-ip", configuration.maxConnectionsPerIP),
-                              ("max synapses", configuration.maxSynapses)]
+                              ("--max-synapses", configuration.maxSynapses),
+                              ("--max-pending-response", configuration.maxPendingResponseBytes)]
         where value <= 0 {
             throw ServerError.invalidLimit(name: name, value: value)
         }
@@ -644,7 +645,7 @@ public final class AxonServer: @unchecked Sendable {
         for connection in Array(connections.values) {
             for (_, pending) in connection.pending.sorted(by: { $0.key < $1.key }) {
                 send(Response(id: pending.requestID, code: .unavailable,
-                              message: "the server shut down before this request finished (--drain-timeout \(configuration.drainTimeout) s)"),
+                              message: "the server shut down before this request finished (drain timeout \(configuration.drainTimeout) s)"),
                      on: connection, arrival: pending.arrival)
             }
             pendingResponseBytes -= connection.reservedBytes
