@@ -52,45 +52,71 @@ enum SubmitOutcome: Equatable {
     case doomed(estimateUs: UInt64, leftUs: UInt64, tokensPerSecond: Double)
 }
 
+/// The best rate (per second) seen over the last `capacity` real measurements younger than
+/// `maxAgeNs`; `seed` when there are none. The best rather than an average, so a refusal means the
+/// work is doomed even at the fastest the engine has recently been (a cold first batch or a busy
+/// moment does not make it refuse viable work), and samples age out, so a slow spell is forgotten
+/// even when it made the server refuse everything big since.
+struct RateWindow {
+    static let capacity = 16
+    static let maxAgeNs: UInt64 = 60_000_000_000
+    let seed: Double
+    private var samples: [(rate: Double, at: UInt64)] = []
+    private var next = 0
+
+    init(seed: Double) { self.seed = seed }
+
+    func rate(now: UInt64) -> Double {
+        samples.lazy.filter { now - min(now, $0.at) <= Self.maxAgeNs }.map(\.rate).max() ?? seed
+    }
+
+    mutating func observe(_ rate: Double, at time: UInt64) {
+        if samples.count < Self.capacity {
+            samples.append((rate, time))
+        } else {
+            samples[next] = (rate, time)
+            next = (next + 1) % Self.capacity
+        }
+    }
+}
+
 /// The cost of a job, estimated from what real batches achieved (docs/PROTOCOL.md, "Deadlines"):
-/// an EWMA of the engine's tokens per second over batches of at least `minObservedTokens` tokens
-/// (smaller ones are dominated by fixed overhead), and an EWMA of response bytes encoded per second.
-/// The first observation replaces the seed; later ones move the average by `weight`.
+/// cost = tokens / T + response bytes / E, with T the engine's tokens per second over batches of at
+/// least `minObservedTokens` tokens (smaller ones are dominated by fixed overhead) and E the response
+/// bytes encoded per second over answers of at least 64 KiB, each a `RateWindow`.
 struct CostModel {
     /// Seeds above what a CPU engine reaches, so before any measurement only work that is doomed
     /// even at that speed is refused (e.g. 4,096 tokens in 1 ms would need 4.1 M tokens/s).
     static let seedTokensPerSecond = 1_000_000.0
     static let seedEncodeBytesPerSecond = 4e9
-    static let weight = 0.25
     static let minObservedTokens = 32
 
-    private(set) var tokensPerSecond = seedTokensPerSecond
-    private(set) var encodeBytesPerSecond = seedEncodeBytesPerSecond
-    private var computeObserved = false
-    private var encodeObserved = false
+    /// The rates at one moment, to price several jobs with.
+    struct Rates {
+        let tokensPerSecond: Double
+        let encodeBytesPerSecond: Double
 
-    func estimateNs(tokens: Int, responseBytes: Int) -> UInt64 {
-        UInt64((Double(tokens) / tokensPerSecond + Double(responseBytes) / encodeBytesPerSecond) * 1e9)
+        func estimateNs(_ job: ForwardJob) -> UInt64 {
+            UInt64((Double(job.forward.tokenCount) / tokensPerSecond
+                    + Double(job.forward.responseBytes) / encodeBytesPerSecond) * 1e9)
+        }
     }
 
-    func estimateNs(_ job: ForwardJob) -> UInt64 {
-        estimateNs(tokens: job.forward.tokenCount, responseBytes: job.forward.responseBytes)
+    private var compute = RateWindow(seed: seedTokensPerSecond)
+    private var encode = RateWindow(seed: seedEncodeBytesPerSecond)
+
+    func rates(now: UInt64) -> Rates {
+        Rates(tokensPerSecond: compute.rate(now: now), encodeBytesPerSecond: encode.rate(now: now))
     }
 
-    mutating func observeCompute(tokens: Int, ns: UInt64) {
+    mutating func observeCompute(tokens: Int, ns: UInt64, at time: UInt64) {
         guard tokens >= Self.minObservedTokens, ns > 0 else { return }
-        tokensPerSecond = Self.blend(tokensPerSecond, Double(tokens) * 1e9 / Double(ns), first: !computeObserved)
-        computeObserved = true
+        compute.observe(Double(tokens) * 1e9 / Double(ns), at: time)
     }
 
-    mutating func observeEncode(bytes: Int, ns: UInt64) {
+    mutating func observeEncode(bytes: Int, ns: UInt64, at time: UInt64) {
         guard bytes >= 64 * 1024, ns > 0 else { return }
-        encodeBytesPerSecond = Self.blend(encodeBytesPerSecond, Double(bytes) * 1e9 / Double(ns), first: !encodeObserved)
-        encodeObserved = true
-    }
-
-    private static func blend(_ average: Double, _ sample: Double, first: Bool) -> Double {
-        first ? sample : average + weight * (sample - average)
+        encode.observe(Double(bytes) * 1e9 / Double(ns), at: time)
     }
 }
 
@@ -153,11 +179,12 @@ final class Scheduler: @unchecked Sendable {
         let now = monotonicNanoseconds()
         var index = queue.count
         while index > 0, queue[index - 1].priority < job.priority { index -= 1 }
-        let ahead = queue[..<index].reduce(busy ? busyUntil - min(busyUntil, now) : 0) { $0 + costs.estimateNs($1) }
-        let finish = now + ahead + costs.estimateNs(job)
+        let rates = costs.rates(now: now)
+        let ahead = queue[..<index].reduce(busy ? busyUntil - min(busyUntil, now) : 0) { $0 + rates.estimateNs($1) }
+        let finish = now + ahead + rates.estimateNs(job)
         if finish > job.deadline {
             return .doomed(estimateUs: (finish - now) / 1000, leftUs: (job.deadline - min(job.deadline, now)) / 1000,
-                           tokensPerSecond: costs.tokensPerSecond)
+                           tokensPerSecond: rates.tokensPerSecond)
         }
         queue.insert(job, at: index)
         condition.signal()
@@ -169,7 +196,7 @@ final class Scheduler: @unchecked Sendable {
     var promotionCount: Int { condition.lock(); defer { condition.unlock() }; return promotions }
     var isIdle: Bool { condition.lock(); defer { condition.unlock() }; return queue.isEmpty && !busy }
     /// The throughput estimate the scheduler refuses doomed work with (tokens per second).
-    var estimatedTokensPerSecond: Double { condition.lock(); defer { condition.unlock() }; return costs.tokensPerSecond }
+    var estimatedTokensPerSecond: Double { condition.lock(); defer { condition.unlock() }; return costs.rates(now: monotonicNanoseconds()).tokensPerSecond }
 
     private func workerLoop() {
         while true {
@@ -178,7 +205,8 @@ final class Scheduler: @unchecked Sendable {
             if stopping { condition.unlock(); return }
             let batch = takeBatch()
             busy = true
-            busyUntil = monotonicNanoseconds() + batch.reduce(0) { $0 + costs.estimateNs($1) }
+            let now = monotonicNanoseconds(), rates = costs.rates(now: now)
+            busyUntil = now + batch.reduce(0) { $0 + rates.estimateNs($1) }
             condition.unlock()
             run(batch)
             condition.lock()
@@ -245,7 +273,7 @@ final class Scheduler: @unchecked Sendable {
         var early: [Completion] = []
         var live: [ForwardJob] = []
         let start = monotonicNanoseconds()
-        let model = condition.withLock { costs }
+        let model = condition.withLock { costs.rates(now: start) }
         var cumulative: UInt64 = 0
         for job in batch where !job.cancellation.isCancelled {
             let cost = model.estimateNs(job)
@@ -286,7 +314,7 @@ final class Scheduler: @unchecked Sendable {
         do {
             try backend.forward(rows: rows, hidden: wantsHidden, logits: logits) { output in
                 computed = monotonicNanoseconds()
-                condition.withLock { costs.observeCompute(tokens: tokenOffset, ns: computed - start) }
+                condition.withLock { costs.observeCompute(tokens: tokenOffset, ns: computed - start, at: computed) }
                 for (index, job) in live.enumerated() {
                     defer { answered += 1 }
                     let encodeStart = monotonicNanoseconds()
@@ -304,7 +332,7 @@ final class Scheduler: @unchecked Sendable {
                     let completion = frame(job, Response(id: job.requestID, code: .success, timing: timing,
                                                          forward: ForwardResponse(results: results)))
                     let ready = monotonicNanoseconds()
-                    condition.withLock { costs.observeEncode(bytes: completion.frame.count, ns: ready - encodeStart) }
+                    condition.withLock { costs.observeEncode(bytes: completion.frame.count, ns: ready - encodeStart, at: ready) }
                     if ready > job.deadline {
                         deliver([timeout(job, "the response was ready \((ready - job.deadline) / 1000) µs after the deadline")])
                     } else {

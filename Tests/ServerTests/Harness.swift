@@ -1,7 +1,10 @@
 import AxonClient
 import Foundation
+import GGUF
 import Logging
 import Server
+import TestSupport
+import Tokenizer
 import Wire
 import XCTest
 
@@ -85,4 +88,34 @@ func referenceTopK(_ logits: [Float], k: Int) -> (probs: [Double], ids: [Int32],
     let probs = order.map { exps[$0] / sum }
     let floor = logits.count > k ? (1 - probs.reduce(0, +)) / Double(logits.count - k) : 0
     return (probs, order.map { Int32($0) }, floor)
+}
+
+/// The real engine (default model), loaded once per set of limits for the whole test process.
+enum EngineBackends {
+    private static var loaded: [[Int]: EngineBackend] = [:]
+
+    static func shared(maxRows: Int, maxSeq: Int, maxBatchTokens: Int) throws -> EngineBackend {
+        let key = [maxRows, maxSeq, maxBatchTokens]
+        if let backend = loaded[key] { return backend }
+        let file = try GGUFFile(path: TestPaths.defaultModel())
+        let info = ModelInfo(gguf: file, tokenizer: try Tokenizer(gguf: file))
+        let backend = try EngineBackend(file: file, modelInfo: info, threads: 2, maxRows: maxRows, maxSeq: maxSeq,
+                                        maxBatchTokens: maxBatchTokens)
+        loaded[key] = backend
+        return backend
+    }
+}
+
+/// Two connections fit, a third is closed at accept, and closing one makes room again.
+func assertTwoConnectionsFitAndAThirdIsRefused(_ harness: Harness, file: StaticString = #filePath, line: UInt = #line) throws {
+    let first = try harness.client(), second = try harness.client()
+    XCTAssertEqual(try first.ping().code, .success, file: file, line: line)
+    XCTAssertEqual(try second.ping().code, .success, file: file, line: line)
+    let third = try harness.client()
+    XCTAssertThrowsError(try third.ping(), file: file, line: line) { error in
+        guard case ClientError.connectionClosed = error else { return XCTFail("expected a close, got \(error)", file: file, line: line) }
+    }
+    first.close()
+    Thread.sleep(forTimeInterval: 0.1)
+    XCTAssertEqual(try harness.client().ping().code, .success, file: file, line: line)
 }
