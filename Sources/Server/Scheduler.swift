@@ -53,13 +53,15 @@ enum SubmitOutcome: Equatable {
 }
 
 /// The best rate (per second) seen over the last `capacity` real measurements younger than
-/// `maxAgeNs`; `seed` when there are none. The best rather than an average, so a refusal means the
-/// work is doomed even at the fastest the engine has recently been (a cold first batch or a busy
-/// moment does not make it refuse viable work), and samples age out, so a slow spell is forgotten
-/// even when it made the server refuse everything big since.
+/// `maxAgeNs`; `seed` while fewer than `minSamples` are. The best rather than an average, so a
+/// refusal means the work is doomed even at the fastest the engine has recently been; at least
+/// three, so one cold batch (page faults on the weights, first-use buffers: 20× slower seen here)
+/// is never the whole evidence; and samples age out, so a slow spell is forgotten even when it made
+/// the server refuse everything big since.
 struct RateWindow {
     static let capacity = 16
-    static let maxAgeNs: UInt64 = 60_000_000_000
+    static let minSamples = 3
+    static let maxAgeNs: UInt64 = 300_000_000_000
     let seed: Double
     private var samples: [(rate: Double, at: UInt64)] = []
     private var next = 0
@@ -67,7 +69,9 @@ struct RateWindow {
     init(seed: Double) { self.seed = seed }
 
     func rate(now: UInt64) -> Double {
-        samples.lazy.filter { now - min(now, $0.at) <= Self.maxAgeNs }.map(\.rate).max() ?? seed
+        let fresh = samples.filter { now - min(now, $0.at) <= Self.maxAgeNs }
+        guard fresh.count >= Self.minSamples else { return seed }
+        return fresh.map(\.rate).max() ?? seed
     }
 
     mutating func observe(_ rate: Double, at time: UInt64) {
