@@ -487,8 +487,8 @@ extension Response {
             info.bosID = i.bos_id
             info.eosID = i.eos_id
             info.padID = i.pad_id
-            info.networkTokenizer = stringOf(i.network_tokenizer)
-            info.networkTokenizerSHA256 = stringOf(i.network_tokenizer_sha256)
+            info.networkTokenizer = try stringOf(i.network_tokenizer, field: "info.network_tokenizer")
+            info.networkTokenizerSHA256 = try stringOf(i.network_tokenizer_sha256, field: "info.network_tokenizer_sha256")
             info.networkVocabSize = i.network_vocab_size
             self.info = info
         }

@@ -86,17 +86,25 @@ final class DeadlineAndFloodTests: XCTestCase {
     }
 
     /// 10⁵ synapses in one FORWARD held the worker for seconds while every other client waited.
+    /// 1,000 synapses decode within the allocation budget, so the cap is what refuses them; 10⁵ are
+    /// refused whichever check sees them first (the decode budget or the cap), never computed.
     func testAFloodOfSynapsesIsRefusedAndOthersAreServed() throws {
         let backend = FakeBackend(vocabSize: 50, hiddenSize: 4)
         let harness = try startServer(backend: backend)
         let flooder = try harness.client(), other = try harness.client()
-        let flood = ForwardRequest(tokens: tokens32([[1, 2]]), synapses: Array(repeating: Synapse(type: .textCausalLMNext, topk: 1), count: 100_000))
-        try flooder.send(Request(id: 1, method: .forward, body: flood.serializedBytes()))
+        func flood(_ count: Int) -> [UInt8] {
+            ForwardRequest(tokens: tokens32([[1, 2]]), synapses: Array(repeating: Synapse(type: .textCausalLMNext, topk: 1), count: count))
+                .serializedBytes()
+        }
+        try flooder.send(Request(id: 1, method: .forward, body: flood(1_000)))
+        try flooder.send(Request(id: 2, method: .forward, body: flood(100_000)))
         let normal = try other.forward(ForwardRequest(tokens: tokens32([[3]]), synapses: [Synapse(type: .textCausalLMNext)]))
         XCTAssertEqual(normal.code, .success, normal.message)
-        let refused = try flooder.response(id: 1, timeout: 10)
-        XCTAssertEqual(refused.code, .requestShapeException, refused.message)
-        XCTAssertTrue(refused.message.contains("100000 synapses"), refused.message)
+        let capped = try flooder.response(id: 1, timeout: 10)
+        XCTAssertEqual(capped.code, .requestShapeException, capped.message)
+        XCTAssertTrue(capped.message.contains("1000 synapses, more than the 64"), capped.message)
+        let huge = try flooder.response(id: 2, timeout: 10)
+        XCTAssertTrue([ReturnCode.requestShapeException, .requestDeserializationException].contains(huge.code), "\(huge.code): \(huge.message)")
         XCTAssertEqual(backend.forwardCalls, 1, "only the normal request ran")
     }
 }
