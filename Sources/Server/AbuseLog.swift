@@ -2,6 +2,7 @@
 // under a flood the debug log is off and one line per event would be a flood of its own.
 import Foundation
 import Logging
+import Prometheus
 
 /// Totals since start of refusals that point at abuse (public through `AxonServer.abuseCounts`).
 public struct AbuseCounts: Sendable, Equatable, CustomStringConvertible {
@@ -36,22 +37,42 @@ public struct AbuseCounts: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Thread-safe abuse counters with a summary logged at most once per interval, and only when
-/// something happened in it.
+/// something happened in it; also exported as `axon_abuse_total{kind}` on the metrics page.
 final class AbuseLog: @unchecked Sendable {
+    /// The Prometheus `kind` label of each count.
+    static let kinds: [(String, KeyPath<AbuseCounts, Int>)] = [
+        ("refused_connection", \.refusedConnections), ("refused_per_ip", \.refusedPerIP),
+        ("evicted_connection", \.evictedConnections), ("expired_unproven", \.expiredUnproven),
+        ("bad_frame", \.badFrames), ("backoff", \.backoffs), ("unauthenticated", \.unauthenticated),
+    ]
+
     private let lock = NSLock()
     private var counts = AbuseCounts()
     private var lastLogged = AbuseCounts()
     private var lastLogTime: UInt64
     private let intervalNs: UInt64
+    private let exported: [(KeyPath<AbuseCounts, Int>, Counter)]
 
-    init(interval: Double, now: UInt64) {
+    init(interval: Double, now: UInt64, registry: PrometheusCollectorRegistry) {
         intervalNs = UInt64(max(0.001, interval) * 1e9)
         lastLogTime = now
+        let descriptor = MetricNameDescriptor(metricName: "axon_abuse_total", unitName: "",
+                                              helpText: "Refusals that point at abuse, by kind (summarised in the log every 10 s).")
+        exported = Self.kinds.map { kind, path in (path, registry.makeCounter(descriptor: descriptor, labels: [("kind", kind)])) }
     }
 
     var snapshot: AbuseCounts { lock.withLock { counts } }
 
-    func count(_ change: (inout AbuseCounts) -> Void) { lock.withLock { change(&counts) } }
+    func count(_ change: (inout AbuseCounts) -> Void) {
+        let (before, after) = lock.withLock { () -> (AbuseCounts, AbuseCounts) in
+            let before = counts
+            change(&counts)
+            return (before, counts)
+        }
+        for (path, counter) in exported where after[keyPath: path] > before[keyPath: path] {
+            counter.increment(by: Int64(after[keyPath: path] - before[keyPath: path]))
+        }
+    }
 
     /// Logs what happened since the last summary, if the interval has passed and anything did.
     func summarize(now: UInt64, logger: Logger) {

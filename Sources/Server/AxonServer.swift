@@ -140,7 +140,7 @@ public final class AxonServer: @unchecked Sendable {
                                      maxBatch: configuration.maxBatch, maxSeq: configuration.maxSeq,
                                      maxBatchTokens: configuration.maxBatchTokens, maxResponse: configuration.maxResponse,
                                      maxSynapses: configuration.maxSynapses)
-        abuse = AbuseLog(interval: configuration.abuseLogInterval, now: monotonicNanoseconds())
+        abuse = AbuseLog(interval: configuration.abuseLogInterval, now: monotonicNanoseconds(), registry: counters.metrics.registry)
         let encoder = SynapseEncoder(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim)
         scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
                               maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,

@@ -283,5 +283,11 @@ final class AbuseLogTests: XCTestCase {
         let summary = try XCTUnwrap(log.messages.first { $0.contains("refused connections") }, "\(log.messages)")
         XCTAssertTrue(summary.contains("5 refused connections"), summary)
         XCTAssertTrue(summary.contains("3 bad frames"), summary)
+        // The same counts on the metrics page.
+        let page = try MetricPage(text: String(decoding: server.metricsPage(), as: UTF8.self))
+        XCTAssertEqual(page.value("axon_abuse_total", ["kind": "refused_connection"]), 5)
+        XCTAssertEqual(page.value("axon_abuse_total", ["kind": "refused_per_ip"]), 5)
+        XCTAssertEqual(page.value("axon_abuse_total", ["kind": "bad_frame"]), 3)
+        XCTAssertEqual(page.value("axon_abuse_total", ["kind": "backoff"]), 0)
     }
 }
