@@ -119,3 +119,19 @@ func assertTwoConnectionsFitAndAThirdIsRefused(_ harness: Harness, file: StaticS
     Thread.sleep(forTimeInterval: 0.1)
     XCTAssertEqual(try harness.client().ping().code, .success, file: file, line: line)
 }
+
+/// A blocking TCP socket connected to 127.0.0.1:`port`; `beforeConnect` sets its options.
+func loopbackSocket(port: Int, beforeConnect: (Int32) -> Void = { _ in }) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketError(what: "socket") }
+    beforeConnect(fd)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { close(fd); throw SocketError(what: "connect to port \(port)") }
+    return fd
+}
