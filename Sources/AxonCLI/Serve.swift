@@ -80,6 +80,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest request frame.") var maxFrame = ByteSize(bytes: 16 << 20)
     @Option(help: "Largest response.") var maxResponse = ByteSize(bytes: 256 << 20)
     @Option(help: "Connections beyond this are refused at accept.") var maxConnections = 1024
+    @Option(help: "Connections one IP address may hold open; beyond this they are refused at accept.") var maxConnectionsPerIp = 256
+    @Option(help: "With --metagraph: slots kept for connections that sent a FORWARD from a registered sender (default: --max-connections / 8).")
+    var reservedConnections: Int?
+    @Option(help: "Most synapses in one FORWARD.") var maxSynapses = 64
+    @Option(help: "Response bytes all connections together may have pending before reads pause.") var maxPendingResponse = ByteSize(bytes: 1 << 30)
     @Option(help: "Seconds before an idle connection, or a frame left incomplete, is closed.") var idleTimeout = 60.0
     @Option(help: "Deadline for requests with timeout_ms = 0.") var timeoutDefaultMs: UInt32 = 12_000
     @Option(help: "Log level: trace, debug (one line per request), info, warning, error.") var logLevel = "info"
@@ -127,6 +132,10 @@ struct Serve: ParsableCommand {
         config.maxFrame = maxFrame.bytes
         config.maxResponse = maxResponse.bytes
         config.maxConnections = maxConnections
+        config.maxConnectionsPerIP = maxConnectionsPerIp
+        config.reservedConnections = reservedConnections
+        config.maxSynapses = maxSynapses
+        config.maxPendingResponseBytes = maxPendingResponse.bytes
         config.idleTimeout = idleTimeout
         config.defaultTimeoutMs = timeoutDefaultMs
         config.handleSignals = true

@@ -13,11 +13,17 @@ public enum MessageError: Error, Equatable, CustomStringConvertible {
     /// protobuf-c rejected the bytes (bad tag, truncated field, wrong wire type, ...) or decoding
     /// them needed more memory than `budget` bytes.
     case malformed(message: String, byteCount: Int, budget: Int)
+    /// A string field holds a NUL byte or is not UTF-8. Such strings are refused rather than cut
+    /// at the NUL or repaired, so two different byte strings can never read as one (a hotkey
+    /// `ss58\0junk` as `ss58`, uuids `abc\0X` and `abc\0Y` as one session).
+    case invalidString(message: String, field: String, reason: String)
 
     public var description: String {
         switch self {
         case let .malformed(message, byteCount, budget):
             return "\(byteCount) bytes are not a valid axon.v1.\(message) (or decoding them needs more than \(budget) bytes of memory)"
+        case let .invalidString(message, field, reason):
+            return "axon.v1.\(message) field \(field) \(reason); string fields must be UTF-8 without NUL bytes"
         }
     }
 }
@@ -297,21 +303,29 @@ private final class CArena {
 /// allocating without bound (repeated fields can expand several-fold from their wire size).
 private func allocationBudget(forByteCount count: Int) -> Int { 16 * count + 64 * 1024 }
 
+/// Each block carries its size in a header before it: protobuf-c unpacks a string field into a
+/// block of exactly its wire length + 1 (for the terminating NUL), so the header is how a string's
+/// true length is known when its bytes hold a NUL (see `stringOf`).
+private let blockHeader = 16
+
 private func budgetedAlloc(_ data: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
-    guard let remaining = data?.assumingMemoryBound(to: Int.self), size <= remaining.pointee else { return nil }
+    guard let remaining = data?.assumingMemoryBound(to: Int.self), size <= remaining.pointee,
+          let block = malloc(blockHeader + size) else { return nil }
     remaining.pointee -= size
-    return malloc(max(size, 1))
+    block.storeBytes(of: size, as: Int.self)
+    return block + blockHeader
 }
 
 private func budgetedFree(_ data: UnsafeMutableRawPointer?, _ pointer: UnsafeMutableRawPointer?) {
-    free(pointer)
+    guard let pointer else { return }
+    free(pointer - blockHeader)
 }
 
 private func unpack<C, T>(
     _ bytes: [UInt8], name: String,
     unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<C>?,
     free freeUnpacked: (UnsafeMutablePointer<C>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
-    convert: (C) -> T
+    convert: (C) throws -> T
 ) throws -> T {
     let budget = allocationBudget(forByteCount: bytes.count)
     var remaining = budget
@@ -328,7 +342,11 @@ private func unpack<C, T>(
             throw MessageError.malformed(message: name, byteCount: bytes.count, budget: budget)
         }
         defer { freeUnpacked(parsed, &allocator) }
-        return convert(parsed.pointee)
+        do {
+            return try convert(parsed.pointee)
+        } catch let field as StringFieldError {
+            throw MessageError.invalidString(message: name, field: field.field, reason: field.reason)
+        }
     }
 }
 
@@ -343,22 +361,49 @@ private func arrayOf<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) -> [T
 }
 
 private func messagesOf<C, T>(_ pointer: UnsafeMutablePointer<UnsafeMutablePointer<C>?>?, _ count: Int,
-                              _ convert: (C) -> T) -> [T] {
+                              _ convert: (C) throws -> T) rethrows -> [T] {
     guard let pointer, count > 0 else { return [] }
-    return UnsafeBufferPointer(start: pointer, count: count).compactMap { $0.map { convert($0.pointee) } }
+    return try UnsafeBufferPointer(start: pointer, count: count).compactMap { try $0.map { try convert($0.pointee) } }
 }
 
-private func stringOf(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
-    pointer.map { String(cString: $0) } ?? ""
+/// A string field that cannot be read exactly (thrown inside a conversion, reported as
+/// `MessageError.invalidString` with the message name).
+private struct StringFieldError: Error {
+    let field: String
+    let reason: String
+}
+
+/// The default every absent string field points at (protobuf-c's `protobuf_c_empty_string`, not
+/// allocated by `budgetedAlloc`, so it has no size header).
+private let emptyDefaultString: UnsafeMutablePointer<CChar>? = {
+    var auth = Axon__V1__Auth()
+    axon__v1__auth__init(&auth)
+    return auth.hotkey
+}()
+
+/// The exact bytes of an unpacked string field as a String. A field whose bytes hold a NUL, or
+/// are not UTF-8, throws: `String(cString:)` would stop at the NUL (or repair the bytes) and
+/// silently read different wire strings as the same text.
+private func stringOf(_ pointer: UnsafeMutablePointer<CChar>?, field: String) throws -> String {
+    guard let pointer, pointer != emptyDefaultString else { return "" }
+    let length = UnsafeRawPointer(pointer - blockHeader).load(as: Int.self) - 1
+    let bytes = UnsafeRawBufferPointer(start: pointer, count: max(0, length))
+    if let nul = bytes.firstIndex(of: 0) {
+        throw StringFieldError(field: field, reason: "holds a NUL byte at offset \(nul) of \(length)")
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+        throw StringFieldError(field: field, reason: "is not valid UTF-8 (\(length) bytes)")
+    }
+    return text
 }
 
 extension Request {
-    fileprivate init(c: Axon__V1__Request) {
+    fileprivate init(c: Axon__V1__Request) throws {
         self.init(id: c.id, method: Method(rawValue: Int32(bitPattern: c.method.rawValue)),
                   timeoutMs: c.timeout_ms, body: bytesOf(c.body),
-                  auth: c.auth.map { a in
-                      Auth(hotkey: stringOf(a.pointee.hotkey), nonce: a.pointee.nonce,
-                           uuid: stringOf(a.pointee.uuid), signature: bytesOf(a.pointee.signature))
+                  auth: try c.auth.map { a in
+                      Auth(hotkey: try stringOf(a.pointee.hotkey, field: "auth.hotkey"), nonce: a.pointee.nonce,
+                           uuid: try stringOf(a.pointee.uuid, field: "auth.uuid"), signature: bytesOf(a.pointee.signature))
                   })
     }
 }
@@ -410,40 +455,40 @@ extension Generation {
 }
 
 extension Response {
-    fileprivate init(c: Axon__V1__Response) {
+    fileprivate init(c: Axon__V1__Response) throws {
         self.init(id: c.id, code: ReturnCode(rawValue: Int32(bitPattern: c.code.rawValue)),
-                  message: stringOf(c.message))
+                  message: try stringOf(c.message, field: "message"))
         if let t = c.timing?.pointee {
             timing = Timing(queueUs: t.queue_us, computeUs: t.compute_us, batchRows: t.batch_rows)
         }
         if let f = c.forward?.pointee {
-            forward = ForwardResponse(results: messagesOf(f.results, f.n_results) { r in
+            forward = ForwardResponse(results: try messagesOf(f.results, f.n_results) { r in
                 SynapseResult(type: SynapseType(rawValue: Int32(bitPattern: r.type.rawValue)),
                               code: ReturnCode(rawValue: Int32(bitPattern: r.code.rawValue)),
-                              message: stringOf(r.message),
+                              message: try stringOf(r.message, field: "forward.results.message"),
                               tensors: messagesOf(r.tensors, r.n_tensors, Tensor.init(c:)))
             })
         }
         if let i = c.info?.pointee {
             var info = InfoResponse()
-            info.hotkey = stringOf(i.hotkey)
+            info.hotkey = try stringOf(i.hotkey, field: "info.hotkey")
             info.uid = i.uid
             info.netuid = i.netuid
-            info.model = stringOf(i.model)
-            info.architecture = stringOf(i.architecture)
+            info.model = try stringOf(i.model, field: "info.model")
+            info.architecture = try stringOf(i.architecture, field: "info.architecture")
             info.vocabSize = i.vocab_size
             info.hiddenSize = i.hidden_size
             info.networkDim = i.network_dim
             info.maxBatch = i.max_batch
             info.maxSeq = i.max_seq
             info.maxBatchTokens = i.max_batch_tokens
-            info.tokenizerSHA256 = stringOf(i.tokenizer_sha256)
-            info.version = stringOf(i.version)
+            info.tokenizerSHA256 = try stringOf(i.tokenizer_sha256, field: "info.tokenizer_sha256")
+            info.version = try stringOf(i.version, field: "info.version")
             info.bosID = i.bos_id
             info.eosID = i.eos_id
             info.padID = i.pad_id
-            info.networkTokenizer = stringOf(i.network_tokenizer)
-            info.networkTokenizerSHA256 = stringOf(i.network_tokenizer_sha256)
+            info.networkTokenizer = try stringOf(i.network_tokenizer, field: "info.network_tokenizer")
+            info.networkTokenizerSHA256 = try stringOf(i.network_tokenizer_sha256, field: "info.network_tokenizer_sha256")
             info.networkVocabSize = i.network_vocab_size
             self.info = info
         }

@@ -10,15 +10,8 @@ import XCTest
 /// outputs for the same ragged batch, bit for bit (the same batch gives OpenBLAS the same shapes,
 /// hence the same summation order, on any kernel core).
 final class EngineServerTests: XCTestCase {
-    private static var backend: EngineBackend?
-
     private func engineBackend() throws -> EngineBackend {
-        if let backend = Self.backend { return backend }
-        let file = try GGUFFile(path: TestPaths.defaultModel())
-        let info = ModelInfo(gguf: file, tokenizer: try Tokenizer(gguf: file))
-        let backend = try EngineBackend(file: file, modelInfo: info, threads: 2, maxRows: 4, maxSeq: 32, maxBatchTokens: 64)
-        Self.backend = backend
-        return backend
+        try EngineBackends.shared(maxRows: 4, maxSeq: 32, maxBatchTokens: 64)
     }
 
     func testEverySynapseOverTCPMatchesTheEngineBitwise() throws {

@@ -227,3 +227,49 @@ private func makeResponse(_ value: Any?) throws -> Response {
     }
     return response
 }
+
+/// String fields are read exactly or refused: protobuf-c hands strings over NUL-terminated, and
+/// reading them with `String(cString:)` cut `ss58\0junk` to `ss58` and made uuids `abc\0X` and
+/// `abc\0Y` one session. Frames from Python protobuf (scripts/reference/wire_fixtures.py).
+final class StringFieldTests: XCTestCase {
+    private func fixtures() throws -> [String: Any] {
+        let url = TestPaths.repositoryRoot.appendingPathComponent("Tests/WireTests/Fixtures/wire_fixtures.json")
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    }
+
+    private func payload(_ hex: Any?) throws -> [UInt8] {
+        var buffer = ByteBuffer(try bytes(hex: hex))
+        return try XCTUnwrap(try FrameDecoder(maxFrameSize: 1 << 20).decode(&buffer))
+    }
+
+    private func assertInvalidString<T>(_ item: [String: Any], message: String, _ decode: ([UInt8]) throws -> T) throws {
+        let name = item["name"] as? String ?? "?"
+        let field = try XCTUnwrap(item["field"] as? String)
+        XCTAssertThrowsError(try decode(try payload(item["frame"])), name) { error in
+            guard case let .invalidString(decoded, decodedField, _)? = error as? MessageError else {
+                return XCTFail("\(name): expected MessageError.invalidString, got \(error)")
+            }
+            XCTAssertEqual(decoded, message, name)
+            XCTAssertEqual(decodedField, field, name)
+            XCTAssertTrue("\(error)".contains(field), "\(error)")
+        }
+    }
+
+    func testRequestStringsHoldingNULOrNonUTF8AreRefusedNamingTheField() throws {
+        let cases = try XCTUnwrap(try fixtures()["invalid_string_requests"] as? [[String: Any]])
+        XCTAssertEqual(cases.count, 5)
+        for item in cases { try assertInvalidString(item, message: "Request") { try Request(serializedBytes: $0) } }
+    }
+
+    func testResponseStringsHoldingNULAreRefused() throws {
+        let cases = try XCTUnwrap(try fixtures()["invalid_string_responses"] as? [[String: Any]])
+        XCTAssertFalse(cases.isEmpty)
+        for item in cases { try assertInvalidString(item, message: "Response") { try Response(serializedBytes: $0) } }
+    }
+
+    func testStringsWithoutNULStillDecodeExactly() throws {
+        let request = Request(id: 3, method: .forward, auth: Auth(hotkey: "5F3sa2", nonce: 1, uuid: "abc-ü", signature: [1]))
+        XCTAssertEqual(try Request(serializedBytes: request.serializedBytes()), request)
+        XCTAssertEqual(try Request(serializedBytes: Request(id: 4, method: .ping).serializedBytes()).auth, nil)
+    }
+}

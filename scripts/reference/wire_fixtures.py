@@ -157,6 +157,40 @@ bad_frames = {
     "frame of 16 MiB plus one byte": hexed(varint(16 * 1024 * 1024 + 1)),
 }
 
+# String fields whose bytes hold a NUL (valid proto3: Python keeps the whole text), or are not UTF-8
+# (hand-encoded: Python refuses to write them). A decoder must refuse each, naming the field,
+# never cut the text at the NUL.
+def auth_request(hotkey="5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX", uuid="abc"):
+    return M["Request"](id=12, method=3, auth=M["Auth"](hotkey=hotkey, nonce=1, uuid=uuid, signature=bytes(64)))
+
+
+with_nul = [
+    ("hotkey with a NUL", "auth.hotkey", auth_request(hotkey="5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX\0junk")),
+    ("uuid abc NUL X", "auth.uuid", auth_request(uuid="abc\0X")),
+    ("uuid abc NUL Y", "auth.uuid", auth_request(uuid="abc\0Y")),
+    ("uuid of a lone NUL", "auth.uuid", auth_request(uuid="\0")),
+]
+invalid_strings = []
+for name, field, request in with_nul:
+    payload = request.SerializeToString()
+    # Python reads back every byte, NUL included: the messages are valid protobuf.
+    parsed = M["Request"]()
+    parsed.ParseFromString(payload)
+    assert parsed == request and "\0" in parsed.auth.hotkey + parsed.auth.uuid
+    invalid_strings.append({"name": name, "field": field, "frame": hexed(frame(payload))})
+# Request{id: 13, auth: Auth{uuid: b"ab\xff"}}: field 5 (auth), holding field 3 (uuid) of 3 bytes.
+not_utf8 = bytes([0x08, 13, 0x2A, 5, 0x1A, 3, 0x61, 0x62, 0xFF])
+try:
+    M["Request"]().ParseFromString(not_utf8)
+    raise AssertionError("Python protobuf accepted a uuid that is not UTF-8")
+except Exception as error:  # Python refuses it too (DecodeError)
+    assert "UTF-8" in str(error) or "utf-8" in str(error).lower() or "corrupt" in str(error).lower(), error
+invalid_strings.append({"name": "uuid that is not UTF-8", "field": "auth.uuid", "frame": hexed(frame(not_utf8))})
+invalid_response_strings = [
+    {"name": "message with a NUL", "field": "message",
+     "frame": hexed(frame(M["Response"](id=5, code=10, message="ok\0forged").SerializeToString()))},
+]
+
 responses = []
 
 
@@ -197,6 +231,8 @@ OUT.write_text(json.dumps({
     "malformed_forward_body": {"frame": hexed(frame(bad_body.SerializeToString())), "request": describe(bad_body)},
     "bad_frames": bad_frames,
     "responses": responses,
+    "invalid_string_requests": invalid_strings,
+    "invalid_string_responses": invalid_response_strings,
     "stream": stream,
 }, indent=1) + "\n")
 print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size} bytes)")
