@@ -3,7 +3,7 @@ import Foundation
 import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
-// {Wire, Engine, Tokenizer, Identity} <- Server, {Wire, Identity} <- AxonClient,
+// {Wire, Engine, Tokenizer, Identity, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
 // {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
 // The engine's SIMD kernels need AVX2/FMA codegen (x86-64-v3, any x86 CPU since 2013-15) or Swift
 // falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
@@ -22,7 +22,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),   // LogEvent (tests capture logs)
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries (Debian packages).
@@ -42,10 +43,13 @@ let package = Package(
         .target(name: "Server", dependencies: [
             "Wire", "Engine", "Tokenizer", "Identity", "CLibUV",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "Identity", dependencies: ["CSodium"]),
         .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
+        // Translation between the network's standard token space and the model's (no tokenizer inside).
+        .target(name: "TokenTranslation"),
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
@@ -59,9 +63,11 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TokenTranslationTests", dependencies: ["TokenTranslation"]),
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF", "Identity"]),
+        .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF", "Identity"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "ValidatorTests", dependencies: ["TestSupport", "Validator", "Server", "AxonClient", "Wire", "Identity",
                                                            "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
     ],

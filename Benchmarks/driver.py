@@ -50,10 +50,30 @@ def machine(args):
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
+    system = json.loads(run([args.axon, "inspect", "--system", "--json"]))
     return {"cpu": cpu, "cores": os.cpu_count(), "openblas": blas, "kernel": platform.release(),
             "commit": commit + ("-dirty" if dirty else ""), "command": args.command,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "system": system}
+
+
+BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def engine_environments(args):
+    """(label, environment) pairs the engine is measured in: as given, and with OPENBLAS_CORETYPE and
+    OPENBLAS_L2_SIZE unset when the environment sets either; plus the fastest core this CPU supports
+    when OpenBLAS's own choice is slower (0.3.21 falls back to Prescott on CPUs it does not know)."""
+    given = {k: os.environ[k] for k in BLAS_VARIABLES if k in os.environ}
+    unset = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
+    label = " ".join(f"{k}={v}" for k, v in sorted(given.items()))
+    envs = [(f"as given ({label})", dict(os.environ))] if given else []
+    envs.append(("OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE unset", unset))
+    auto = json.loads(run([args.axon, "inspect", "--system", "--json"], env=unset))
+    if auto["core_slower_than_cpu"] and auto.get("fastest_core"):
+        envs.append((f"OPENBLAS_CORETYPE={auto['fastest_core']} (the fastest core this CPU supports)",
+                     dict(unset, OPENBLAS_CORETYPE=auto["fastest_core"])))
+    return envs
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -127,21 +147,33 @@ def bench_tokenizer(args):
 def bench_engine(args):
     sys.path.insert(0, os.path.join(HERE, "engine"))
     import compare  # Benchmarks/engine/compare.py: one fresh process per measurement, both sides
-    shapes = ["1x128", "8x128"] if args.quick else ["1x128", "8x128", "1x512", "4x512"]
+    if args.shapes:
+        shapes = args.shapes.split(",")
+    else:
+        shapes = ["1x128", "8x128"] if args.quick else ["1x128", "8x128", "1x512", "4x512"]
+    envs = engine_environments(args)
     rows = []
-    for mode in ("last", "all"):
+    for mode in args.logits.split(","):
         for shape in shapes:
-            axon_runs, llama_runs, ratios, report = [], [], [], None
+            # One llama.cpp figure per repeat, and the engine in each environment right beside it.
+            llama_runs, axon_runs, reports = [], {label: [] for label, _ in envs}, {}
             for i in range(args.repeats):
-                a, report = compare.axon_bench(args.axon, args.model, args.threads, shape, mode, 2)
                 l = compare.llama_bench(sys.executable, args.model, args.threads, shape, mode, 2)
-                axon_runs.append(a); llama_runs.append(l); ratios.append(a / l)
-                log(f"engine {shape} logits={mode} {i + 1}/{args.repeats}: axon {a:.0f} tok/s, llama.cpp {l:.0f} tok/s")
-            rows.append({"shape": shape, "logits": mode, "axon_tokens_per_s": spread(axon_runs),
-                         "llama_tokens_per_s": spread(llama_runs), "ratio": spread(ratios),
-                         "load_seconds": report.get("load_seconds"), "peak_rss_mb": report.get("peak_rss_mb")})
+                llama_runs.append(l)
+                for label, env in envs:
+                    a, reports[label] = compare.axon_bench(args.axon, args.model, args.threads, shape, mode, 2, env=env)
+                    axon_runs[label].append(a)
+                    log(f"engine {shape} logits={mode} {i + 1}/{args.repeats} [{label}]: axon {a:.0f} tok/s, llama.cpp {l:.0f} tok/s")
+            for label, _ in envs:
+                report = reports[label]
+                rows.append({"shape": shape, "logits": mode, "environment": label,
+                             "machine": report["machine"]["line"], "openblas_core": report["machine"]["openblas_core"],
+                             "axon_tokens_per_s": spread(axon_runs[label]), "llama_tokens_per_s": spread(llama_runs),
+                             "ratio": spread([a / l for a, l in zip(axon_runs[label], llama_runs)]),
+                             "load_seconds": report.get("load_seconds"), "peak_rss_mb": report.get("peak_rss_mb")})
     import llama_cpp
-    return {"threads": args.threads, "llama_cpp_python": llama_cpp.__version__, "results": rows}
+    return {"threads": args.threads, "llama_cpp_python": llama_cpp.__version__, "environments": [e[0] for e in envs],
+            "results": rows}
 
 
 # ---------------------------------------------------------------- server under concurrency
@@ -207,13 +239,17 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--only", help="comma-separated sections: " + ",".join(SECTIONS))
     p.add_argument("--quick", action="store_true", help="fewer repeats and shapes (smoke test)")
+    p.add_argument("--shapes", help="engine shapes, comma-separated BATCHxSEQ (default: 1x128,8x128,1x512,4x512)")
+    p.add_argument("--logits", default="last,all", help="engine logits modes, comma-separated (default: last,all)")
     args = p.parse_args()
     if args.quick:
         args.repeats = 1
     wanted = args.only.split(",") if args.only else list(SECTIONS)
     result = {"machine": machine(args)}
-    for name in wanted:
-        log(f"== {name}")
+    began = time.monotonic()
+    for index, name in enumerate(wanted, 1):
+        # Each section then logs one line per measurement, so a long run always shows where it is.
+        log(f"== section {index}/{len(wanted)}: {name} (at {time.monotonic() - began:.0f} s)")
         result[name] = SECTIONS[name](args)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")

@@ -14,11 +14,17 @@ def plots(result, here):
     engine = result.get("engine")
     if engine:
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        rows = engine["results"]
-        labels = [f"{r['shape']}\n{r['logits']}" for r in rows]
-        x = range(len(rows))
-        ax.bar([i - 0.2 for i in x], [r["axon_tokens_per_s"]["median"] for r in rows], 0.4, label="Axon")
-        ax.bar([i + 0.2 for i in x], [r["llama_tokens_per_s"]["median"] for r in rows], 0.4, label="llama.cpp")
+        envs = environments(engine)
+        first = [r for r in engine["results"] if r.get("environment") == envs[0]]
+        labels = [f"{r['shape']}\n{r['logits']}" for r in first]
+        x = range(len(first))
+        width = 0.8 / (len(envs) + 1)
+        for j, env in enumerate(envs):
+            rows = [r for r in engine["results"] if r.get("environment") == env]
+            core = rows[0].get("openblas_core", "") if rows else ""
+            ax.bar([i - 0.4 + width * (j + 0.5) for i in x], [r["axon_tokens_per_s"]["median"] for r in rows], width,
+                   label=f"Axon, OpenBLAS {core}" if core else "Axon")
+        ax.bar([i + 0.4 - width / 2 for i in x], [r["llama_tokens_per_s"]["median"] for r in first], width, label="llama.cpp")
         ax.set_xticks(list(x), labels)
         ax.set_ylabel("prefill tokens/s (median)")
         ax.set_title(f"Prefill, {engine['threads']} threads: Axon vs llama.cpp (llama-cpp-python {engine['llama_cpp_python']})")
@@ -51,13 +57,18 @@ def plots(result, here):
     return written
 
 
+def environments(engine):
+    """The environment labels of the engine figures, in run order (older results have none)."""
+    return engine.get("environments") or [None]
+
+
 def write(result, here):
     m = result["machine"]
     lines = ["# Benchmark results", "",
              "Written by `Benchmarks/run` (do not edit by hand). Every comparison is interleaved in one run;",
              "figures are median (min–max) over the repeats, and ratios are taken per repeat.", "",
              f"- commit: `{m['commit']}`, {m['date']}",
-             f"- machine: {m['cpu']}, {m['cores']} cores, OpenBLAS {m['openblas']}, Linux {m['kernel']}",
+             f"- machine: {m['system']['line'] if 'system' in m else m['cpu']}; Linux {m['kernel']}",
              f"- command: `{m['command']}`", ""]
     tok = result.get("tokenizer")
     if tok:
@@ -73,12 +84,21 @@ def write(result, here):
         lines.append("")
     eng = result.get("engine")
     if eng:
-        lines += [f"## Engine: prefill tokens/s, {eng['threads']} threads, against llama.cpp (llama-cpp-python {eng['llama_cpp_python']})",
-                  "", "| shape | logits | Axon tok/s | llama.cpp tok/s | ratio |", "|---|---|---|---|---|"]
-        for r in eng["results"]:
-            lines.append(f"| {r['shape']} | {r['logits']} | {fmt(r['axon_tokens_per_s'], 0)} | "
-                         f"{fmt(r['llama_tokens_per_s'], 0)} | {fmt(r['ratio'], 2)}× |")
-        big = [r for r in eng["results"] if r["shape"] == "4x512" and r.get("peak_rss_mb")]
+        lines += [f"## Engine: prefill tokens/s, {eng['threads']} threads, against llama.cpp (llama-cpp-python {eng['llama_cpp_python']})", ""]
+        envs = environments(eng)
+        if len(envs) > 1:
+            lines += ["The engine is measured in each OpenBLAS environment below, beside the same llama.cpp runs "
+                      "(llama.cpp does not use OpenBLAS).", ""]
+        for env in envs:
+            rows = [r for r in eng["results"] if r.get("environment") == env]
+            if env:
+                lines += [f"### {env}", "", f"Machine: {rows[0]['machine']}" if rows and rows[0].get("machine") else "", ""]
+            lines += ["| shape | logits | Axon tok/s | llama.cpp tok/s | ratio |", "|---|---|---|---|---|"]
+            for r in rows:
+                lines.append(f"| {r['shape']} | {r['logits']} | {fmt(r['axon_tokens_per_s'], 0)} | "
+                             f"{fmt(r['llama_tokens_per_s'], 0)} | {fmt(r['ratio'], 2)}× |")
+            lines.append("")
+        big = [r for r in eng["results"] if r["shape"] == "4x512" and r.get("peak_rss_mb") and r.get("environment") == envs[0]]
         for r in big:
             lines.append(f"\nAxon at 4x512, logits {r['logits']}: peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load_seconds']:.2f} s.")
         lines += ["", "![prefill](engine.png)", ""]

@@ -21,12 +21,16 @@ import numpy as np
 import llama_cpp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
+from llama_cpp_setup import avoid_amx_repacking  # noqa: E402
 
 
-def axon_bench(axon, model, threads, shape, logits, repeats):
+def axon_bench(axon, model, threads, shape, logits, repeats, env=None, roofline=False):
+    """tokens/s and the whole `axon bench --json` report (its "machine" says which OpenBLAS core ran);
+    `env` replaces the environment (Benchmarks/run measures with OPENBLAS_* as given and unset)."""
     out = subprocess.run([axon, "bench", "--model", model, "--threads", str(threads), "--shapes", shape,
-                          "--logits", logits, "--repeats", str(repeats), "--json"],
-                         check=True, capture_output=True, text=True).stdout
+                          "--logits", logits, "--repeats", str(repeats), "--json"] + (["--roofline"] if roofline else []),
+                         check=True, capture_output=True, text=True, env=env).stdout
     report = json.loads(out)
     return report["results"][0]["tokens_per_s"], report
 
@@ -41,6 +45,7 @@ def llama_bench(python, model, threads, shape, logits, repeats):
 def llama_one(model, threads, shape, logits, repeats):
     """One llama.cpp measurement in this process: prints tokens/s."""
     b, s = (int(x) for x in shape.split("x"))
+    avoid_amx_repacking()   # llama.cpp's AMX kernels SIGILL where the VM withholds tile state
     llm = llama_cpp.Llama(model_path=model, n_ctx=s, n_batch=512, n_ubatch=512, n_threads=threads,
                           n_threads_batch=threads, logits_all=(logits == "all"), verbose=False)
     rng = np.random.default_rng(1234)
@@ -67,6 +72,8 @@ def main():
     ap.add_argument("--logits", default="last,all")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--roofline", action="store_true",
+                    help="also report axon's useful GFLOP/s over sgemm on the model's projection shapes (same process)")
     args = ap.parse_args()
     if args.llama_one:
         return llama_one(args.model, args.threads, args.llama_one, args.logits, args.repeats)
@@ -78,24 +85,36 @@ def main():
         for mode in modes:
             for b, s in shapes:
                 shape = f"{b}x{s}"
-                a, report = axon_bench(args.axon, args.model, args.threads, shape, mode, args.repeats)
+                a, report = axon_bench(args.axon, args.model, args.threads, shape, mode, args.repeats, roofline=args.roofline)
                 l = llama_bench(sys.executable, args.model, args.threads, shape, mode, args.repeats)
                 results.setdefault((mode, shape), []).append((a, l))
                 extra[(mode, shape)] = report
-                print(f"round {rnd + 1} {shape} logits={mode}: axon {a:.1f} tok/s, llama.cpp {l:.1f} tok/s, ratio {a / l:.2f}", flush=True)
+                r = report["results"][0]
+                roof = (f", {r['useful_gflops']:.0f} useful GFLOP/s = {100 * r['roofline_fraction']:.0f}% of sgemm's "
+                        f"{r['sgemm_roofline_gflops']:.0f}") if r.get("roofline_fraction") else ""
+                results.setdefault(("roofline", mode, shape), []).append(r.get("roofline_fraction"))
+                print(f"round {rnd + 1} {shape} logits={mode}: axon {a:.1f} tok/s, llama.cpp {l:.1f} tok/s, ratio {a / l:.2f}{roof}", flush=True)
     print()
     print(f"llama-cpp-python {llama_cpp.__version__}, {os.path.basename(args.model)}, threads={args.threads}, "
           f"median of {args.rounds} interleaved rounds")
     print("tokens/s: median over rounds; ratio: median of the per-round ratios (each round pairs both engines in time)")
     print(f"{'shape':>7} {'logits':>6} {'axon tok/s':>11} {'llama tok/s':>12} {'ratio':>6}")
     summary = []
-    for (mode, shape), pairs in results.items():
+    for key, pairs in results.items():
+        if key[0] == "roofline":
+            continue
+        mode, shape = key
         a = statistics.median(p[0] for p in pairs)
         l = statistics.median(p[1] for p in pairs)
         ratios = [p[0] / p[1] for p in pairs]
         ratio = statistics.median(ratios)
         print(f"{shape:>7} {mode:>6} {a:11.1f} {l:12.1f} {ratio:6.2f}   (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)})")
-        summary.append({"shape": shape, "logits": mode, "axon_tokens_per_s": a, "llama_tokens_per_s": l, "ratio": ratio})
+        fractions = [f for f in results.get(("roofline", mode, shape), []) if f]
+        entry = {"shape": shape, "logits": mode, "axon_tokens_per_s": a, "llama_tokens_per_s": l, "ratio": ratio}
+        if fractions:
+            entry["roofline_fraction"] = statistics.median(fractions)
+            print(f"{'':>7} {'':>6} axon at {100 * entry['roofline_fraction']:.0f}% of the sgemm roofline (median over rounds)")
+        summary.append(entry)
     big = [r for (m, sh), r in extra.items() if sh == "4x512"]
     for report in big:
         print(f"axon at 4x512 ({report['results'][0]['logits']}): load {report['load_seconds']:.2f} s, "

@@ -27,6 +27,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also report each phase's share of the forward time and sgemm GFLOP/s.")
     var profile = false
 
+    @Flag(help: "Also time OpenBLAS sgemm on the model's projection shapes and report the forward pass's useful GFLOP/s as a fraction of it.")
+    var roofline = false
+
     struct Shape { let batch: Int; let seq: Int }
 
     func run() throws {
@@ -47,38 +50,48 @@ struct Bench: ParsableCommand {
 
         var generator = SplitMix64(seed: 0x5EED)
         var results: [Result] = []
+        let progress = Progress("bench", total: parsedShapes.count * (repeats + 1), unit: "forward passes", quiet: json)
         for shape in parsedShapes {
             let rows = (0..<shape.batch).map { _ in
                 (0..<shape.seq).map { _ in Int32(truncatingIfNeeded: generator.next() % UInt64(engine.config.vocabSize)) }
             }
             let batch = RaggedBatch(rows: rows)
             try forward(engine, batch)   // warm-up: page in scratch, spin up threads
+            progress.advance(detail: "\(shape.batch)x\(shape.seq) warm-up")
             engine.timings = ForwardTimings()
             var times: [Double] = []
             for _ in 0..<repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
                 try forward(engine, batch)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                progress.advance(detail: "\(shape.batch)x\(shape.seq)")
             }
+            progress.finish()
             let median = times.sorted()[times.count / 2]
+            let useful = Phases.usefulFlops(engine.config, tokens: Double(batch.tokenCount), headRows: logits == "all" ? Double(batch.tokenCount) : (logits == "last" ? Double(shape.batch) : 0)) / median * 1e-9
+            let sgemmRate = roofline ? SgemmRoofline.gflops(config: engine.config, tokens: batch.tokenCount, threads: threads) : nil
             results.append(Result(batch: shape.batch, seq: shape.seq, logits: logits,
                                   tokens_per_s: Double(batch.tokenCount) / median, ms: median * 1e3,
-                                  phases: profile ? Phases(engine.timings, config: engine.config, logits: logits) : nil))
+                                  phases: profile ? Phases(engine.timings, config: engine.config, logits: logits) : nil,
+                                  useful_gflops: useful, sgemm_roofline_gflops: sgemmRate, roofline_fraction: sgemmRate.map { useful / $0 }))
             if !json {
                 let r = results[results.count - 1]
-                print(String(format: "%dx%d logits=%@: %.1f tokens/s, %.1f ms", shape.batch, shape.seq, logits, r.tokens_per_s, r.ms))
+                print(String(format: "%dx%d logits=%@: %.1f tokens/s, %.1f ms, %.0f useful GFLOP/s", shape.batch, shape.seq, logits, r.tokens_per_s, r.ms, useful))
+                if let rate = sgemmRate { print(String(format: "  sgemm roofline on this model's projection shapes: %.0f GFLOP/s; forward at %.1f%% of it", rate, useful / rate * 100)) }
                 if let p = r.phases { print("  " + p.text) }
             }
         }
         let peak = PeakMemory.residentMegabytes()
         if json {
             let report = Report(model: URL(fileURLWithPath: path).lastPathComponent, threads: threads,
-                                load_seconds: loadSeconds, peak_rss_mb: peak, results: results)
+                                load_seconds: loadSeconds, peak_rss_mb: peak, machine: MachineLine(SystemInfo.current()),
+                                results: results)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(String(format: "load %.2f s, peak RSS %@ MB", loadSeconds, peak.map { String(format: "%.0f", $0) } ?? "?"))
+            print("machine: \(SystemInfo.current().line)")
         }
     }
 
@@ -105,6 +118,8 @@ struct Bench: ParsableCommand {
         let threads: Int
         let load_seconds: Double
         let peak_rss_mb: Double?
+        /// The CPU, ISA and OpenBLAS core these figures were measured on.
+        let machine: MachineLine
         let results: [Result]
     }
 
@@ -115,6 +130,10 @@ struct Bench: ParsableCommand {
         let tokens_per_s: Double
         let ms: Double
         let phases: Phases?
+        /// Projection and LM-head FLOPs over wall time.
+        let useful_gflops: Double
+        let sgemm_roofline_gflops: Double?
+        let roofline_fraction: Double?
     }
 
     /// Shares of forward time and the sgemm rate of the projections, from the engine's timings.
@@ -138,17 +157,21 @@ struct Bench: ParsableCommand {
             rope = t.rope / total
             activation = t.activation / total
             other = t.other / total
+            let tokens = Double(t.tokens)
+            projection_gflops = Self.usefulFlops(c, tokens: tokens, headRows: 0) / max(t.projections, 1e-12) * 1e-9
+            let headRows = logits == "all" ? tokens : (logits == "last" ? Double(t.forwardCount) : 0)
+            overall_gflops = Self.usefulFlops(c, tokens: tokens, headRows: headRows) / total * 1e-9
+        }
+
+        /// FLOPs of the projections for `tokens` tokens plus the LM head for `headRows` rows.
+        static func usefulFlops(_ c: ModelConfig, tokens: Double, headRows: Double) -> Double {
             let h = Double(c.hiddenSize), qkv = Double(c.headCount + 2 * c.kvHeadCount) * Double(c.headDim)
             let perToken = 2 * Double(c.layerCount) * h * (qkv + Double(c.headCount * c.headDim) + 3 * Double(c.ffnSize))
-            let tokens = Double(t.tokens)
-            projection_gflops = perToken * tokens / max(t.projections, 1e-12) * 1e-9
-            let headRows = logits == "all" ? tokens : (logits == "last" ? Double(t.forwardCount) : 0)
-            let head = 2 * h * Double(c.vocabSize) * headRows
-            overall_gflops = (perToken * tokens + head) / total * 1e-9
+            return perToken * tokens + 2 * h * Double(c.vocabSize) * headRows
         }
 
         var text: String {
-            String(format: "projections %.1f%% (%.0f GFLOP/s), attention %.1f%%, LM head %.1f%%, norms %.1f%%, RoPE %.1f%%, SiLU %.1f%%, other %.1f%%; %.0f GFLOP/s overall (projections + LM head)",
+            String(format: "projections %.1f%% (%.0f GFLOP/s), attention %.1f%%, LM head %.1f%%, norms %.1f%%, RoPE %.1f%%, activation %.1f%%, other %.1f%%; %.0f GFLOP/s overall (projections + LM head)",
                    projections * 100, projection_gflops, attention * 100, lm_head * 100, norms * 100, rope * 100, activation * 100, other * 100, overall_gflops)
         }
     }

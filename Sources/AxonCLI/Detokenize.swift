@@ -23,13 +23,13 @@ struct Detokenize: ParsableCommand {
     static func parseIDs(_ input: String) throws -> [Int32] {
         var body = Substring(input.trimmingCharacters(in: .whitespacesAndNewlines))
         if body.first == "[" {
-            guard body.last == "]" else { throw ValidationError("input starts with '[' but does not end with ']'") }
+            guard body.last == "]" else { throw Failure("stdin starts with '[' but does not end with ']'") }
             body = body.dropFirst().dropLast()
         }
         var ids: [Int32] = []
         for (i, field) in body.split(whereSeparator: { $0 == "," || $0.isWhitespace }).enumerated() {
             guard let id = Int32(field) else {
-                throw ValidationError("token \(i) '\(field.prefix(40))' is not an integer id")
+                throw Failure("token \(i) '\(field.prefix(40))' is not an integer id")
             }
             ids.append(id)
         }

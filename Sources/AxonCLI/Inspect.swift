@@ -1,12 +1,20 @@
 import ArgumentParser
 import Dispatch
+import Engine
 import Foundation
 import GGUF
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a GGUF model's architecture, hyperparameters, tokenizer, tensors and parameter count.")
+        abstract: "Show a GGUF model's architecture, hyperparameters, tokenizer, tensors and parameter count, or (--system) the machine.")
     @OptionGroup var modelOption: ModelOption
+
+    @Flag(help: "Show the machine instead: CPU, vector ISA, OpenBLAS version, kernel core and thread count.")
+    var system = false
+
+    /// `serve`'s slow-core check runs this in a child process with another OPENBLAS_CORETYPE.
+    @Option(help: .hidden) var sgemmProbe: String?
+    @Option(help: .hidden) var probeThreads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
@@ -15,6 +23,24 @@ struct Inspect: ParsableCommand {
     var timeDequantize = false
 
     func run() throws {
+        if let sgemmProbe {
+            guard let shapes = Machine.parse(sgemmProbe) else { throw ValidationError("--sgemm-probe wants MxNxK[,MxNxK...]") }
+            let gflops = SgemmProbe.gflops(shapes, threads: probeThreads)
+            let result = Machine.ProbeResult(core: SystemInfo.current().openBLASCore, gflops: gflops)
+            print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+            return
+        }
+        if system {
+            let info = SystemInfo.current()
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(MachineLine(info)), as: UTF8.self))
+            } else {
+                print(info.text)
+            }
+            return
+        }
         let path = try modelOption.resolvedPath()
         let clock = ContinuousClock()
         let loadStart = clock.now
@@ -91,6 +117,8 @@ struct ModelSummary {
         lines.append("model: \(path)")
         lines.append("  GGUF v\(version), \(grouped(fileSize)) bytes, alignment \(file.alignment), \(file.metadataKeys.count) metadata keys")
         lines.append("architecture: \(architecture)" + (name.map { " (\($0))" } ?? ""))
+        // How (or why not) the engine runs it, from the same checks the engine makes at load.
+        do { lines.append("engine: " + (try ModelConfig(source: file).summary)) } catch { lines.append("engine: cannot run it: \(error)") }
         lines.append("hyperparameters:")
         for (key, value) in hyperparameters {
             lines.append("  \(key): \(render(value))")

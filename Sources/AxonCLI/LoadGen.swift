@@ -34,7 +34,7 @@ struct LoadGen: ParsableCommand {
 
     @Option(help: "The axon's HOST:PORT.") var endpoint = "127.0.0.1:8091"
     @Option(help: "Concurrent connections.") var connections = 8
-    @Option(help: "Requests per connection, sent one after another.") var requests = 100
+    @Option(help: "Requests per connection, sent one after another.") var requests = 20
     @Option(help: "Requests per connection sent before measuring (not counted).") var warmup = 2
     @Option(help: "Tokens per request, ROWSxSEQ.") var shape = "1x128"
     @Option(help: "next, causal or hidden.") var synapse = "next"
@@ -93,7 +93,7 @@ struct LoadGen: ParsableCommand {
         guard let (rowCount, seq) = dimensions else { return }
         if direct { return try runDirect(rowCount: rowCount, seq: seq) }
         let probe = try AxonClient(endpoint: endpoint)
-        guard let info = try probe.info().info else { throw ValidationError("INFO from \(endpoint) failed") }
+        let info = try probe.info().checkedInfo()
         probe.close()
         let vocab = Int(info.vocabSize)
         let tally = Tally()
@@ -101,6 +101,7 @@ struct LoadGen: ParsableCommand {
         let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
         let clients = try (0..<connections).map { _ in try AxonClient(endpoint: endpoint, hotkey: hotkey, receiver: info.hotkey) }
         let synapses = [Synapse(type: synapseType, topk: UInt32(topk))]
+        let check = AnswerCheck(type: synapseType, rows: rowCount, seq: seq, topk: topk, info: info)
         // Warm-up outside the timed window.
         Self.onThreads(connections) { index in
             for w in 0..<warmup {
@@ -109,6 +110,7 @@ struct LoadGen: ParsableCommand {
                 _ = try? clients[index].forward(body, timeoutMs: timeoutMs)
             }
         }
+        let progress = Progress("loadgen \(endpoint)", total: connections * requests, unit: "responses")
         let start = Date()
         Self.onThreads(connections) { index in
             var mine: [Double] = []
@@ -122,6 +124,8 @@ struct LoadGen: ParsableCommand {
                     let response = try clients[index].forward(body, timeoutMs: timeoutMs)
                     mine.append(Date().timeIntervalSince(sent) * 1000)
                     myCodes[response.code, default: 0] += 1
+                    if response.code == .success { try check.verify(response) }
+                    progress.advance()
                 } catch {
                     tally.fail("connection \(index): \(error)")
                     break
@@ -130,6 +134,7 @@ struct LoadGen: ParsableCommand {
             tally.add(latencies: mine, codes: myCodes)
         }
         let seconds = Date().timeIntervalSince(start)
+        progress.finish()
         for client in clients { client.close() }
         let (latencies, codes, failures) = tally.results()
         let done = latencies.count
@@ -154,17 +159,46 @@ struct LoadGen: ParsableCommand {
         let vocab = backend.modelInfo.vocabSize
         let logits: LogitsWanted = synapseType == .textCausalLM ? .all : synapseType == .textCausalLMNext ? .last : .none
         var times: [Double] = []
+        let progress = Progress("loadgen --direct", total: warmup + requests, unit: "batches")
         for r in 0..<(warmup + requests) {
             let batch = Self.rows(rowCount, seq, vocab: vocab, seed: UInt64(r))
             let start = Date()
             try backend.forward(rows: batch, hidden: synapseType == .textLastHiddenState, logits: logits) { _ in }
             if r >= warmup { times.append(Date().timeIntervalSince(start) * 1000) }
+            progress.advance()
         }
+        progress.finish()
         times.sort()
         let total = times.reduce(0, +) / 1000
         let tokensPerSecond = Double(times.count * rowCount * seq) / total
         print("direct \(loaded.description): \(times.count) batches of \(rowCount)x\(seq), logits \(logits)")
         print(String(format: "%.0f tokens/s; batch ms: p50 %.2f  min %.2f  max %.2f", tokensPerSecond, times[times.count / 2], times.first ?? 0, times.last ?? 0))
         print(String(format: "RESULT {\"mode\":\"direct\",\"batches\":%d,\"tokens_per_second\":%.1f,\"p50_ms\":%.3f}", times.count, tokensPerSecond, times[times.count / 2]))
+    }
+}
+
+/// What loadgen's answers must look like: the tensors of its synapse for its shape, checked like
+/// every client path checks an axon's answer, so a misbehaving axon counts as a failure.
+private struct AnswerCheck: Sendable {
+    let type: SynapseType
+    let rows: Int, seq: Int, topk: Int, vocab: Int, width: Int
+
+    init(type: SynapseType, rows: Int, seq: Int, topk: Int, info: InfoResponse) {
+        self.type = type; self.rows = rows; self.seq = seq; self.topk = topk
+        vocab = Int(info.vocabSize)
+        width = Int(info.networkDim)
+    }
+
+    /// - Throws: `AnswerError`.
+    func verify(_ response: Response) throws {
+        let result = try response.checkedResult(type)
+        let positions: Int? = type == .textCausalLMNext ? nil : seq
+        if type == .textLastHiddenState {
+            _ = try result.checkedDense(rows: rows, positions: positions, width: width)
+        } else if topk == 0 {
+            _ = try result.checkedDense(rows: rows, positions: positions, width: vocab)
+        } else {
+            _ = try result.checkedTopK(rows: rows, positions: positions, k: topk, vocab: vocab)
+        }
     }
 }

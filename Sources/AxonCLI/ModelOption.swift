@@ -17,14 +17,16 @@ struct ModelOption: ParsableArguments {
         let env = ProcessInfo.processInfo.environment
         if let path = env["AXON_MODEL"], !path.isEmpty { return path }
         if let found = Self.locate(Self.defaultFileName) { return found }
-        throw ValidationError("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
+        throw Failure("The default model \(Self.defaultFileName) was not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch, or pass --model PATH.")
     }
 
     /// `name` in ./Models, beside the repository that built this binary, or in /models.
     static func locate(_ name: String) -> String? {
         var candidates = [FileManager.default.currentDirectoryPath + "/Models/" + name]
-        // .build/<triple>/release/axon -> repository root is three levels up.
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // .build/<triple>/release/axon -> repository root is three levels up. The running binary
+        // comes from /proc/self/exe: argv[0] is only "axon" when it was found on PATH (scripts/install).
+        let running = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe = URL(fileURLWithPath: running).resolvingSymlinksInPath()
         var root = exe.deletingLastPathComponent()
         for _ in 0..<3 {
             root = root.deletingLastPathComponent()
@@ -53,7 +55,7 @@ enum TokenSpaceOption: String, ExpressibleByArgument, CaseIterable {
             return try modelOption.loadTokenizer()
         case .network:
             guard let path = ModelOption.locate(Self.networkRanksFileName) else {
-                throw ValidationError("The network's ranks \(Self.networkRanksFileName) were not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch gpt2.")
+                throw Failure("The network's ranks \(Self.networkRanksFileName) were not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch gpt2.")
             }
             return try Tokenizer.networkStandard(ranksPath: path).tokenizer
         }

@@ -24,6 +24,8 @@ struct Query: ParsableCommand {
     var endpoints: String?
     @Option(help: "With --endpoints: a metagraph snapshot to check each endpoint's uid and hotkey against.") var metagraph: String?
     @Option(help: "With --endpoints: milliseconds each axon gets to connect and answer.") var deadlineMs = 12_000
+    @Option(help: "Send only the text's last N tokens (the context nearest the next token), to fit the axon's --max-seq.")
+    var maxTokens: Int?
     @Argument(help: "The text to tokenize and send.") var text: String?
 
     func validate() throws {
@@ -33,6 +35,7 @@ struct Query: ParsableCommand {
         if endpoints != nil && (ping || info) { throw ValidationError("--endpoints fans out a text query; it does not combine with --ping or --info") }
         if metagraph != nil && endpoints == nil { throw ValidationError("--metagraph is for fan-out: give --endpoints too") }
         if deadlineMs < 1 { throw ValidationError("--deadline-ms must be at least 1, got \(deadlineMs)") }
+        if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1, got \(maxTokens)") }
     }
 
     func run() throws {
@@ -45,20 +48,14 @@ struct Query: ParsableCommand {
             print("PING \(endpoint): \(response.code) in \(String(format: "%.2f", Date().timeIntervalSince(start) * 1000)) ms")
             return
         }
-        let infoResponse = try client.info(timeoutMs: timeoutMs)
-        guard infoResponse.code == .success, let remote = infoResponse.info else {
-            throw ValidationError("INFO failed: \(infoResponse.code) \(infoResponse.message)")
-        }
+        let remote = try client.info(timeoutMs: timeoutMs).checkedInfo()
         if info {
             printInfo(remote)
             return
         }
         let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
-        guard tokenizer.sha256 == remote.tokenizerSHA256 else {
-            throw ValidationError("the local tokenizer (\(tokenizer.sha256.prefix(12))…) differs from the axon's (\(remote.tokenizerSHA256.prefix(12))…); pass the axon's model with --model")
-        }
-        let ids = tokenizer.encode(text ?? "")
-        guard !ids.isEmpty else { throw ValidationError("the text has no tokens") }
+        try Self.checkSameTokenizer(tokenizer, remote)
+        let ids = try fitted(tokenizer.encode(text ?? ""), remote: remote)
         let type: SynapseType = synapse == "next" ? .textCausalLMNext : synapse == "causal" ? .textCausalLM : .textLastHiddenState
         let k = min(topk, Int(remote.vocabSize))
         let tokens = Tensor(int32Rows: [ids])
@@ -66,20 +63,41 @@ struct Query: ParsableCommand {
         let response = try client.forward(ForwardRequest(tokens: tokens, synapses: [Synapse(type: type, topk: UInt32(type == .textLastHiddenState ? 0 : k))]),
                                           timeoutMs: timeoutMs)
         let elapsed = Date().timeIntervalSince(start) * 1000
-        guard response.code == .success, let result = response.forward?.results.first else {
-            throw ValidationError("FORWARD failed: \(response.code) \(response.message)")
+        let result = try response.checkedResult(type)
+        let vocab = Int(remote.vocabSize)
+        // Every tensor is checked against the request before printing reads it (an axon is untrusted).
+        let answer: (TopKAnswer?, DenseAnswer?)
+        switch type {
+        case .textLastHiddenState: answer = (nil, try result.checkedDense(rows: 1, positions: ids.count, width: Int(remote.networkDim)))
+        case .textCausalLM: answer = (try result.checkedTopK(rows: 1, positions: ids.count, k: k, vocab: vocab), nil)
+        default: answer = (try result.checkedTopK(rows: 1, positions: nil, k: k, vocab: vocab), nil)
         }
-        guard result.code == .success else { throw ValidationError("\(result.type) failed: \(result.code) \(result.message)") }
         let timing = response.timing.map { " (queue \($0.queueUs) µs, compute \($0.computeUs) µs, batch rows \($0.batchRows))" } ?? ""
         print("\(ids.count) tokens, \(type), answered in \(String(format: "%.1f", elapsed)) ms\(timing)")
-        switch type {
-        case .textLastHiddenState:
-            printHidden(result.tensors, ids: ids, tokenizer: tokenizer)
-        case .textCausalLM:
-            printCausal(result.tensors, ids: ids, k: min(k, 5), fullK: k, tokenizer: tokenizer)
-        default:
-            printNext(result.tensors, k: k, tokenizer: tokenizer)
+        switch answer {
+        case (_, let hidden?): printHidden(hidden, ids: ids, tokenizer: tokenizer)
+        case (let top?, _) where type == .textCausalLM: printCausal(top, ids: ids, shown: min(k, 5), tokenizer: tokenizer)
+        case (let top?, _): printNext(top, tokenizer: tokenizer)
+        default: break
         }
+    }
+
+    /// The local tokenizer must be the axon's, or the ids mean other text.
+    static func checkSameTokenizer(_ tokenizer: Tokenizer, _ remote: InfoResponse) throws {
+        guard tokenizer.sha256 == remote.tokenizerSHA256 else {
+            throw Failure("the local tokenizer (\(tokenizer.sha256.prefix(12))…) differs from the axon's (\(remote.tokenizerSHA256.prefix(12))…); pass the axon's model with --model")
+        }
+    }
+
+    /// The ids to send: the last `--max-tokens`, and no more than the axon takes in one row.
+    private func fitted(_ all: [Int32], remote: InfoResponse) throws -> [Int32] {
+        let ids = maxTokens.map { Array(all.suffix($0)) } ?? all
+        guard !ids.isEmpty else { throw Failure("the text has no tokens") }
+        let limit = Int(min(remote.maxSeq, remote.maxBatchTokens == 0 ? remote.maxSeq : remote.maxBatchTokens))
+        guard ids.count <= limit else {
+            throw Failure("the text is \(ids.count) tokens and the axon takes at most \(limit) per row (its --max-seq \(remote.maxSeq), --max-batch-tokens \(remote.maxBatchTokens)); pass --max-tokens \(limit) to send only the last \(limit), or start the server with a larger --max-seq")
+        }
+        return ids
     }
 
     /// One next-token request to every endpoint at once; per-UID lines, then a summary.
@@ -95,8 +113,8 @@ struct Query: ParsableCommand {
             list.removeAll { registered[$0.uid] != $0.hotkey }
         }
         let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
-        let ids = tokenizer.encode(text ?? "")
-        guard !ids.isEmpty else { throw ValidationError("the text has no tokens") }
+        let ids = maxTokens.map { Array(tokenizer.encode(text ?? "").suffix($0)) } ?? tokenizer.encode(text ?? "")
+        guard !ids.isEmpty else { throw Failure("the text has no tokens") }
         let body = ForwardRequest(tokens: Tensor(int32Rows: [ids]), synapses: [Synapse(type: .textCausalLMNext, topk: UInt32(topk))])
         let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
         let started = Date()
@@ -108,10 +126,13 @@ struct Query: ParsableCommand {
             switch result.outcome {
             case .answered(let response):
                 code = "\(response.code)"
-                if let tensors = response.forward?.results.first?.tensors, tensors.count == 3 {
-                    let p = tensors[0].floatValues() ?? [], top = tensors[1].int32Values() ?? []
-                    tops = zip(top, p).prefix(3).map { shown($0.0, tokenizer) + String(format: " %.3f", $0.1) }.joined(separator: ", ")
-                } else if !response.message.isEmpty {
+                do {
+                    let top = try response.checkedResult(.textCausalLMNext).checkedTopK(rows: 1, positions: nil, k: topk, vocab: nil)
+                    tops = top.span(row: 0).prefix(3).map { shown(top.ids[$0], tokenizer) + String(format: " %.3f", top.probabilities[$0]) }
+                        .joined(separator: ", ")
+                } catch AnswerError.malformed(let reason) {
+                    code = "malformed"; tops = reason
+                } catch {
                     tops = response.message
                 }
             case .timedOut(let stage): code = "timeout (\(stage))"
@@ -144,38 +165,30 @@ struct Query: ParsableCommand {
         ((try? tokenizer.decode([id])) ?? "?").debugDescription
     }
 
-    private func printNext(_ tensors: [Tensor], k: Int, tokenizer: Tokenizer) {
-        guard tensors.count == 3 else { return }
-        let probs = (tensors[0].floatValues() ?? []), ids = (tensors[1].int32Values() ?? []), floor = (tensors[2].floatValues() ?? [])
+    private func printNext(_ answer: TopKAnswer, tokenizer: Tokenizer) {
         print("rank  id      probability  token")
-        for rank in 0..<min(k, ids.count) {
-            print(String(format: "%4d  %-6d  %11.6f  ", rank + 1, ids[rank], probs[rank]) + shown(ids[rank], tokenizer))
+        for (rank, index) in answer.span(row: 0).enumerated() {
+            print(String(format: "%4d  %-6d  %11.6f  ", rank + 1, answer.ids[index], answer.probabilities[index]) + shown(answer.ids[index], tokenizer))
         }
-        if let floor = floor.first { print(String(format: "floor (any other token): %.3e", floor)) }
+        print(String(format: "floor (any other token): %.3e", answer.floor(row: 0)))
     }
 
-    private func printCausal(_ tensors: [Tensor], ids: [Int32], k: Int, fullK: Int, tokenizer: Tokenizer) {
-        guard tensors.count == 3 else { return }
-        let probs = (tensors[0].floatValues() ?? []), top = (tensors[1].int32Values() ?? [])
+    private func printCausal(_ answer: TopKAnswer, ids: [Int32], shown count: Int, tokenizer: Tokenizer) {
         print("pos  token                 most likely next tokens")
-        for position in 0..<ids.count {
-            let choices = (0..<k).map { j in
-                let index = position * fullK + j
-                return shown(top[index], tokenizer) + String(format: " %.3f", probs[index])
+        for position in 0..<answer.positions {
+            let choices = answer.span(row: 0, position: position).prefix(count).map { index in
+                shown(answer.ids[index], tokenizer) + String(format: " %.3f", answer.probabilities[index])
             }
             print(String(format: "%3d  ", position) + shown(ids[position], tokenizer).padding(toLength: 20, withPad: " ", startingAt: 0)
                   + "  " + choices.joined(separator: ", "))
         }
     }
 
-    private func printHidden(_ tensors: [Tensor], ids: [Int32], tokenizer: Tokenizer) {
-        guard let tensor = tensors.first, tensor.shape.count == 3 else { return }
-        let dim = Int(tensor.shape[2])
-        let values = (tensor.floatValues() ?? [])
-        print("hidden states \(tensor.shape)")
+    private func printHidden(_ answer: DenseAnswer, ids: [Int32], tokenizer: Tokenizer) {
+        print("hidden states [\(answer.rows), \(answer.positions), \(answer.width)]")
         print("pos  token                 L2 norm   first values")
-        for position in 0..<ids.count {
-            let vector = values[(position * dim)..<((position + 1) * dim)]
+        for position in 0..<answer.positions {
+            let vector = answer.vector(row: 0, position: position)
             let norm = vector.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
             let nonZero = vector.drop { $0 == 0 }.prefix(4).map { String(format: "%.4f", $0) }
             print(String(format: "%3d  ", position) + shown(ids[position], tokenizer).padding(toLength: 20, withPad: " ", startingAt: 0)

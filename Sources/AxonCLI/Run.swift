@@ -42,7 +42,7 @@ struct Run: ParsableCommand {
         } else {
             throw ValidationError("give a text to continue, or --ids")
         }
-        guard !tokens.isEmpty else { throw ValidationError("the text has no tokens") }
+        guard !tokens.isEmpty else { throw Failure("the text has no tokens") }
         let engine = try InferenceEngine(file: file, options: EngineOptions(
             threads: threads, maxBatchTokens: max(tokens.count, 1), maxRows: 1, maxSeq: tokens.count,
             maxLogitRows: 1))

@@ -3,6 +3,7 @@ import AxonClient
 import Foundation
 import GGUF
 import Tokenizer
+import Wire
 import Validator
 
 /// `axon score`: the validator's scoring of one axon on a text corpus.
@@ -29,26 +30,41 @@ struct Score: ParsableCommand {
     func run() throws {
         let corpus: String
         do { corpus = try String(contentsOfFile: text, encoding: .utf8) } catch {
-            throw ValidationError("--text \(text) cannot be read as UTF-8: \(error.localizedDescription)")
+            throw Failure("--text \(text) cannot be read as UTF-8: \(error.localizedDescription)")
         }
         let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
         let client = try AxonClient(endpoint: endpoint, hotkey: hotkey)
         defer { client.close() }
-        let infoResponse = try client.info()
-        guard infoResponse.code == .success, let remote = infoResponse.info else {
-            throw ValidationError("INFO from \(endpoint) failed: \(infoResponse.code) \(infoResponse.message)")
-        }
+        let remote = try client.info().checkedInfo()
         let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
-        guard tokenizer.sha256 == remote.tokenizerSHA256 else {
-            throw ValidationError("the local tokenizer (\(tokenizer.sha256.prefix(12))…) differs from the axon's (\(remote.tokenizerSHA256.prefix(12))…); pass the axon's model with --model")
-        }
-        let scorer = Scorer(seq: seq, topk: min(topk, Int(remote.vocabSize)), stride: stride, rowsPerRequest: rows, timeoutMs: timeoutMs)
-        let result = try scorer.score(tokens: tokenizer.encode(corpus), client: client)
+        try Query.checkSameTokenizer(tokenizer, remote)
+        try checkFits(remote)
+        let scorer = Scorer(seq: seq, topk: min(topk, Int(remote.vocabSize)), stride: stride, rowsPerRequest: rows, timeoutMs: timeoutMs,
+                            vocab: Int(remote.vocabSize))
+        let tokens = tokenizer.encode(corpus)
+        let progress = Progress("score \(endpoint)", total: ScoreWindows.make(tokens: tokens, seq: seq, stride: stride ?? seq).count,
+                                unit: "windows", quiet: json)
+        let result = try scorer.score(tokens: tokens, client: client) { done, _ in progress.set(done) }
+        progress.finish()
         if json {
             print(String(format: "{\"loss\":%.9g,\"perplexity\":%.9g,\"positions\":%d}", result.loss, result.perplexity, result.positions))
         } else {
             print(String(format: "%@ on %@: loss %.6f nats, perplexity %.4f over %d positions (seq %d, top-k %d)",
                          endpoint, text, result.loss, result.perplexity, result.positions, seq, scorer.topk))
+        }
+    }
+
+    /// A window is one row of --seq tokens, a request --rows of them: both must fit the axon's limits.
+    private func checkFits(_ remote: InfoResponse) throws {
+        if seq > remote.maxSeq {
+            throw Failure("--seq \(seq) exceeds the axon's --max-seq \(remote.maxSeq); pass --seq \(remote.maxSeq) or less, or start the server with a larger --max-seq")
+        }
+        if remote.maxBatchTokens > 0, rows * seq > remote.maxBatchTokens {
+            let fit = max(1, Int(remote.maxBatchTokens) / seq)
+            throw Failure("--rows \(rows) x --seq \(seq) = \(rows * seq) tokens per request exceeds the axon's --max-batch-tokens \(remote.maxBatchTokens); pass --rows \(fit), or start the server with a larger --max-batch-tokens")
+        }
+        if rows > remote.maxBatch {
+            throw Failure("--rows \(rows) exceeds the axon's --max-batch \(remote.maxBatch); pass --rows \(remote.maxBatch) or less")
         }
     }
 }

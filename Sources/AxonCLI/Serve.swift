@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import GGUF
 import Identity
@@ -31,21 +32,32 @@ enum BackendLoader {
     struct Loaded {
         let backend: InferenceBackend
         let description: String
+        /// The row limit in force: as asked, or by default min(2048, the model's context length).
+        let maxSeq: Int
+        /// Set when the default was lowered to the model's context length.
+        let clampedToContext: Int?
     }
 
+    static let defaultMaxSeq = 2048
+
     /// Opens the model, its tokenizer (for INFO's identity fields) and the backend.
-    static func load(path: String, threads: Int?, maxBatch: Int, maxSeq: Int, maxBatchTokens: Int,
+    /// `maxSeq` nil means min(`defaultMaxSeq`, the model's `context_length`).
+    static func load(path: String, threads: Int?, maxBatch: Int, maxSeq requested: Int?, maxBatchTokens: Int,
                      fake: Bool) throws -> Loaded {
         let file = try GGUFFile(path: path)
+        let context = file.int("\(file.string("general.architecture") ?? "").context_length")
+        let maxSeq = requested ?? min(defaultMaxSeq, context ?? defaultMaxSeq)
+        let clamped = requested == nil && maxSeq < defaultMaxSeq ? maxSeq : nil
         let tokenizer = try Tokenizer(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
-            return Loaded(backend: FakeBackend(modelInfo: info), description: "fake backend shaped like \(info.name)")
+            return Loaded(backend: FakeBackend(modelInfo: info), description: "fake backend shaped like \(info.name)",
+                          maxSeq: maxSeq, clampedToContext: clamped)
         }
         let backend = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxBatch,
                                         maxSeq: maxSeq, maxBatchTokens: maxBatchTokens)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
-        return Loaded(backend: backend, description: "\(info.name), \(parameters) parameters")
+        return Loaded(backend: backend, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq, clampedToContext: clamped)
     }
 }
 
@@ -56,30 +68,28 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0 picks a free one).") var port = 8091
+    @Option(help: "Port of the Prometheus GET /metrics endpoint (0 turns it off).") var metricsPort = 7091
+    @Option(help: "Address of the metrics endpoint (default: --host).") var metricsHost: String?
     @Option(help: "Engine threads (default: all cores).") var threads: Int?
     @Option(help: "Width of hidden-state outputs: the hidden vector is zero-padded, centred (default: the model's hidden size).")
     var networkDim: Int?
     @Option(help: "Most rows in one request.") var maxBatch = 64
-    @Option(help: "Most positions per row.") var maxSeq = 2048
+    @Option(help: "Most positions per row (default: 2048, or the model's context length if shorter).") var maxSeq: Int?
     @Option(help: "Most tokens in one request, and in one dynamic batch.") var maxBatchTokens = 4096
     @Option(help: "Queued requests beyond this are answered Backoff.") var maxQueue = 256
     @Option(help: "Largest request frame.") var maxFrame = ByteSize(bytes: 16 << 20)
     @Option(help: "Largest response.") var maxResponse = ByteSize(bytes: 256 << 20)
     @Option(help: "Connections beyond this are refused at accept.") var maxConnections = 1024
+    @Option(help: "Connections one IP address may hold open; beyond this they are refused at accept.") var maxConnectionsPerIp = 256
+    @Option(help: "With --metagraph: slots kept for connections that sent a FORWARD from a registered sender (default: --max-connections / 8).")
+    var reservedConnections: Int?
+    @Option(help: "Most synapses in one FORWARD.") var maxSynapses = 64
+    @Option(help: "Response bytes all connections together may have pending before reads pause.") var maxPendingResponse = ByteSize(bytes: 1 << 30)
     @Option(help: "Seconds before an idle connection, or a frame left incomplete, is closed.") var idleTimeout = 60.0
     @Option(help: "Deadline for requests with timeout_ms = 0.") var timeoutDefaultMs: UInt32 = 12_000
     @Option(help: "Log level: trace, debug (one line per request), info, warning, error.") var logLevel = "info"
     @OptionGroup(title: "Identity and admission") var keyOption: KeyOption
-    @Option(help: "Metagraph snapshot JSON {netuid, block, neurons: [{uid, hotkey, stake, validator_permit}]}; SIGHUP reloads it. Without it, unregistered senders are admitted (local development).")
-    var metagraph: String?
-    @Option(help: "Blacklist senders with less stake.") var minStake = 0.0
-    @Flag(help: "Blacklist senders without a validator permit.") var requireValidatorPermit = false
-    @Option(help: "Always refuse this hotkey (SS58; repeatable).") var deny: [String] = []
-    @Option(help: "Exempt this hotkey from the registration, stake and permit rules (SS58; repeatable).") var allow: [String] = []
-    @Flag(help: "Admit senders absent from the metagraph, after every registered one.") var allowUnregistered = false
-    @Option(help: "Per-hotkey rate limit, N or N/s (requests per second).") var rateLimit: String?
-    @Option(help: "Per-hotkey burst for --rate-limit (default: the rate, at least 1).") var rateBurst: Double?
-    @Flag(help: "Serve FORWARD without checking signatures or admission (local benchmarking only).") var noAuth = false
+    @OptionGroup(title: "Identity and admission") var admission: AdmissionOptions
     @Flag(help: ArgumentHelp("Serve a deterministic fake backend of the model's shape (server benchmarks).", visibility: .hidden))
     var fake = false
 
@@ -88,46 +98,7 @@ struct Serve: ParsableCommand {
         if let networkDim, networkDim <= 0 { throw ValidationError("--network-dim must be positive, got \(networkDim)") }
         if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout)") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535, got \(port)") }
-        if rateLimit != nil && parsedRate == nil { throw ValidationError("--rate-limit must be N or N/s with N > 0, got \(rateLimit ?? "")") }
-        if rateBurst != nil && rateLimit == nil { throw ValidationError("--rate-burst needs --rate-limit") }
-    }
-
-    /// `--rate-limit N` or `N/s`, in requests per second.
-    private var parsedRate: Double? {
-        guard let text = rateLimit?.trimmingCharacters(in: .whitespaces) else { return nil }
-        let number = text.hasSuffix("/s") ? String(text.dropLast(2)) : text
-        guard let rate = Double(number), rate.isFinite, rate > 0 else { return nil }
-        return rate
-    }
-
-    /// The identity half of the configuration: this axon's hotkey, the metagraph and the admission
-    /// policy. Without --metagraph the local-development default applies (unregistered senders
-    /// admitted) and is logged, so the README's serve + query work with no other step.
-    private func identity(_ config: inout ServerConfiguration, logger: Logger) throws {
-        let (hotkey, keyPath) = try keyOption.loadWithPath(defaultName: "miner")
-        config.hotkey = hotkey.ss58
-        logger.info("hotkey \(hotkey.ss58) from \(keyPath)")
-        let store: MetagraphStore
-        if let metagraph {
-            store = try MetagraphStore(path: metagraph)
-            config.metagraphPath = metagraph
-            let current = store.current
-            logger.info("metagraph \(metagraph): netuid \(current.netuid), block \(current.block), \(current.neurons.count) neurons; this axon's uid \(current.uid(of: hotkey.ss58)) (SIGHUP reloads)")
-        } else {
-            store = MetagraphStore(Metagraph.empty())
-            if !noAuth {
-                logger.notice("no --metagraph: local development mode, every correctly signed sender is admitted as unregistered (pass --metagraph FILE to serve a subnet)")
-            }
-        }
-        config.metagraph = store
-        if noAuth {
-            logger.warning("--no-auth: FORWARD requests are served without signature, nonce, blacklist or rate checks; use it for local benchmarking only")
-            return
-        }
-        let rate = parsedRate.map { RateLimit(requestsPerSecond: $0, burst: rateBurst ?? max(1, $0)) }
-        let policy = AdmissionPolicy(minStake: minStake, requireValidatorPermit: requireValidatorPermit, deny: Set(deny),
-                                     allow: Set(allow), allowUnregistered: allowUnregistered || metagraph == nil, rateLimit: rate)
-        config.admission = try Admission(receiver: hotkey.publicKey, policy: policy, metagraph: store)
+        if !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be 0...65535, got \(metricsPort)") }
     }
 
     func run() throws {
@@ -143,10 +114,16 @@ struct Serve: ParsableCommand {
         let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,
                                             maxBatchTokens: maxBatchTokens, fake: fake)
         let loadSeconds = Date().timeIntervalSince(started)
+        let maxSeq = loaded.maxSeq
+        if let clamped = loaded.clampedToContext {
+            logger.notice("--max-seq defaults to the model's context length \(clamped) (below \(BackendLoader.defaultMaxSeq))")
+        }
 
         var config = ServerConfiguration()
         config.host = host
         config.port = port
+        config.metricsPort = metricsPort == 0 ? nil : metricsPort
+        config.metricsHost = metricsHost
         config.networkDim = networkDim
         config.maxBatch = maxBatch
         config.maxSeq = maxSeq
@@ -155,14 +132,28 @@ struct Serve: ParsableCommand {
         config.maxFrame = maxFrame.bytes
         config.maxResponse = maxResponse.bytes
         config.maxConnections = maxConnections
+        config.maxConnectionsPerIP = maxConnectionsPerIp
+        config.reservedConnections = reservedConnections
+        config.maxSynapses = maxSynapses
+        config.maxPendingResponseBytes = maxPendingResponse.bytes
         config.idleTimeout = idleTimeout
         config.defaultTimeoutMs = timeoutDefaultMs
         config.handleSignals = true
-        try identity(&config, logger: logger)
+        try admission.configure(&config, keyOption: keyOption, logger: logger)
+        // The machine line, and one measured warning when OpenBLAS runs a slower core than the CPU
+        // supports (before the server starts: the probe uses OpenBLAS's threads).
+        let machine = SystemInfo.current()
+        logger.info("machine: \(machine.line)")
+        if !fake, let warning = Machine.slowCoreWarning(machine, file: try GGUFFile(path: path),
+                                                         threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) {
+            logger.warning("\(warning)")
+        }
         let server = try AxonServer(backend: loaded.backend, configuration: config, logger: logger)
-        try server.start()
+        do { try server.start() } catch let error as UVError where error.code == -EADDRINUSE {
+            throw Failure("cannot listen on \(host):\(port): the address is already in use (another axon or program holds it); stop that one, or pass --port N for another port (--port 0 picks a free one)")
+        }
         let info = server.info
-        logger.info("axon serving \(loaded.description) (\(path)) vocab \(info.vocabSize) hidden \(info.hiddenSize) network-dim \(info.networkDim); max batch \(maxBatch) seq \(maxSeq) batch-tokens \(maxBatchTokens) queue \(maxQueue) connections \(maxConnections); loaded in \(String(format: "%.2f", loadSeconds)) s; listening on \(host):\(server.port) as hotkey \(info.hotkey) uid \(info.uid) (SIGUSR1 prints counters)")
+        logger.info("axon serving \(loaded.description) (\(path)) vocab \(info.vocabSize) hidden \(info.hiddenSize) network-dim \(info.networkDim); max batch \(maxBatch) seq \(maxSeq) batch-tokens \(maxBatchTokens) queue \(maxQueue) connections \(maxConnections); loaded in \(String(format: "%.2f", loadSeconds)) s; listening on \(host):\(server.port)\(server.metricsPort.map { " (metrics on \(metricsHost ?? host):\($0)/metrics)" } ?? "") as hotkey \(info.hotkey) uid \(info.uid) (SIGUSR1 prints counters)")
         server.waitUntilStopped()
     }
 }

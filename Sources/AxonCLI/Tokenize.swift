@@ -5,7 +5,12 @@ import Tokenizer
 
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Read UTF-8 text on stdin and print its token ids.")
+        abstract: "Print the token ids of a text, given as an argument or as UTF-8 on stdin.",
+        discussion: """
+        Stdin is encoded byte for byte, so `echo TEXT | axon tokenize` includes the newline echo adds, \
+        which is a token of its own; pass --strip-newline (or the text as an argument, or `printf %s TEXT`) \
+        to leave it out.
+        """)
     @OptionGroup var modelOption: ModelOption
 
     @Option(help: "Whose token ids: the model's, or the network's standard GPT-2 ones.")
@@ -23,6 +28,12 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Add the bos/eos ids if the model asks for them.")
     var addSpecial = false
 
+    @Flag(help: "Drop one trailing newline (\\n or \\r\\n) from stdin, such as the one `echo` adds.")
+    var stripNewline = false
+
+    @Argument(help: "The text to tokenize (default: read stdin).")
+    var text: String?
+
     @Option(help: ArgumentHelp("Time encoding FILE (MB/s, single thread) instead of reading stdin.", visibility: .hidden))
     var bench: String?
 
@@ -35,6 +46,7 @@ struct Tokenize: ParsableCommand {
     func validate() throws {
         if json && pieces { throw ValidationError("--json and --pieces are exclusive: --json prints only the ids") }
         if benchRepeats < 1 { throw ValidationError("--bench-repeats must be at least 1, got \(benchRepeats)") }
+        if text != nil && stripNewline { throw ValidationError("--strip-newline applies to stdin; the text argument is encoded as given") }
     }
 
     func run() throws {
@@ -43,10 +55,7 @@ struct Tokenize: ParsableCommand {
             try runBenchmark(tokenizer, path: bench)
             return
         }
-        let data = FileHandle.standardInput.readDataToEndOfFile()
-        guard let text = String(validating: data, as: UTF8.self) else {
-            throw ValidationError("stdin is not valid UTF-8 (\(data.count) bytes)")
-        }
+        let text = try self.text ?? Self.readStandardInput(stripNewline: stripNewline)
         let ids = tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial)
         if json {
             print("[" + ids.map(String.init).joined(separator: ",") + "]")
@@ -61,12 +70,23 @@ struct Tokenize: ParsableCommand {
         }
     }
 
+    /// Stdin as UTF-8, less one trailing newline when asked.
+    private static func readStandardInput(stripNewline: Bool) throws -> String {
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        guard var text = String(validating: data, as: UTF8.self) else {
+            throw Failure("stdin is not valid UTF-8 (\(data.count) bytes)")
+        }
+        // "\r\n" is one Character in Swift, so one removal drops either ending.
+        if stripNewline, let last = text.last, last == "\n" || last == "\r\n" { text.removeLast() }
+        return text
+    }
+
     /// Encodes the file once to warm up, then `benchRepeats` times, each call from a cold
     /// per-call cache, and prints the best and median throughput.
     private func runBenchmark(_ tokenizer: any TextTokenizer, path: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         guard let text = String(validating: data, as: UTF8.self) else {
-            throw ValidationError("\(path) is not valid UTF-8")
+            throw Failure("\(path) is not valid UTF-8")
         }
         let clock = ContinuousClock()
         // Paragraph mode keeps the separators inside the pieces so the bytes encoded are the same.
@@ -86,7 +106,7 @@ struct Tokenize: ParsableCommand {
             let start = clock.now
             let ids = encodeAll()
             let elapsed = clock.now - start
-            guard ids == count else { throw ValidationError("encode is not deterministic: \(ids) vs \(count) ids") }
+            guard ids == count else { throw Failure("encode is not deterministic: \(ids) vs \(count) ids") }
             seconds.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
         }
         seconds.sort()

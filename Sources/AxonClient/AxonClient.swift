@@ -45,6 +45,10 @@ public final class AxonClient: @unchecked Sendable {
     private var closedByClient = false
     private var nextID: UInt64 = 1
     private let readerDone = DispatchSemaphore(value: 0)
+    /// Answers held for callers that have not collected them yet. An axon that sends more than
+    /// this (answers to ids nobody sent) is misbehaving: the connection is closed instead of
+    /// growing without bound.
+    public static let maxUncollectedResponses = 4096
 
     /// Connects to `host:port`.
     /// - Throws: `ClientError.connectFailed`.
@@ -235,8 +239,13 @@ public final class AxonClient: @unchecked Sendable {
                 if !responses.isEmpty {
                     condition.lock()
                     arrived.append(contentsOf: responses)
+                    let flooded = arrived.count > Self.maxUncollectedResponses
                     condition.broadcast()
                     condition.unlock()
+                    if flooded {
+                        reason = ClientError.malformedResponse("more than \(Self.maxUncollectedResponses) answers that no caller collected").description
+                        break reading
+                    }
                 }
             } catch {
                 reason = ClientError.malformedResponse("\(error)").description

@@ -142,6 +142,51 @@ void   axon__v1__tensor__free_unpacked
   assert(message->base.descriptor == &axon__v1__tensor__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   axon__v1__generation__init
+                     (Axon__V1__Generation         *message)
+{
+  static const Axon__V1__Generation init_value = AXON__V1__GENERATION__INIT;
+  *message = init_value;
+}
+size_t axon__v1__generation__get_packed_size
+                     (const Axon__V1__Generation *message)
+{
+  assert(message->base.descriptor == &axon__v1__generation__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t axon__v1__generation__pack
+                     (const Axon__V1__Generation *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &axon__v1__generation__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t axon__v1__generation__pack_to_buffer
+                     (const Axon__V1__Generation *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &axon__v1__generation__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Axon__V1__Generation *
+       axon__v1__generation__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Axon__V1__Generation *)
+     protobuf_c_message_unpack (&axon__v1__generation__descriptor,
+                                allocator, len, data);
+}
+void   axon__v1__generation__free_unpacked
+                     (Axon__V1__Generation *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &axon__v1__generation__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   axon__v1__synapse__init
                      (Axon__V1__Synapse         *message)
 {
@@ -688,7 +733,188 @@ const ProtobufCMessageDescriptor axon__v1__tensor__descriptor =
   (ProtobufCMessageInit) axon__v1__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor axon__v1__synapse__field_descriptors[3] =
+static const ProtobufCFieldDescriptor axon__v1__generation__field_descriptors[12] =
+{
+  {
+    "num_to_generate",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Axon__V1__Generation, _num_to_generate_case),
+    offsetof(Axon__V1__Generation, num_to_generate),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "topk",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Axon__V1__Generation, _topk_case),
+    offsetof(Axon__V1__Generation, topk),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "do_sample",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    offsetof(Axon__V1__Generation, _do_sample_case),
+    offsetof(Axon__V1__Generation, do_sample),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_p",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Axon__V1__Generation, _top_p_case),
+    offsetof(Axon__V1__Generation, top_p),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "temperature",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Axon__V1__Generation, _temperature_case),
+    offsetof(Axon__V1__Generation, temperature),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "repetition_penalty",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Axon__V1__Generation, _repetition_penalty_case),
+    offsetof(Axon__V1__Generation, repetition_penalty),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "no_repeat_ngram_size",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Axon__V1__Generation, _no_repeat_ngram_size_case),
+    offsetof(Axon__V1__Generation, no_repeat_ngram_size),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "num_beams",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Axon__V1__Generation, _num_beams_case),
+    offsetof(Axon__V1__Generation, num_beams),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "length_penalty",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Axon__V1__Generation, _length_penalty_case),
+    offsetof(Axon__V1__Generation, length_penalty),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "early_stopping",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    offsetof(Axon__V1__Generation, _early_stopping_case),
+    offsetof(Axon__V1__Generation, early_stopping),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seed",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Axon__V1__Generation, _seed_case),
+    offsetof(Axon__V1__Generation, seed),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_tokens",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT32,
+    offsetof(Axon__V1__Generation, n_stop_tokens),
+    offsetof(Axon__V1__Generation, stop_tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned axon__v1__generation__field_indices_by_name[] = {
+  2,   /* field[2] = do_sample */
+  9,   /* field[9] = early_stopping */
+  8,   /* field[8] = length_penalty */
+  6,   /* field[6] = no_repeat_ngram_size */
+  7,   /* field[7] = num_beams */
+  0,   /* field[0] = num_to_generate */
+  5,   /* field[5] = repetition_penalty */
+  10,   /* field[10] = seed */
+  11,   /* field[11] = stop_tokens */
+  4,   /* field[4] = temperature */
+  3,   /* field[3] = top_p */
+  1,   /* field[1] = topk */
+};
+static const ProtobufCIntRange axon__v1__generation__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor axon__v1__generation__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "axon.v1.Generation",
+  "Generation",
+  "Axon__V1__Generation",
+  "axon.v1",
+  sizeof(Axon__V1__Generation),
+  12,
+  axon__v1__generation__field_descriptors,
+  axon__v1__generation__field_indices_by_name,
+  1,  axon__v1__generation__number_ranges,
+  (ProtobufCMessageInit) axon__v1__generation__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor axon__v1__synapse__field_descriptors[4] =
 {
   {
     "type",
@@ -726,16 +952,29 @@ static const ProtobufCFieldDescriptor axon__v1__synapse__field_descriptors[3] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "generation",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Axon__V1__Synapse, generation),
+    &axon__v1__generation__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned axon__v1__synapse__field_indices_by_name[] = {
   2,   /* field[2] = dtype */
+  3,   /* field[3] = generation */
   1,   /* field[1] = topk */
   0,   /* field[0] = type */
 };
 static const ProtobufCIntRange axon__v1__synapse__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor axon__v1__synapse__descriptor =
 {
@@ -745,14 +984,14 @@ const ProtobufCMessageDescriptor axon__v1__synapse__descriptor =
   "Axon__V1__Synapse",
   "axon.v1",
   sizeof(Axon__V1__Synapse),
-  3,
+  4,
   axon__v1__synapse__field_descriptors,
   axon__v1__synapse__field_indices_by_name,
   1,  axon__v1__synapse__number_ranges,
   (ProtobufCMessageInit) axon__v1__synapse__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor axon__v1__forward_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor axon__v1__forward_request__field_descriptors[4] =
 {
   {
     "tokens",
@@ -790,16 +1029,29 @@ static const ProtobufCFieldDescriptor axon__v1__forward_request__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "space",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Axon__V1__ForwardRequest, space),
+    &axon__v1__token_space__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned axon__v1__forward_request__field_indices_by_name[] = {
   1,   /* field[1] = lengths */
+  3,   /* field[3] = space */
   2,   /* field[2] = synapses */
   0,   /* field[0] = tokens */
 };
 static const ProtobufCIntRange axon__v1__forward_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor axon__v1__forward_request__descriptor =
 {
@@ -809,7 +1061,7 @@ const ProtobufCMessageDescriptor axon__v1__forward_request__descriptor =
   "Axon__V1__ForwardRequest",
   "axon.v1",
   sizeof(Axon__V1__ForwardRequest),
-  3,
+  4,
   axon__v1__forward_request__field_descriptors,
   axon__v1__forward_request__field_indices_by_name,
   1,  axon__v1__forward_request__number_ranges,
@@ -931,7 +1183,7 @@ const ProtobufCMessageDescriptor axon__v1__forward_response__descriptor =
   (ProtobufCMessageInit) axon__v1__forward_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor axon__v1__info_response__field_descriptors[16] =
+static const ProtobufCFieldDescriptor axon__v1__info_response__field_descriptors[19] =
 {
   {
     "hotkey",
@@ -1125,6 +1377,42 @@ static const ProtobufCFieldDescriptor axon__v1__info_response__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "network_tokenizer",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Axon__V1__InfoResponse, network_tokenizer),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "network_tokenizer_sha256",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Axon__V1__InfoResponse, network_tokenizer_sha256),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "network_vocab_size",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Axon__V1__InfoResponse, network_vocab_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned axon__v1__info_response__field_indices_by_name[] = {
   4,   /* field[4] = architecture */
@@ -1138,6 +1426,9 @@ static const unsigned axon__v1__info_response__field_indices_by_name[] = {
   3,   /* field[3] = model */
   2,   /* field[2] = netuid */
   7,   /* field[7] = network_dim */
+  16,   /* field[16] = network_tokenizer */
+  17,   /* field[17] = network_tokenizer_sha256 */
+  18,   /* field[18] = network_vocab_size */
   15,   /* field[15] = pad_id */
   11,   /* field[11] = tokenizer_sha256 */
   1,   /* field[1] = uid */
@@ -1147,7 +1438,7 @@ static const unsigned axon__v1__info_response__field_indices_by_name[] = {
 static const ProtobufCIntRange axon__v1__info_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor axon__v1__info_response__descriptor =
 {
@@ -1157,7 +1448,7 @@ const ProtobufCMessageDescriptor axon__v1__info_response__descriptor =
   "Axon__V1__InfoResponse",
   "axon.v1",
   sizeof(Axon__V1__InfoResponse),
-  16,
+  19,
   axon__v1__info_response__field_descriptors,
   axon__v1__info_response__field_indices_by_name,
   1,  axon__v1__info_response__number_ranges,
@@ -1434,6 +1725,34 @@ const ProtobufCEnumDescriptor axon__v1__synapse_type__descriptor =
   axon__v1__synapse_type__enum_values_by_name,
   1,
   axon__v1__synapse_type__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue axon__v1__token_space__enum_values_by_number[2] =
+{
+  { "MODEL", "AXON__V1__TOKEN_SPACE__MODEL", 0 },
+  { "NETWORK", "AXON__V1__TOKEN_SPACE__NETWORK", 1 },
+};
+static const ProtobufCIntRange axon__v1__token_space__value_ranges[] = {
+{0, 0},{0, 2}
+};
+static const ProtobufCEnumValueIndex axon__v1__token_space__enum_values_by_name[2] =
+{
+  { "MODEL", 0 },
+  { "NETWORK", 1 },
+};
+const ProtobufCEnumDescriptor axon__v1__token_space__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "axon.v1.TokenSpace",
+  "TokenSpace",
+  "Axon__V1__TokenSpace",
+  "axon.v1",
+  2,
+  axon__v1__token_space__enum_values_by_number,
+  2,
+  axon__v1__token_space__enum_values_by_name,
+  1,
+  axon__v1__token_space__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCEnumValue axon__v1__return_code__enum_values_by_number[26] =

@@ -11,7 +11,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case missingTensor(name: String)
     /// A tensor's dims (ne[0] first) disagree with the hyperparameters.
     case tensorShapeMismatch(name: String, dims: [Int], expected: [Int])
-    /// Dequantizing a tensor into f32 failed.
+    /// A tensor's type has no dequantization kernel, or dequantizing it into f32 failed.
     case tensorLoadFailed(name: String, reason: String)
     /// `EngineOptions` are out of range for this model.
     case invalidOptions(String)
@@ -30,7 +30,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unsupportedArchitecture(let arch):
-            return "unsupported model architecture '\(arch)' (supported: llama, mistral)"
+            return "unsupported model architecture '\(arch)' (supported: \(ModelFamily.supportedArchitectures.joined(separator: ", ")))"
         case .missingHyperparameter(let key):
             return "model metadata lacks the integer/float key '\(key)'"
         case .invalidHyperparameter(let key, let value, let expected):

@@ -2,7 +2,7 @@ import CBLAS
 import Foundation
 import GGUF
 
-/// A llama-architecture model in f32, ready to run ragged batches.
+/// A model of any supported family (`ModelFamily.all`) in f32, ready to run ragged batches.
 ///
 /// Not thread-safe: one caller at a time. The engine owns everything it uses, so it may be created
 /// on one thread and handed to a worker thread that then calls `forward` exclusively.
@@ -129,21 +129,26 @@ public final class InferenceEngine: @unchecked Sendable {
     }
 
     /// Embeddings, every layer, and the final norm into `state.normed` (tokens × hidden).
+    /// What varies by family is read from `config.family` and `config.layers`.
     private func runLayers(_ batch: RaggedBatch) {
-        let c = config, s = state, w = weights
-        let n = batch.tokenCount, h = c.hiddenSize, qkvW = c.qkvWidth, f = c.ffnSize
+        let c = config, family = c.family, s = state, w = weights
+        let n = batch.tokenCount, h = c.hiddenSize, qkvW = c.qkvWidth, f = c.ffnSize, attnW = c.attentionWidth
         let eps = Float(c.rmsEps)
 
         var start = now()
+        let embeddingScale = family.scalesEmbedding ? Float(h).squareRoot() : 1
         batch.tokens.withUnsafeBufferPointer { ids in
             for t in 0..<n {
-                (s.x + t * h).update(from: w.tokenEmbedding + Int(ids[t]) * h, count: h)
+                let row = s.x + t * h
+                row.update(from: w.tokenEmbedding + Int(ids[t]) * h, count: h)
+                if family.scalesEmbedding { scale(row, by: embeddingScale, n: h) }
             }
         }
         record(\.other, since: start)
 
-        for layer in w.layers {
-            // Attention block: x += Wo · Attn(RoPE(Wq·n), RoPE(Wk·n), Wv·n), n = RMSNorm(x)·attn_norm.
+        for (l, layer) in w.layers.enumerated() {
+            // Attention block: x += [PostNorm] Wo · Attn(RoPE([QKNorm] Wq·n + bq), RoPE([QKNorm] Wk·n + bk), Wv·n + bv),
+            // n = RMSNorm(x)·attn_norm.
             start = now()
             forEachToken(n) { t in rmsNorm(s.x + t * h, weight: layer.attnNorm, out: s.normed + t * h, n: h, eps: eps) }
             record(\.norms, since: start)
@@ -153,19 +158,18 @@ public final class InferenceEngine: @unchecked Sendable {
             record(\.projections, since: start)
 
             start = now()
-            applyRope(batch)
+            prepareQK(batch, layer: layer, rope: s.ropeTables[s.layerRope[l]])
             record(\.rope, since: start)
 
             start = now()
-            attention(batch)
+            attention(batch, window: c.layers[l].window)
             record(\.attention, since: start)
 
             start = now()
-            sgemm(m: n, n: h, k: c.headCount * c.headDim, a: s.attn, lda: c.headCount * c.headDim,
-                  b: layer.attnOutput, ldb: c.headCount * c.headDim, transposeB: true, beta: 1, c: s.x, ldc: h)
+            project(m: n, n: h, k: attnW, a: s.attn, lda: attnW, b: layer.attnOutput, intoResidualWithNorm: layer.postAttnNorm)
             record(\.projections, since: start)
 
-            // Feed-forward block: x += Wdown · (SiLU(Wgate·m) ⊙ Wup·m), m = RMSNorm(x)·ffn_norm.
+            // Feed-forward block: x += [PostNorm] Wdown · (act(Wgate·m) ⊙ Wup·m), m = RMSNorm(x)·ffn_norm.
             start = now()
             forEachToken(n) { t in rmsNorm(s.x + t * h, weight: layer.ffnNorm, out: s.normed + t * h, n: h, eps: eps) }
             record(\.norms, since: start)
@@ -175,11 +179,11 @@ public final class InferenceEngine: @unchecked Sendable {
             record(\.projections, since: start)
 
             start = now()
-            forEachToken(n) { t in siluMul(s.ffn + t * 2 * f, up: s.ffn + t * 2 * f + f, n: f) }
+            forEachToken(n) { t in gatedActivation(family.activation, gate: s.ffn + t * 2 * f, up: s.ffn + t * 2 * f + f, n: f) }
             record(\.activation, since: start)
 
             start = now()
-            sgemm(m: n, n: h, k: f, a: s.ffn, lda: 2 * f, b: layer.down, ldb: f, transposeB: true, beta: 1, c: s.x, ldc: h)
+            project(m: n, n: h, k: f, a: s.ffn, lda: 2 * f, b: layer.down, intoResidualWithNorm: layer.postFfnNorm)
             record(\.projections, since: start)
         }
 
@@ -189,9 +193,27 @@ public final class InferenceEngine: @unchecked Sendable {
         if options.collectTimings { timings.forwardCount += 1; timings.tokens += n }
     }
 
-    /// RoPE on every query and key head of every token, at its position within its row.
-    private func applyRope(_ batch: RaggedBatch) {
-        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth
+    /// x += a·bᵀ, or x += RMSNorm(a·bᵀ)·postNorm for families that norm a block's output.
+    private func project(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+                         intoResidualWithNorm postNorm: UnsafeMutablePointer<Float>?) {
+        let s = state
+        guard let postNorm else {
+            sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, beta: 1, c: s.x, ldc: n)
+            return
+        }
+        sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, c: s.blockOut, ldc: n)
+        let eps = Float(config.rmsEps)
+        forEachToken(m) { t in
+            rmsNorm(s.blockOut + t * n, weight: postNorm, out: s.blockOut + t * n, n: n, eps: eps)
+            add(s.blockOut + t * n, into: s.x + t * n, n: n)
+        }
+    }
+
+    /// Per token, at its position within its row: add the q/k/v biases, RMSNorm each q and k head,
+    /// and rotate q and k by RoPE (whichever of these the family uses).
+    private func prepareQK(_ batch: RaggedBatch, layer: ModelWeights.Layer, rope table: RopeTable) {
+        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth, style = c.family.rope
+        let eps = Float(c.rmsEps)
         batch.rowOffsets.withUnsafeBufferPointer { offsets in
             let offsets = UnsafeBufferPointer(rebasing: offsets[...])
             forEachToken(batch.tokenCount) { t in
@@ -199,9 +221,17 @@ public final class InferenceEngine: @unchecked Sendable {
                 var lo = 0, hi = offsets.count - 1
                 while hi - lo > 1 { let mid = (lo + hi) / 2; if offsets[mid] <= t { lo = mid } else { hi = mid } }
                 let pos = t - offsets[lo]
+                let row = s.qkv + t * qkvW
+                if let bias = layer.qkvBias { add(bias, into: row, n: qkvW) }
+                if let qNorm = layer.qNorm, let kNorm = layer.kNorm {
+                    for head in 0..<c.headCount { rmsNorm(row + head * hd, weight: qNorm, out: row + head * hd, n: hd, eps: eps) }
+                    for head in c.headCount..<(c.headCount + c.kvHeadCount) {
+                        rmsNorm(row + head * hd, weight: kNorm, out: row + head * hd, n: hd, eps: eps)
+                    }
+                }
                 // Q heads and K heads are adjacent in the fused row: rotate them in one sweep.
-                ropeInPlace(s.qkv + t * qkvW, heads: c.headCount + c.kvHeadCount, headDim: hd,
-                            cosDup: s.ropeCos + pos * hd, sinSigned: s.ropeSin + pos * hd)
+                rope(style, row, heads: c.headCount + c.kvHeadCount, headDim: hd,
+                     cos: table.cos + pos * hd, sin: table.sin + pos * hd)
             }
         }
     }
@@ -226,7 +256,7 @@ public final class InferenceEngine: @unchecked Sendable {
     /// block of queries; the query heads sharing that KV head are stacked so each product is one
     /// larger sgemm. Items are spread over the engine's own workers with OpenBLAS pinned to one
     /// thread, because each product is too small for OpenBLAS to split well.
-    private func attention(_ batch: RaggedBatch) {
+    private func attention(_ batch: RaggedBatch, window: Int?) {
         let s = state, block = RunState.queryBlock
         var count = 0
         for r in 0..<batch.rowCount {
@@ -244,14 +274,14 @@ public final class InferenceEngine: @unchecked Sendable {
         }
         let workers = min(options.threads, count)
         if workers <= 1 {
-            for i in 0..<count { attend(s.items[i], scratch: s.attentionScratch(worker: 0)) }
+            for i in 0..<count { attend(s.items[i], window: window, scratch: s.attentionScratch(worker: 0)) }
             return
         }
         BLASThreads.set(1)
         nextItem = 0
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let scratch = s.attentionScratch(worker: worker)
-            while let i = claimItem(limit: count) { attend(s.items[i], scratch: scratch) }
+            while let i = claimItem(limit: count) { attend(s.items[i], window: window, scratch: scratch) }
         }
         BLASThreads.set(options.threads)
     }
@@ -265,24 +295,30 @@ public final class InferenceEngine: @unchecked Sendable {
     }
 
     /// One query block against one KV head: the `group` query heads are gathered into
-    /// Q (group·nq × hd); S = Q·Kᵀ/√hd over the key prefix; causal softmax; O = S·V; O is scattered
-    /// back to each head's slot of `state.attn`.
-    private func attend(_ item: AttentionItem, scratch: AttentionScratch) {
-        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth, attnW = c.headCount * hd
+    /// Q (group·nq × hd); S = scale·Q·Kᵀ over the keys the block can see (from the window's start for
+    /// its first query to its last query); masked softmax; O = S·V; O is scattered back to each head's
+    /// slot of `state.attn`. Query p sees keys p − window < k ≤ p (all k ≤ p without a window).
+    private func attend(_ item: AttentionItem, window: Int?, scratch: AttentionScratch) {
+        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth, attnW = c.attentionWidth
         let group = c.headCount / c.kvHeadCount
         let rowStart = Int(item.rowStart), qs = Int(item.queryStart), nq = Int(item.queryCount), kvHead = Int(item.kvHead)
-        let keys = qs + nq, m = group * nq
+        let firstKey = window.map { max(0, qs - $0 + 1) } ?? 0
+        let keys = qs + nq - firstKey, m = group * nq
         for j in 0..<group {
             let head = kvHead * group + j
             for i in 0..<nq {
                 (scratch.queries + (j * nq + i) * hd).update(from: s.qkv + (rowStart + qs + i) * qkvW + head * hd, count: hd)
             }
         }
-        let k = s.qkv + rowStart * qkvW + c.headCount * hd + kvHead * hd
+        let k = s.qkv + (rowStart + firstKey) * qkvW + c.headCount * hd + kvHead * hd
         let v = k + c.kvWidth
-        sgemm(m: m, n: keys, k: hd, alpha: 1 / Float(hd).squareRoot(), a: scratch.queries, lda: hd, b: k, ldb: qkvW,
+        sgemm(m: m, n: keys, k: hd, alpha: Float(c.attentionScale), a: scratch.queries, lda: hd, b: k, ldb: qkvW,
               transposeB: true, c: scratch.scores, ldc: keys)
-        for r in 0..<m { softmaxPrefix(scratch.scores + r * keys, valid: qs + r % nq + 1, total: keys) }
+        for r in 0..<m {
+            let p = qs + r % nq   // this query's position; its keys are indexed from firstKey
+            let first = window.map { max(0, p - $0 + 1) - firstKey } ?? 0
+            softmaxRange(scratch.scores + r * keys, first: first, valid: p + 1 - firstKey, total: keys)
+        }
         sgemm(m: m, n: hd, k: keys, a: scratch.scores, lda: keys, b: v, ldb: qkvW, transposeB: false,
               c: scratch.output, ldc: hd)
         for j in 0..<group {
@@ -293,18 +329,22 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// logits (rows × vocab) = hidden (rows × hidden) · outputᵀ, into `state.logits`.
+    /// logits (rows × vocab) = hidden (rows × hidden) · outputᵀ, into `state.logits`, soft-capped
+    /// when the model sets a cap.
     private func lmHead(_ hidden: UnsafePointer<Float>, rows: Int) {
+        let v = config.vocabSize, h = config.hiddenSize
         // A few rows are matrix-vector products: sgemm would pack the whole head for each call.
         if rows <= Self.gemvRowLimit {
             for r in 0..<rows {
-                sgemv(rows: config.vocabSize, columns: config.hiddenSize, matrix: weights.output,
-                      vector: hidden + r * config.hiddenSize, result: state.logits + r * config.vocabSize)
+                sgemv(rows: v, columns: h, matrix: weights.output, vector: hidden + r * h, result: state.logits + r * v)
             }
-            return
+        } else {
+            sgemm(m: rows, n: v, k: h, a: hidden, lda: h, b: weights.output, ldb: h, transposeB: true, c: state.logits, ldc: v)
         }
-        sgemm(m: rows, n: config.vocabSize, k: config.hiddenSize, a: hidden, lda: config.hiddenSize,
-              b: weights.output, ldb: config.hiddenSize, transposeB: true, c: state.logits, ldc: config.vocabSize)
+        if let cap = config.logitSoftcap {
+            let logits = state.logits
+            forEachToken(rows) { r in softcap(logits + r * v, cap: Float(cap), n: v) }
+        }
     }
 
     /// Above one row, sgemm beats repeated sgemv (measured: 2 rows are even, 4 rows 1.5× faster).
@@ -332,7 +372,7 @@ public struct ForwardTimings: Sendable {
     public var lmHead = 0.0
     public var norms = 0.0
     public var rope = 0.0
-    /// SiLU(gate)·up.
+    /// act(gate)·up (SiLU or GELU, by family).
     public var activation = 0.0
     /// Embedding lookup.
     public var other = 0.0

@@ -67,12 +67,22 @@ func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: Unsaf
     while i < n { out[i] = x[i] * scale * weight[i]; i += 1 }
 }
 
-/// Rotates `heads` consecutive head vectors of one token in place by RoPE, adjacent-pair layout
-/// (x[2i], x[2i+1]) as llama-architecture GGUF files store Q and K.
-/// `cosDup`/`sinSigned` are this position's table rows: [c0, c0, c1, c1, …] and [−s0, s0, −s1, s1, …].
+/// Rotates `heads` consecutive head vectors of one token in place by RoPE in the given style.
+/// `cos`/`sin` are this position's rows of a `RopeTable` of the same style.
 @inline(__always)
-func ropeInPlace(_ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,
-                 cosDup: UnsafePointer<Float>, sinSigned: UnsafePointer<Float>) {
+func rope(_ style: ModelFamily.RopeStyle, _ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,
+          cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+    switch style {
+    case .adjacentPairs: ropeAdjacentPairs(v, heads: heads, headDim: headDim, cosDup: cos, sinSigned: sin)
+    case .rotateHalf: ropeRotateHalf(v, heads: heads, headDim: headDim, cos: cos, sin: sin)
+    }
+}
+
+/// Adjacent-pair layout (x[2i], x[2i+1]) as llama-architecture GGUF files store Q and K.
+/// `cosDup`/`sinSigned` are [c0, c0, c1, c1, …] and [−s0, s0, −s1, s1, …].
+@inline(__always)
+func ropeAdjacentPairs(_ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,
+                       cosDup: UnsafePointer<Float>, sinSigned: UnsafePointer<Float>) {
     for h in 0..<heads {
         let p = v + h * headDim
         var i = 0
@@ -83,6 +93,38 @@ func ropeInPlace(_ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,
             i += 2
         }
     }
+}
+
+/// Rotate-half layout: x[i] pairs with x[i + hd/2]. `cos` is [c0 … c(hd/2−1), c0 …], `sin` is
+/// [−s0 … −s(hd/2−1), s0 …], so both halves are whole vectors.
+@inline(__always)
+func ropeRotateHalf(_ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,
+                    cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+    let half = headDim / 2
+    for h in 0..<heads {
+        let lo = v + h * headDim, hi = lo + half
+        var i = 0
+        while i + vecWidth <= half {
+            let a = loadVec(lo + i), b = loadVec(hi + i)
+            storeVec(a * loadVec(cos + i) + b * loadVec(sin + i), lo + i)
+            storeVec(b * loadVec(cos + half + i) + a * loadVec(sin + half + i), hi + i)
+            i += vecWidth
+        }
+        while i < half {
+            let a = lo[i], b = hi[i]
+            lo[i] = a * cos[i] + b * sin[i]
+            hi[i] = b * cos[half + i] + a * sin[half + i]
+            i += 1
+        }
+    }
+}
+
+/// Masked softmax of one score row in place: softmax over values `first..<valid`, zeros before
+/// (keys outside a sliding window) and after (future keys), up to `total`.
+@inline(__always)
+func softmaxRange(_ row: UnsafeMutablePointer<Float>, first: Int, valid: Int, total: Int) {
+    if first > 0 { row.update(repeating: 0, count: first) }
+    softmaxPrefix(row + first, valid: valid - first, total: total - first)
 }
 
 /// Causal softmax of one score row in place: softmax over the first `valid` values, zeros after,
@@ -118,6 +160,35 @@ func softmaxPrefix(_ s: UnsafeMutablePointer<Float>, valid: Int, total: Int) {
     if total > valid { (s + valid).update(repeating: 0, count: total - valid) }
 }
 
+/// gate ← act(gate) ⊙ up over `n` values, for the family's activation.
+@inline(__always)
+func gatedActivation(_ activation: ModelFamily.Activation, gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, n: Int) {
+    switch activation {
+    case .silu: siluMul(gate, up: up, n: n)
+    case .geluTanh: geluTanhMul(gate, up: up, n: n)
+    }
+}
+
+/// gate ← GELU(gate) ⊙ up with the tanh form, exact in f32 (llama.cpp's CPU path reads an fp16
+/// table instead). 0.5·(1 + tanh(u)) = σ(2u), so GELU(x) = x / (1 + e^(−2u)),
+/// u = √(2/π)·(x + 0.044715·x³); e^(−2u) overflowing to +∞-like values gives 0 as it should.
+@inline(__always)
+func geluTanhMul(_ gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, n: Int) {
+    let c: Float = 0.797_884_56 * -2, c3: Float = 0.044_715
+    var i = 0
+    while i + vecWidth <= n {
+        let g = loadVec(gate + i)
+        let u = g * (1 + c3 * g * g) * c
+        storeVec(g / (1 + vexp(u)) * loadVec(up + i), gate + i)
+        i += vecWidth
+    }
+    while i < n {
+        let g = gate[i]
+        gate[i] = g / (1 + vexp(Vec(repeating: g * (1 + c3 * g * g) * c))[0]) * up[i]
+        i += 1
+    }
+}
+
 /// gate ← SiLU(gate) ⊙ up = gate / (1 + e^−gate) ⊙ up, over `n` values.
 @inline(__always)
 func siluMul(_ gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, n: Int) {
@@ -132,4 +203,32 @@ func siluMul(_ gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, n: I
         gate[i] = g / (1 + vexp(Vec(repeating: -g))[0]) * up[i]
         i += 1
     }
+}
+
+/// x ← x·factor over `n` values.
+@inline(__always)
+func scale(_ x: UnsafeMutablePointer<Float>, by factor: Float, n: Int) {
+    var i = 0
+    while i + vecWidth <= n { storeVec(loadVec(x + i) * factor, x + i); i += vecWidth }
+    while i < n { x[i] *= factor; i += 1 }
+}
+
+/// y ← y + x over `n` values.
+@inline(__always)
+func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, n: Int) {
+    var i = 0
+    while i + vecWidth <= n { storeVec(loadVec(y + i) + loadVec(x + i), y + i); i += vecWidth }
+    while i < n { y[i] += x[i]; i += 1 }
+}
+
+/// x ← cap·tanh(x/cap) over `n` values, with tanh(y) = 1 − 2/(1 + e^(2y)) (absolute error ~1e-7·cap).
+@inline(__always)
+func softcap(_ x: UnsafeMutablePointer<Float>, cap: Float, n: Int) {
+    let twoOverCap = 2 / cap
+    var i = 0
+    while i + vecWidth <= n {
+        storeVec(cap * (1 - 2 / (1 + vexp(loadVec(x + i) * twoOverCap))), x + i)
+        i += vecWidth
+    }
+    while i < n { x[i] = cap * (1 - 2 / (1 + vexp(Vec(repeating: x[i] * twoOverCap))[0])); i += 1 }
 }

@@ -1,4 +1,5 @@
 import CBLAS
+import Dispatch
 
 /// The one matrix-multiply wrapper of the engine: row-major C[m×n] = alpha·A[m×k]·op(B) + beta·C,
 /// where op(B) is Bᵀ for weights stored [out][in] (`transposeB`), else B[k×n].
@@ -24,4 +25,46 @@ func sgemv(rows: Int, columns: Int, matrix: UnsafePointer<Float>, vector: Unsafe
 /// workers run the many small attention products, and restores it for the projections.
 enum BLASThreads {
     static func set(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+}
+
+/// Times sgemm as the engine's projections call it (row-major C[m×n] = A[m×k]·Bᵀ) on given shapes:
+/// a fact about the machine and the OpenBLAS core, for telling a slow core from a fast one.
+public enum SgemmProbe {
+    public struct Shape: Sendable, Equatable {
+        public let m: Int, n: Int, k: Int
+        public init(m: Int, n: Int, k: Int) { self.m = m; self.n = n; self.k = k }
+        var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+    }
+
+    /// GFLOP/s of one pass over every shape, best of `rounds` passes after a warm-up pass (the best
+    /// pass is the one least disturbed by other load), on `threads` OpenBLAS threads (the
+    /// process-wide count is restored afterwards).
+    public static func gflops(_ shapes: [Shape], threads: Int, rounds: Int = 3) -> Double {
+        guard !shapes.isEmpty else { return 0 }
+        let previous = Int(openblas_get_num_threads())
+        BLASThreads.set(threads)
+        defer { BLASThreads.set(previous) }
+        let a = filled(shapes.map { $0.m * $0.k }.max() ?? 0)
+        let b = filled(shapes.map { $0.n * $0.k }.max() ?? 0)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: shapes.map { $0.m * $0.n }.max() ?? 0)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        func pass() {
+            for s in shapes { sgemm(m: s.m, n: s.n, k: s.k, a: a, lda: s.k, b: b, ldb: s.k, transposeB: true, c: c, ldc: s.n) }
+        }
+        pass()
+        var best = Double.infinity
+        for _ in 0..<max(1, rounds) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            pass()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return shapes.reduce(0) { $0 + $1.flops } / max(best, 1e-9) * 1e-9
+    }
+
+    /// Small finite values in a fixed pattern, so no denormals or infinities slow a kernel down.
+    private static func filled(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        for i in 0..<max(count, 1) { p[i] = Float(i % 17) * 0.0625 - 0.5 }
+        return p
+    }
 }

@@ -1,9 +1,13 @@
 import Foundation
+import GGUF
 
-/// Hyperparameters of a llama-architecture model, read from its metadata and checked at load.
+/// Hyperparameters of a model, read from its metadata through its family's description and
+/// checked at load, with every tensor's shape and type.
 public struct ModelConfig: Sendable, Equatable {
     /// `general.architecture`, e.g. "llama".
     public var architecture: String
+    /// How this architecture arranges the forward pass.
+    public var family: ModelFamily
     public var vocabSize: Int
     /// Width of the residual stream (`embedding_length`).
     public var hiddenSize: Int
@@ -12,37 +16,60 @@ public struct ModelConfig: Sendable, Equatable {
     public var headCount: Int
     /// Key/value heads (grouped-query attention when fewer than `headCount`).
     public var kvHeadCount: Int
+    /// `attention.key_length` when present, else hidden/heads.
     public var headDim: Int
-    /// Inner width of the SwiGLU feed-forward block.
+    /// Inner width of the gated feed-forward block.
     public var ffnSize: Int
     public var contextLength: Int
+    /// `rope.freq_base`: the base of global (full-attention) layers.
     public var ropeFreqBase: Double
     public var rmsEps: Double
     /// True when there is no `output.weight` and the LM head is `token_embd`.
     public var tiedOutput: Bool
+    /// True when the file has q, k and v biases.
+    public var hasQKVBias: Bool
+    /// Per layer: its attention window and RoPE base.
+    public var layers: [LayerAttention]
+    /// Multiplies q·kᵀ before the softmax.
+    public var attentionScale: Double
+    /// Final-logit soft cap, when the file sets one.
+    public var logitSoftcap: Double?
 
     /// Width of the fused Q|K|V projection output per token.
     var qkvWidth: Int { (headCount + 2 * kvHeadCount) * headDim }
     var kvWidth: Int { kvHeadCount * headDim }
+    /// Width of the attention output (all query heads).
+    var attentionWidth: Int { headCount * headDim }
 
-    static let supportedArchitectures: Set<String> = ["llama", "mistral"]
-
-    /// Reads and validates the hyperparameters and every tensor shape.
+    /// Reads and validates the hyperparameters and every tensor's shape and type.
     /// - Throws: `EngineError` naming the missing or inconsistent key or tensor.
     public init(source: ModelSource) throws {
         guard let arch = source.metadataString("general.architecture") else {
             throw EngineError.missingHyperparameter(key: "general.architecture")
         }
-        guard Self.supportedArchitectures.contains(arch) else { throw EngineError.unsupportedArchitecture(arch) }
-        func int(_ name: String) throws -> Int {
+        guard let family = ModelFamily.named(arch) else { throw EngineError.unsupportedArchitecture(arch) }
+        func optionalInt(_ name: String) throws -> Int? {
             let key = "\(arch).\(name)"
-            guard let v = source.metadataInt(key) else { throw EngineError.missingHyperparameter(key: key) }
+            guard let v = source.metadataInt(key) else { return nil }
             guard v > 0, v <= 1 << 24 else {
                 throw EngineError.invalidHyperparameter(key: key, value: "\(v)", expected: "a positive count below 2^24")
             }
             return v
         }
+        func int(_ name: String) throws -> Int {
+            guard let v = try optionalInt(name) else { throw EngineError.missingHyperparameter(key: "\(arch).\(name)") }
+            return v
+        }
+        func base(_ name: String, default value: Double) throws -> Double {
+            let key = "\(arch).\(name)"
+            let b = source.metadataDouble(key) ?? value
+            guard b.isFinite, b > 1 else {
+                throw EngineError.invalidHyperparameter(key: key, value: "\(b)", expected: "a finite value above 1")
+            }
+            return b
+        }
         architecture = arch
+        self.family = family
         hiddenSize = try int("embedding_length")
         layerCount = try int("block_count")
         headCount = try int("attention.head_count")
@@ -54,36 +81,71 @@ public struct ModelConfig: Sendable, Equatable {
             throw EngineError.invalidHyperparameter(key: kvKey, value: "\(kvHeadCount)",
                                                     expected: "a positive divisor of head_count \(headCount)")
         }
-        guard hiddenSize % headCount == 0 else {
-            throw EngineError.invalidHyperparameter(key: "\(arch).attention.head_count", value: "\(headCount)",
-                                                    expected: "a divisor of embedding_length \(hiddenSize)")
-        }
-        headDim = hiddenSize / headCount
         let keyLengthKey = "\(arch).attention.key_length"
-        if let keyLength = source.metadataInt(keyLengthKey), keyLength != headDim {
-            throw EngineError.invalidHyperparameter(key: keyLengthKey, value: "\(keyLength)",
-                                                    expected: "embedding_length / head_count = \(headDim)")
+        if let keyLength = try optionalInt("attention.key_length") {
+            headDim = keyLength
+        } else if family.keyLength == .required {
+            throw EngineError.missingHyperparameter(key: keyLengthKey)
+        } else {
+            guard hiddenSize % headCount == 0 else {
+                throw EngineError.invalidHyperparameter(key: "\(arch).attention.head_count", value: "\(headCount)",
+                                                        expected: "a divisor of embedding_length \(hiddenSize) (or an attention.key_length key)")
+            }
+            headDim = hiddenSize / headCount
+        }
+        let valueLengthKey = "\(arch).attention.value_length"
+        if let valueLength = source.metadataInt(valueLengthKey), valueLength != headDim {
+            throw EngineError.invalidHyperparameter(key: valueLengthKey, value: "\(valueLength)",
+                                                    expected: "the key length \(headDim)")
         }
         guard headDim % 2 == 0 else {
-            throw EngineError.invalidHyperparameter(key: "\(arch).attention.head_count", value: "\(headCount)",
-                                                    expected: "a head dimension that is even (it is \(headDim))")
+            throw EngineError.invalidHyperparameter(key: keyLengthKey, value: "\(headDim)", expected: "an even head dimension")
         }
         let ropeDimKey = "\(arch).rope.dimension_count"
         if let ropeDim = source.metadataInt(ropeDimKey), ropeDim != headDim {
             throw EngineError.invalidHyperparameter(key: ropeDimKey, value: "\(ropeDim)",
                                                     expected: "the head dimension \(headDim) (partial RoPE is not supported)")
         }
-        let baseKey = "\(arch).rope.freq_base"
-        ropeFreqBase = source.metadataDouble(baseKey) ?? 10_000
-        guard ropeFreqBase.isFinite, ropeFreqBase > 1 else {
-            throw EngineError.invalidHyperparameter(key: baseKey, value: "\(ropeFreqBase)", expected: "a finite value above 1")
+        let scalingKey = "\(arch).rope.scaling.type"
+        if let scaling = source.metadataString(scalingKey), scaling != "none" {
+            throw EngineError.invalidHyperparameter(key: scalingKey, value: scaling, expected: "none (RoPE scaling is not supported)")
         }
+        ropeFreqBase = try base("rope.freq_base", default: 10_000)
         let epsKey = "\(arch).attention.layer_norm_rms_epsilon"
         guard let eps = source.metadataDouble(epsKey) else { throw EngineError.missingHyperparameter(key: epsKey) }
         guard eps.isFinite, eps > 0, eps < 1 else {
             throw EngineError.invalidHyperparameter(key: epsKey, value: "\(eps)", expected: "a small positive value")
         }
         rmsEps = eps
+
+        // Layer kinds: full causal attention at the global base, or a window at the local base.
+        var layers = Array(repeating: LayerAttention(window: nil, ropeBase: ropeFreqBase), count: layerCount)
+        if let sliding = family.slidingWindow {
+            let windowKey = "\(arch).attention.sliding_window"
+            guard let window = source.metadataInt(windowKey) else { throw EngineError.missingHyperparameter(key: windowKey) }
+            guard window > 0, window <= 1 << 24 else {
+                throw EngineError.invalidHyperparameter(key: windowKey, value: "\(window)", expected: "a positive number of positions")
+            }
+            let patternKey = "\(arch).attention.sliding_window_pattern"
+            let pattern = source.metadataInt(patternKey) ?? sliding.defaultPattern
+            guard pattern > 0, pattern <= 1 << 24 else {
+                throw EngineError.invalidHyperparameter(key: patternKey, value: "\(pattern)", expected: "a positive layer period")
+            }
+            let localBase = try base(sliding.localRopeBaseKey, default: sliding.localRopeBaseDefault)
+            for l in 0..<layerCount where l % pattern < pattern - 1 {
+                layers[l] = LayerAttention(window: window, ropeBase: localBase)
+            }
+        }
+        self.layers = layers
+        attentionScale = 1 / Double(family.hiddenPerHeadScaleAtLayerCount == layerCount ? hiddenSize / headCount : headDim).squareRoot()
+        if let key = family.logitSoftcapKey.map({ "\(arch).\($0)" }), let cap = source.metadataDouble(key) {
+            guard cap.isFinite, cap > 0 else {
+                throw EngineError.invalidHyperparameter(key: key, value: "\(cap)", expected: "a positive cap")
+            }
+            logitSoftcap = cap
+        } else {
+            logitSoftcap = nil
+        }
 
         guard let embDims = source.tensorDims("token_embd.weight") else {
             throw EngineError.missingTensor(name: "token_embd.weight")
@@ -98,7 +160,12 @@ public struct ModelConfig: Sendable, Equatable {
                                                     expected: "token_embd.weight's row count \(vocabSize)")
         }
         tiedOutput = source.tensorDims("output.weight") == nil
-        try Self.checkShapes(self, source: source)
+        switch family.qkvBias {
+        case .absent: hasQKVBias = false
+        case .required: hasQKVBias = true
+        case .optional: hasQKVBias = source.tensorDims("blk.0.attn_q.bias") != nil
+        }
+        try Self.checkTensors(self, source: source)
     }
 
     /// The dims every tensor must have, `ne[0]` first.
@@ -106,22 +173,32 @@ public struct ModelConfig: Sendable, Equatable {
         var list: [(String, [Int])] = [("token_embd.weight", [hiddenSize, vocabSize]), ("output_norm.weight", [hiddenSize])]
         if !tiedOutput { list.append(("output.weight", [hiddenSize, vocabSize])) }
         for l in 0..<layerCount {
+            let p = "blk.\(l)."
             list += [
-                ("blk.\(l).attn_norm.weight", [hiddenSize]),
-                ("blk.\(l).attn_q.weight", [hiddenSize, headCount * headDim]),
-                ("blk.\(l).attn_k.weight", [hiddenSize, kvWidth]),
-                ("blk.\(l).attn_v.weight", [hiddenSize, kvWidth]),
-                ("blk.\(l).attn_output.weight", [headCount * headDim, hiddenSize]),
-                ("blk.\(l).ffn_norm.weight", [hiddenSize]),
-                ("blk.\(l).ffn_gate.weight", [hiddenSize, ffnSize]),
-                ("blk.\(l).ffn_up.weight", [hiddenSize, ffnSize]),
-                ("blk.\(l).ffn_down.weight", [ffnSize, hiddenSize]),
+                (p + "attn_norm.weight", [hiddenSize]),
+                (p + "attn_q.weight", [hiddenSize, attentionWidth]),
+                (p + "attn_k.weight", [hiddenSize, kvWidth]),
+                (p + "attn_v.weight", [hiddenSize, kvWidth]),
+                (p + "attn_output.weight", [attentionWidth, hiddenSize]),
+                (p + "ffn_norm.weight", [hiddenSize]),
+                (p + "ffn_gate.weight", [hiddenSize, ffnSize]),
+                (p + "ffn_up.weight", [hiddenSize, ffnSize]),
+                (p + "ffn_down.weight", [ffnSize, hiddenSize]),
             ]
+            if hasQKVBias {
+                list += [(p + "attn_q.bias", [attentionWidth]), (p + "attn_k.bias", [kvWidth]), (p + "attn_v.bias", [kvWidth])]
+            }
+            if family.perHeadQKNorm { list += [(p + "attn_q_norm.weight", [headDim]), (p + "attn_k_norm.weight", [headDim])] }
+            if family.postBlockNorms {
+                list += [(p + "post_attention_norm.weight", [hiddenSize]), (p + "post_ffw_norm.weight", [hiddenSize])]
+            }
         }
         return list
     }
 
-    private static func checkShapes(_ config: ModelConfig, source: ModelSource) throws {
+    /// Every expected tensor must be present, have its dims, and have a type the GGUF reader can
+    /// dequantize: checked before anything is allocated.
+    private static func checkTensors(_ config: ModelConfig, source: ModelSource) throws {
         for (name, expected) in config.expectedTensors() {
             guard let dims = source.tensorDims(name) else { throw EngineError.missingTensor(name: name) }
             // Trailing 1s are allowed (some writers store a vector as {n, 1}).
@@ -129,6 +206,9 @@ public struct ModelConfig: Sendable, Equatable {
             while trimmed.count > expected.count, trimmed.last == 1 { trimmed.removeLast() }
             guard trimmed == expected else {
                 throw EngineError.tensorShapeMismatch(name: name, dims: dims, expected: expected)
+            }
+            if let type = source.tensorType(name), !type.isDequantizable {
+                throw EngineError.tensorLoadFailed(name: name, reason: "\(GGUFError.unsupportedDequantization(type: type))")
             }
         }
     }

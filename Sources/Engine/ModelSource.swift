@@ -11,6 +11,8 @@ public protocol ModelSource {
     func metadataString(_ key: String) -> String?
     /// The dims of a tensor, `ne[0]` (the contiguous row length) first, or nil when absent.
     func tensorDims(_ name: String) -> [Int]?
+    /// The stored type of a tensor, or nil when absent; checked before any memory is reserved.
+    func tensorType(_ name: String) -> GGMLType?
     /// Dequantizes rows `rows` (each `ne[0]` values) of a tensor into `destination`, which holds
     /// exactly `rows.count · ne[0]` values. Called concurrently for disjoint ranges while the engine loads.
     /// - Throws: any error of the underlying reader.
@@ -22,6 +24,7 @@ extension GGUFFile: ModelSource {
     public func metadataDouble(_ key: String) -> Double? { double(key) }
     public func metadataString(_ key: String) -> String? { string(key) }
     public func tensorDims(_ name: String) -> [Int]? { tensor(named: name)?.dims }
+    public func tensorType(_ name: String) -> GGMLType? { tensor(named: name)?.type }
 
     public func dequantizeRows(_ name: String, rows: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) throws {
         guard let info = tensor(named: name) else { throw EngineError.missingTensor(name: name) }

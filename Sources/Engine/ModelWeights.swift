@@ -3,24 +3,32 @@ import Foundation
 /// Every weight of the model as f32, dequantized once at load into one 64-byte-aligned arena.
 /// Q|K|V and gate|up are dequantized side by side so that each is a single matrix [out][in]
 /// and one sgemm per projection group; a tied LM head points at the token embeddings (no copy).
+/// Tensors a family does not use are nil.
 final class ModelWeights {
     struct Layer {
         var attnNorm: UnsafeMutablePointer<Float>   // (hidden)
         var qkv: UnsafeMutablePointer<Float>        // (heads·hd + 2·kvHeads·hd, hidden): rows Q, then K, then V
+        var qkvBias: UnsafeMutablePointer<Float>?   // (heads·hd + 2·kvHeads·hd): Q, K, V biases
+        var qNorm: UnsafeMutablePointer<Float>?     // (hd) per-head RMSNorm weight of q
+        var kNorm: UnsafeMutablePointer<Float>?     // (hd) per-head RMSNorm weight of k
         var attnOutput: UnsafeMutablePointer<Float> // (hidden, heads·hd)
+        var postAttnNorm: UnsafeMutablePointer<Float>? // (hidden)
         var ffnNorm: UnsafeMutablePointer<Float>    // (hidden)
         var gateUp: UnsafeMutablePointer<Float>     // (2·ffn, hidden): rows gate, then up
         var down: UnsafeMutablePointer<Float>       // (hidden, ffn)
+        var postFfnNorm: UnsafeMutablePointer<Float>?  // (hidden)
     }
 
-    let arena: UnsafeMutableRawPointer
-    let byteCount: Int
+    /// Owns the memory; freed only by its deinit, so a load that throws frees it exactly once.
+    private let arena: AlignedFloats
+    var byteCount: Int { arena.count * MemoryLayout<Float>.stride }
     let tokenEmbedding: UnsafeMutablePointer<Float>  // (vocab, hidden)
     let outputNorm: UnsafeMutablePointer<Float>      // (hidden)
     let output: UnsafeMutablePointer<Float>          // (vocab, hidden); == tokenEmbedding when tied
     let layers: [Layer]
 
     /// Reserves the arena, then dequantizes all tensors in parallel into their slots.
+    /// `config` has already checked that every tensor exists with its shape and a dequantizable type.
     /// - Throws: `EngineError.tensorLoadFailed` naming the first tensor that failed.
     init(config c: ModelConfig, source: ModelSource) throws {
         // A job dequantizes a range of rows of one tensor; big tensors are split so the parallel
@@ -28,45 +36,60 @@ final class ModelWeights {
         var jobs: [(name: String, offset: Int, rowLength: Int, rows: Range<Int>)] = []
         let rowsPerJob = 1 << 21
         var cursor = 0  // in floats
-        // Places tensors (row length, row count) back to back from the cursor; returns their start.
-        func reserve(_ parts: [(name: String, rowLength: Int, rows: Int)]) -> Int {
+        let dims = Dictionary(c.expectedTensors().map { ($0.name, $0.dims) }, uniquingKeysWith: { a, _ in a })
+        // Places the named tensors back to back from the cursor; returns their start.
+        func reserve(_ names: String...) -> Int {
             let start = cursor
             var at = start
-            for part in parts {
-                let step = max(1, rowsPerJob / part.rowLength)
-                for first in stride(from: 0, to: part.rows, by: step) {
-                    jobs.append((part.name, at + first * part.rowLength, part.rowLength, first..<min(part.rows, first + step)))
+            for name in names {
+                let shape = dims[name] ?? []
+                let rowLength = shape.first ?? 1, rows = shape.dropFirst().reduce(1, *)
+                let step = max(1, rowsPerJob / rowLength)
+                for first in stride(from: 0, to: rows, by: step) {
+                    jobs.append((name, at + first * rowLength, rowLength, first..<min(rows, first + step)))
                 }
-                at += part.rowLength * part.rows
+                at += rowLength * rows
             }
             cursor = start + ((at - start + 15) & ~15)   // keep every slot 64-byte aligned
             return start
         }
-        let h = c.hiddenSize, qRows = c.headCount * c.headDim
-        let embOffset = reserve([("token_embd.weight", h, c.vocabSize)])
-        let normOffset = reserve([("output_norm.weight", h, 1)])
-        let outOffset = c.tiedOutput ? embOffset : reserve([("output.weight", h, c.vocabSize)])
-        var layerOffsets: [(Int, Int, Int, Int, Int, Int)] = []
+        func reserveIf(_ present: Bool, _ names: String...) -> Int? {
+            guard present else { return nil }
+            let start = cursor
+            for name in names { _ = reserve(name) }
+            return start
+        }
+        struct Offsets { var attnNorm, qkv: Int, qkvBias, qNorm, kNorm: Int?, wo: Int, postAttn: Int?, ffnNorm, gateUp, down: Int, postFfn: Int? }
+        let embOffset = reserve("token_embd.weight")
+        let normOffset = reserve("output_norm.weight")
+        let outOffset = c.tiedOutput ? embOffset : reserve("output.weight")
+        var layerOffsets: [Offsets] = []
         for l in 0..<c.layerCount {
             let p = "blk.\(l)."
-            let attnNorm = reserve([(p + "attn_norm.weight", h, 1)])
-            let qkv = reserve([(p + "attn_q.weight", h, qRows), (p + "attn_k.weight", h, c.kvWidth),
-                               (p + "attn_v.weight", h, c.kvWidth)])
-            let wo = reserve([(p + "attn_output.weight", qRows, h)])
-            let ffnNorm = reserve([(p + "ffn_norm.weight", h, 1)])
-            let gateUp = reserve([(p + "ffn_gate.weight", h, c.ffnSize), (p + "ffn_up.weight", h, c.ffnSize)])
-            let down = reserve([(p + "ffn_down.weight", c.ffnSize, h)])
-            layerOffsets.append((attnNorm, qkv, wo, ffnNorm, gateUp, down))
+            layerOffsets.append(Offsets(
+                attnNorm: reserve(p + "attn_norm.weight"),
+                qkv: reserve(p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
+                // Q, K and V biases adjacent, like the fused rows they are added to.
+                qkvBias: c.hasQKVBias ? reserve(p + "attn_q.bias", p + "attn_k.bias", p + "attn_v.bias") : nil,
+                qNorm: reserveIf(c.family.perHeadQKNorm, p + "attn_q_norm.weight"),
+                kNorm: reserveIf(c.family.perHeadQKNorm, p + "attn_k_norm.weight"),
+                wo: reserve(p + "attn_output.weight"),
+                postAttn: reserveIf(c.family.postBlockNorms, p + "post_attention_norm.weight"),
+                ffnNorm: reserve(p + "ffn_norm.weight"),
+                gateUp: reserve(p + "ffn_gate.weight", p + "ffn_up.weight"),
+                down: reserve(p + "ffn_down.weight"),
+                postFfn: reserveIf(c.family.postBlockNorms, p + "post_ffw_norm.weight")))
         }
-        byteCount = cursor * MemoryLayout<Float>.stride
-        arena = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
-        let base = arena.bindMemory(to: Float.self, capacity: cursor)
+        arena = AlignedFloats(count: cursor)
+        let base = arena.base
         tokenEmbedding = base + embOffset
         outputNorm = base + normOffset
         output = base + outOffset
         layers = layerOffsets.map { o in
-            Layer(attnNorm: base + o.0, qkv: base + o.1, attnOutput: base + o.2,
-                  ffnNorm: base + o.3, gateUp: base + o.4, down: base + o.5)
+            Layer(attnNorm: base + o.attnNorm, qkv: base + o.qkv, qkvBias: o.qkvBias.map { base + $0 },
+                  qNorm: o.qNorm.map { base + $0 }, kNorm: o.kNorm.map { base + $0 }, attnOutput: base + o.wo,
+                  postAttnNorm: o.postAttn.map { base + $0 }, ffnNorm: base + o.ffnNorm, gateUp: base + o.gateUp,
+                  down: base + o.down, postFfnNorm: o.postFfn.map { base + $0 })
         }
 
         // Largest first, so the parallel loop ends evenly.
@@ -82,13 +105,21 @@ final class ModelWeights {
                 failures.record(EngineError.tensorLoadFailed(name: job.name, reason: "\(error)"))
             }
         }
-        if let failure = failures.first {
-            arena.deallocate()
-            throw failure
-        }
+        // The arena is released by its own deinit when this throws: never here.
+        if let failure = failures.first { throw failure }
     }
+}
 
-    deinit { arena.deallocate() }
+/// A 64-byte-aligned block of floats, freed once, when its owner lets go of it.
+final class AlignedFloats {
+    let base: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(1, count))
+    }
+    deinit { base.deallocate() }
 }
 
 /// A pointer handed to concurrent workers that write disjoint ranges.

@@ -12,8 +12,10 @@ final class RunState {
     let gathered: UnsafeMutablePointer<Float> // (maxRows, hidden) last-position hidden rows for the LM head
     let logits: UnsafeMutablePointer<Float>   // (maxLogitRows, vocab)
     let attentionArena: UnsafeMutablePointer<Float> // per worker: queries (group·queryBlock, hd), scores (group·queryBlock, maxSeq), output (group·queryBlock, hd)
-    let ropeCos: UnsafeMutablePointer<Float>  // (maxSeq, hd) cos θ duplicated per pair
-    let ropeSin: UnsafeMutablePointer<Float>  // (maxSeq, hd) (−sin θ, +sin θ) per pair
+    let blockOut: UnsafeMutablePointer<Float> // (tokens, hidden) a block's output before its post-norm (families with post-block norms)
+    /// One table per distinct RoPE base; `layerRope[l]` picks layer l's.
+    let ropeTables: [RopeTable]
+    let layerRope: [Int]
     let items: UnsafeMutablePointer<AttentionItem>
     let itemCapacity: Int
     let attentionStride: Int
@@ -36,31 +38,31 @@ final class RunState {
         qkv = alloc(maxTokens * c.qkvWidth)
         attn = alloc(maxTokens * c.headCount * c.headDim)
         ffn = alloc(maxTokens * 2 * c.ffnSize)
+        blockOut = alloc(c.family.postBlockNorms ? maxTokens * c.hiddenSize : 0)
         gathered = alloc(o.maxRows * c.hiddenSize)
         logits = alloc(o.maxLogitRows * c.vocabSize)
         groupRows = c.headCount / c.kvHeadCount * Self.queryBlock
         headDim = c.headDim
         attentionStride = (groupRows * (2 * c.headDim + o.maxSeq) + 15) & ~15
         attentionArena = alloc(o.threads * attentionStride)
-        ropeCos = alloc(o.maxSeq * c.headDim)
-        ropeSin = alloc(o.maxSeq * c.headDim)
         itemCapacity = (o.maxBatchTokens / Self.queryBlock + o.maxRows) * c.kvHeadCount
         items = alloc(itemCapacity, AttentionItem.self)
-        allocations = [x, normed, qkv, attn, ffn, gathered, logits, attentionArena, ropeCos, ropeSin].map { UnsafeMutableRawPointer($0) }
-        allocations.append(UnsafeMutableRawPointer(items))
-
-        // θ_i = pos · base^(−2i/hd), in double precision, for the adjacent pair (2i, 2i+1).
-        let hd = c.headDim
-        for pos in 0..<o.maxSeq {
-            for i in 0..<hd / 2 {
-                let theta = Double(pos) * pow(c.ropeFreqBase, -Double(2 * i) / Double(hd))
-                let cosv = Float(cos(theta)), sinv = Float(sin(theta))
-                ropeCos[pos * hd + 2 * i] = cosv
-                ropeCos[pos * hd + 2 * i + 1] = cosv
-                ropeSin[pos * hd + 2 * i] = -sinv
-                ropeSin[pos * hd + 2 * i + 1] = sinv
-            }
+        var bases: [Double] = []
+        layerRope = c.layers.map { layer in
+            if let i = bases.firstIndex(of: layer.ropeBase) { return i }
+            bases.append(layer.ropeBase)
+            return bases.count - 1
         }
+        var tables: [RopeTable] = []
+        for b in bases {
+            let table = RopeTable(cos: alloc(o.maxSeq * c.headDim), sin: alloc(o.maxSeq * c.headDim))
+            table.fill(base: b, style: c.family.rope, headDim: c.headDim, positions: o.maxSeq)
+            tables.append(table)
+        }
+        ropeTables = tables
+        allocations = [x, normed, qkv, attn, ffn, blockOut, gathered, logits, attentionArena].map { UnsafeMutableRawPointer($0) }
+        allocations += tables.flatMap { [UnsafeMutableRawPointer($0.cos), UnsafeMutableRawPointer($0.sin)] }
+        allocations.append(UnsafeMutableRawPointer(items))
     }
 
     func attentionScratch(worker: Int) -> AttentionScratch {
@@ -69,6 +71,28 @@ final class RunState {
     }
 
     deinit { for p in allocations { p.deallocate() } }
+}
+
+/// cos θ and signed sin θ per position, laid out so that element i of a head is rotated with
+/// its partner as `x[i]·cos[i] + x[partner(i)]·sin[i]`; the partner is i ^ 1 for adjacent pairs
+/// and i ± hd/2 for rotate-half. θ_j = pos · base^(−2j/hd), in double precision.
+struct RopeTable {
+    let cos: UnsafeMutablePointer<Float>  // (maxSeq, hd)
+    let sin: UnsafeMutablePointer<Float>  // (maxSeq, hd): −sin θ on the first of a pair, +sin θ on the second
+
+    func fill(base: Double, style: ModelFamily.RopeStyle, headDim hd: Int, positions: Int) {
+        for pos in 0..<positions {
+            for j in 0..<hd / 2 {
+                let theta = Double(pos) * pow(base, -Double(2 * j) / Double(hd))
+                let cosv = Float(Foundation.cos(theta)), sinv = Float(Foundation.sin(theta))
+                let (first, second) = style == .adjacentPairs ? (2 * j, 2 * j + 1) : (j, j + hd / 2)
+                cos[pos * hd + first] = cosv
+                cos[pos * hd + second] = cosv
+                sin[pos * hd + first] = -sinv
+                sin[pos * hd + second] = sinv
+            }
+        }
+    }
 }
 
 /// One unit of attention work: a block of queries of one row, for the query heads of one KV head,

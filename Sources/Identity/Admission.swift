@@ -92,7 +92,10 @@ public enum AdmissionDecision: Equatable, Sendable {
 /// 3. registration in the metagraph, unless allow-listed or `allowUnregistered` — SenderUnknown
 /// 4. minimum stake, validator permit, unless allow-listed — Blacklisted
 /// 5. ed25519 signature over `nonce.sender.receiver.uuid.sha256(body)` — Unauthenticated
-/// 6. nonce above the last for (sender, uuid), then recorded — Unauthenticated
+/// 6. nonce above the last for (sender, uuid), then recorded — Unauthenticated. Nonce state is
+///    bounded per sender (`NonceTable`), so recording the nonce of a request whose body the
+///    server then refuses (EmptyRequest, a bad shape) costs only that sender's own entries: a
+///    flood of such requests cannot evict another sender's, and its replays are refused too.
 /// 7. the sender's token bucket — Backoff
 /// Steps 1–4 are table lookups and refuse without touching the nonce table or a bucket. The
 /// signature is checked before the nonce is recorded, so a forged request cannot burn a
@@ -113,14 +116,14 @@ public final class Admission: @unchecked Sendable {
         self.receiver = receiver.ss58
         self.policy = policy
         self.metagraph = metagraph
-        nonces = NonceTable(capacity: policy.nonceCapacity)
+        nonces = NonceTable(capacity: policy.nonceCapacity, sessionsPerSender: policy.noncesPerSender)
         rateLimiter = policy.rateLimit.map { RateLimiter(limit: $0, capacity: policy.rateTableCapacity) }
     }
 
     /// This axon's UID in the current metagraph, -1 when not registered.
     public var ownUID: Int32 { metagraph.current.uid(of: receiver) }
 
-    /// Sessions the nonce table tracks now (bounded by `policy.nonceCapacity`).
+    /// Sessions the nonce table tracks now (bounded as `NonceTable` describes).
     public var trackedSessions: Int {
         lock.lock()
         defer { lock.unlock() }
@@ -164,7 +167,10 @@ public final class Admission: @unchecked Sendable {
 
         lock.lock()
         defer { lock.unlock() }
-        if let last = nonces.accept(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce) {
+        // Registered and allow-listed senders are bounded by the metagraph and the operator; their
+        // nonces live apart from unregistered ones, which anyone can mint (see NonceTable).
+        let trusted = neuron != nil || policy.allow.contains(auth.hotkey)
+        if let last = nonces.accept(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, trusted: trusted) {
             return .rejected(.unauthenticated(.staleNonce(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, lastSeen: last)))
         }
         if rateLimiter?.take(hotkey: auth.hotkey, now: now) == false, let limit = policy.rateLimit {

@@ -16,8 +16,10 @@ public struct AdmissionPolicy: Sendable, Equatable {
     public var allowUnregistered: Bool
     /// Per-hotkey token bucket; nil for no limit.
     public var rateLimit: RateLimit?
-    /// Sessions the nonce table remembers (LRU).
+    /// Trusted senders the nonce table remembers (LRU; see `NonceTable`).
     public var nonceCapacity: Int
+    /// Sessions (uuids) the nonce table remembers per sender, so one sender cannot flush others.
+    public var noncesPerSender: Int
     /// Hotkeys the rate limiter remembers (LRU).
     public var rateTableCapacity: Int
 
@@ -26,7 +28,8 @@ public struct AdmissionPolicy: Sendable, Equatable {
 
     public init(minStake: Double = 0, requireValidatorPermit: Bool = false, deny: Set<String> = [],
                 allow: Set<String> = [], allowUnregistered: Bool = false, rateLimit: RateLimit? = nil,
-                nonceCapacity: Int = NonceTable.defaultCapacity, rateTableCapacity: Int = 100_000) {
+                nonceCapacity: Int = NonceTable.defaultCapacity, rateTableCapacity: Int = 100_000,
+                noncesPerSender: Int = NonceTable.defaultSessionsPerSender) {
         self.minStake = minStake
         self.requireValidatorPermit = requireValidatorPermit
         self.deny = deny
@@ -34,6 +37,7 @@ public struct AdmissionPolicy: Sendable, Equatable {
         self.allowUnregistered = allowUnregistered
         self.rateLimit = rateLimit
         self.nonceCapacity = nonceCapacity
+        self.noncesPerSender = noncesPerSender
         self.rateTableCapacity = rateTableCapacity
     }
 
@@ -55,6 +59,9 @@ public struct AdmissionPolicy: Sendable, Equatable {
         }
         guard nonceCapacity >= 1 && nonceCapacity <= Int(Int32.max) else {
             throw AdmissionPolicyError.invalidCapacity(name: "nonce table", nonceCapacity)
+        }
+        guard noncesPerSender >= 1 && noncesPerSender <= 1 << 20 else {
+            throw AdmissionPolicyError.invalidCapacity(name: "nonce sessions per sender", noncesPerSender)
         }
         guard rateTableCapacity >= 1 && rateTableCapacity <= Int(Int32.max) else {
             throw AdmissionPolicyError.invalidCapacity(name: "rate-limit table", rateTableCapacity)

@@ -27,12 +27,15 @@ struct BoundedLRU<Key: Hashable, Value> {
 
     /// Stores `value` for `key` as the most recently used entry, evicting the least recently used
     /// one when full.
-    mutating func set(_ key: Key, _ value: Value) {
+    /// - Returns: the entry evicted to make room, if any.
+    @discardableResult
+    mutating func set(_ key: Key, _ value: Value) -> (key: Key, value: Value)? {
         if let slot = slots[key] {
             values[Int(slot)] = value
             moveToFront(slot)
-            return
+            return nil
         }
+        var evicted: (key: Key, value: Value)?
         let slot: Int32
         if keys.count < capacity {
             slot = Int32(keys.count)
@@ -43,12 +46,14 @@ struct BoundedLRU<Key: Hashable, Value> {
         } else {
             slot = tail
             unlink(slot)
+            evicted = (keys[Int(slot)], values[Int(slot)])
             slots[keys[Int(slot)]] = nil
             keys[Int(slot)] = key
             values[Int(slot)] = value
         }
         slots[key] = slot
         linkAtFront(slot)
+        return evicted
     }
 
     private mutating func moveToFront(_ slot: Int32) {

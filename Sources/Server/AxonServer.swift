@@ -21,24 +21,48 @@ public enum ServerError: Error, CustomStringConvertible {
     }
 }
 
+/// A FORWARD submitted to the scheduler and not answered yet.
+private struct PendingForward {
+    let requestID: UInt64
+    let arrival: UInt64
+    /// Response bytes reserved for it in the connection's and the server's budgets.
+    let reservedBytes: Int
+}
+
 /// One accepted connection's state (loop thread only).
 private final class Connection {
     let id: UInt64
     let socket: TCPSocket
+    let peer: String
+    let acceptedAt: UInt64
     var buffer = ByteBuffer()
-    var inFlight = 0
+    /// FORWARDs submitted and not answered, by job id: shutdown answers each one Unavailable.
+    var pending: [UInt64: PendingForward] = [:]
+    var reservedBytes = 0
     var queuedOutputBytes = 0
-    var pausedForBackpressure = false
+    /// Decoding paused (frames left in `buffer`, reads stopped past a read-ahead) while its pending
+    /// response bytes are over budget.
+    var pausedForBudget = false
     var closeWhenFlushed = false
     var closed = false
     var lastActivity: UInt64
     /// When the incomplete frame at the front of `buffer` began arriving.
     var partialSince: UInt64?
+    /// A FORWARD from it was admitted: it is past the lifetime of a connection that never was.
+    var admittedForward = false
+    /// A FORWARD from a registered sender was admitted: it may use the reserved slots and is never
+    /// evicted to make room.
+    var staked = false
     let cancellation = CancellationFlag()
 
-    init(id: UInt64, socket: TCPSocket, now: UInt64) {
+    /// Response bytes this connection holds or will hold: reserved for its FORWARDs plus queued to write.
+    var outstandingBytes: Int { reservedBytes + queuedOutputBytes }
+
+    init(id: UInt64, socket: TCPSocket, peer: String, now: UInt64) {
         self.id = id
         self.socket = socket
+        self.peer = peer
+        acceptedAt = now
         lastActivity = now
     }
 }
@@ -52,6 +76,7 @@ public final class AxonServer: @unchecked Sendable {
     private let decoder: FrameDecoder
     private let validator: ForwardValidator
     private let counters = CounterStore()
+    private let abuse: AbuseLog
     private var scheduler: Scheduler!
 
     // Loop-thread state.
@@ -61,10 +86,20 @@ public final class AxonServer: @unchecked Sendable {
     private var sweeper: RepeatingTimer?
     private var drainTimer: RepeatingTimer?
     private var signalWatchers: [SignalWatcher] = []
+    private var metricsEndpoint: MetricsEndpoint?
     private var connections: [UInt64: Connection] = [:]
+    private var connectionsPerIP: [String: Int] = [:]
     private var nextConnectionID: UInt64 = 1
+    private var nextJobID: UInt64 = 1
+    /// Σ `outstandingBytes` over every connection, against `maxPendingResponseBytes`.
+    private var pendingResponseBytes = 0
+    /// Connections whose reads are paused for the response budget, resumed as bytes drain.
+    private var budgetPaused: Set<UInt64> = []
     private var draining = false
     private var drainDeadline: UInt64 = 0
+    /// Past the drain: every pending FORWARD has been answered; late completions are ignored.
+    private var shutDown = false
+    private var closeDeadline: UInt64 = 0
 
     // Shared with other threads, under `lock`.
     private let lock = NSLock()
@@ -77,6 +112,9 @@ public final class AxonServer: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     /// The bound port, once `start()` returned.
     public private(set) var port = 0
+    /// The bound port of the `/metrics` endpoint once `start()` returned; nil when it is off or
+    /// its address could not be bound.
+    public private(set) var metricsPort: Int?
 
     /// - Throws: `ServerError` for an impossible configuration.
     public init(backend: InferenceBackend, configuration: ServerConfiguration, logger: Logger) throws {
@@ -90,18 +128,24 @@ public final class AxonServer: @unchecked Sendable {
         }
         for (name, value) in [("--max-batch", configuration.maxBatch), ("--max-seq", configuration.maxSeq),
                               ("--max-batch-tokens", configuration.maxBatchTokens), ("--max-frame", configuration.maxFrame),
-                              ("--max-response", configuration.maxResponse), ("--max-connections", configuration.maxConnections)]
+                              ("--max-response", configuration.maxResponse), ("--max-connections", configuration.maxConnections),
+                              ("--max-connections-per-ip", configuration.maxConnectionsPerIP),
+                              ("--max-synapses", configuration.maxSynapses),
+                              ("--max-pending-response", configuration.maxPendingResponseBytes)]
         where value <= 0 {
             throw ServerError.invalidLimit(name: name, value: value)
         }
         decoder = FrameDecoder(maxFrameSize: configuration.maxFrame)
         validator = ForwardValidator(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim,
                                      maxBatch: configuration.maxBatch, maxSeq: configuration.maxSeq,
-                                     maxBatchTokens: configuration.maxBatchTokens, maxResponse: configuration.maxResponse)
+                                     maxBatchTokens: configuration.maxBatchTokens, maxResponse: configuration.maxResponse,
+                                     maxSynapses: configuration.maxSynapses)
+        abuse = AbuseLog(interval: configuration.abuseLogInterval, now: monotonicNanoseconds(), registry: counters.metrics.registry)
         let encoder = SynapseEncoder(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim)
         scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
                               maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,
-                              deliver: { [unowned self] in self.deliver($0) })
+                              deliver: { [weak self] in self?.deliver($0) })
+        scheduler.metrics = counters.metrics
     }
 
     /// The INFO answer.
@@ -134,6 +178,11 @@ public final class AxonServer: @unchecked Sendable {
     /// Binds, then runs the loop and the worker on their own threads. `port` is valid on return.
     /// - Throws: `UVError` when the address cannot be bound.
     public func start() throws {
+        // Response frames of a MiB or more are mmapped, so freeing one (written, or dropped with its
+        // connection) returns the memory at once instead of leaving it in a malloc arena.
+        mmapLargeAllocations(threshold: 1 << 20)
+        // A peer that closes while an answer is being written must cost an EPIPE, not the process.
+        signal(SIGPIPE, SIG_IGN)
         let loop = try EventLoop()
         self.loop = loop
         let listener = try TCPSocket(loop: loop)
@@ -150,6 +199,7 @@ public final class AxonServer: @unchecked Sendable {
         wakeup = try AsyncWakeup(loop: loop) { [unowned self] in self.drainCompletions() }
         let sweepMs = UInt64(max(10, min(1000, configuration.idleTimeout * 250)))
         sweeper = try RepeatingTimer(loop: loop, intervalMs: sweepMs) { [unowned self] in self.sweepIdleConnections() }
+        startMetricsEndpoint(loop)
         if configuration.handleSignals {
             for signal in [SIGINT, SIGTERM] {
                 signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in
@@ -212,11 +262,48 @@ public final class AxonServer: @unchecked Sendable {
     /// How many requests the starvation guard has served ahead of a waiting higher-priority one.
     public var starvationPromotions: Int { scheduler.promotionCount }
 
+    /// Totals of refusals that point at abuse (also summarised in the log every `abuseLogInterval`).
+    public var abuseCounts: AbuseCounts { abuse.snapshot }
+
+    /// The engine throughput (tokens/s) the scheduler estimates the cost of a FORWARD with.
+    public var estimatedTokensPerSecond: Double { scheduler.estimatedTokensPerSecond }
+
     public func counterSnapshot() -> ServerCounters {
         counters.snapshot(queueDepth: scheduler.depth, openConnections: lock.withLock { openConnectionCount })
     }
 
+    /// The Prometheus page (what `GET /metrics` answers), from any thread.
+    public func metricsPage() -> [UInt8] {
+        counters.metrics.page(queueDepth: scheduler.depth, openConnections: lock.withLock { openConnectionCount })
+    }
+
+    /// Binds `/metrics` if configured. A port that cannot be bound costs one warning, not the axon.
+    private func startMetricsEndpoint(_ loop: EventLoop) {
+        guard let port = configuration.metricsPort else { return }
+        let host = configuration.metricsHost ?? configuration.host
+        do {
+            let endpoint = try MetricsEndpoint(loop: loop, host: host, port: port) { [unowned self] in self.metricsPage() }
+            metricsEndpoint = endpoint
+            metricsPort = endpoint.port
+        } catch {
+            logger.warning("metrics: cannot listen on \(host):\(port) (\(error)); serving without /metrics (choose another --metrics-port, or 0 to turn it off)")
+        }
+    }
+
     // MARK: - Connections (loop thread)
+
+    /// Slots kept for staked connections: only with a loaded metagraph (who is staked is known).
+    private var reservedSlots: Int {
+        guard let admission = configuration.admission, !admission.metagraph.current.neurons.isEmpty else { return 0 }
+        return min(configuration.maxConnections - 1, max(0, configuration.reservedConnections ?? configuration.maxConnections / 8))
+    }
+
+    private func refuse(_ socket: TCPSocket, perIP: Bool, reason: String) {
+        counters.refusedConnection()
+        abuse.count { $0.refusedConnections += 1; if perIP { $0.refusedPerIP += 1 } }
+        logger.debug("connection refused: \(reason)")
+        socket.close()
+    }
 
     private func acceptConnection() {
         guard let loop, let listener, let socket = try? TCPSocket(loop: loop) else { return }
@@ -225,15 +312,26 @@ public final class AxonServer: @unchecked Sendable {
             socket.close()
             return
         }
-        guard connections.count < configuration.maxConnections, !draining else {
-            counters.refusedConnection()
-            logger.debug("connection refused: \(connections.count) open, --max-connections \(configuration.maxConnections)")
-            socket.close()
-            return
+        guard !draining else { return refuse(socket, perIP: false, reason: "shutting down") }
+        let peer = socket.peerAddress() ?? "unknown"
+        let fromPeer = connectionsPerIP[peer, default: 0]
+        guard fromPeer < configuration.maxConnectionsPerIP else {
+            return refuse(socket, perIP: true, reason: "\(peer) holds \(fromPeer), --max-connections-per-ip \(configuration.maxConnectionsPerIP)")
         }
-        let connection = Connection(id: nextConnectionID, socket: socket, now: monotonicNanoseconds())
+        let reserved = reservedSlots
+        let unproven = connections.values.filter { !$0.staked }
+        if connections.count >= configuration.maxConnections || (reserved > 0 && unproven.count >= configuration.maxConnections - reserved) {
+            // With a metagraph, the oldest connection that never proved a staked sender makes room.
+            guard reserved > 0, let oldest = unproven.min(by: { $0.acceptedAt < $1.acceptedAt }) else {
+                return refuse(socket, perIP: false, reason: "\(connections.count) open, --max-connections \(configuration.maxConnections)")
+            }
+            abuse.count { $0.evictedConnections += 1 }
+            close(oldest, reason: "evicted for a new connection: no staked FORWARD, and only \(configuration.maxConnections - reserved) such connections may be open")
+        }
+        let connection = Connection(id: nextConnectionID, socket: socket, peer: peer, now: monotonicNanoseconds())
         nextConnectionID += 1
         connections[connection.id] = connection
+        connectionsPerIP[peer, default: 0] += 1
         lock.withLock { openConnectionCount = connections.count }
         socket.onRead = { [unowned self, unowned connection] bytes in self.received(bytes, on: connection) }
         socket.onEnd = { [unowned self, unowned connection] status in
@@ -248,6 +346,14 @@ public final class AxonServer: @unchecked Sendable {
         connection.closed = true
         connection.cancellation.cancel()
         connections[connection.id] = nil
+        if let count = connectionsPerIP[connection.peer], count > 1 {
+            connectionsPerIP[connection.peer] = count - 1
+        } else {
+            connectionsPerIP[connection.peer] = nil
+        }
+        // Its answers are dropped with it (libuv cancels the queued writes and frees them).
+        pendingResponseBytes -= connection.outstandingBytes
+        budgetPaused.remove(connection.id)
         lock.withLock { openConnectionCount = connections.count }
         // Writes cancelled by the close still call back; the connection may be gone by then.
         connection.socket.onRead = nil
@@ -255,63 +361,113 @@ public final class AxonServer: @unchecked Sendable {
         connection.socket.onWriteDone = nil
         connection.socket.close()
         logger.debug("connection \(connection.id) closed: \(reason)")
+        resumePausedConnections()
     }
 
+    /// While a connection's decoding is paused for its budget, reading goes on until this many bytes
+    /// wait unread, so a peer that closes is still noticed (and its answers' memory freed) at once.
+    private static let pausedReadAhead = 64 * 1024
+
     private func received(_ bytes: UnsafeRawBufferPointer, on connection: Connection) {
-        let now = monotonicNanoseconds()
-        connection.lastActivity = now
+        connection.lastActivity = monotonicNanoseconds()
         connection.buffer.append(bytes)
+        if connection.pausedForBudget {
+            if connection.buffer.readableBytes >= Self.pausedReadAhead { connection.socket.stopReading() }
+            return
+        }
+        decodeBuffered(on: connection)
+    }
+
+    /// Whether a connection must wait before another request of it is read: it already has answers
+    /// pending and is over its own budget, or the server is over its total. One with nothing pending
+    /// may always send one, so a reading client is served however many others do not read.
+    private func isOverBudget(_ connection: Connection) -> Bool {
+        connection.outstandingBytes > 0
+            && (connection.outstandingBytes >= configuration.maxQueuedOutputBytes
+                || pendingResponseBytes >= configuration.maxPendingResponseBytes)
+    }
+
+    /// Decodes and handles the complete frames in the connection's buffer, until it runs out or
+    /// the connection goes over its response budget (then its reads pause).
+    private func decodeBuffered(on connection: Connection) {
+        let now = monotonicNanoseconds()
         var decodedAny = false
         while !connection.closeWhenFlushed && !connection.closed {
+            if isOverBudget(connection) {
+                if !connection.pausedForBudget {
+                    connection.pausedForBudget = true
+                    budgetPaused.insert(connection.id)
+                }
+                if connection.buffer.readableBytes >= Self.pausedReadAhead { connection.socket.stopReading() }
+                break
+            }
             do {
                 guard let payload = try decoder.decode(&connection.buffer) else { break }
                 decodedAny = true
                 handleFrame(payload, on: connection)
             } catch {
                 // The stream cannot be resynchronised after a bad length prefix: answer, then close.
+                abuse.count { $0.badFrames += 1 }
                 connection.socket.stopReading()
                 connection.closeWhenFlushed = true
-                send(Response(id: 0, code: .invalidRequest, message: "\(error)"), on: connection, arrival: now)
+                send(Response(id: 0, code: .invalidRequest, message: "\(error)"), on: connection, arrival: now, method: .unspecified)
             }
         }
+        guard !connection.closed else { return }
         connection.buffer.compact()
-        if connection.buffer.readableBytes == 0 {
+        if connection.buffer.readableBytes == 0 || connection.pausedForBudget {
             connection.partialSince = nil
         } else if decodedAny || connection.partialSince == nil {
             connection.partialSince = now
         }
     }
 
-    private func wrote(_ size: Int, on connection: Connection) {
-        connection.queuedOutputBytes -= size
-        connection.lastActivity = monotonicNanoseconds()
-        if connection.pausedForBackpressure, connection.queuedOutputBytes <= configuration.maxQueuedOutputBytes / 2 {
-            connection.pausedForBackpressure = false
+    /// Resumes paused connections that are back under budget: half their own budget (so reads do
+    /// not flap on every write) and under the server's total.
+    private func resumePausedConnections() {
+        guard !budgetPaused.isEmpty, !shutDown else { return }
+        for id in Array(budgetPaused) {
+            guard let connection = connections[id] else { budgetPaused.remove(id); continue }
+            let ownOK = connection.outstandingBytes <= configuration.maxQueuedOutputBytes / 2
+            guard connection.outstandingBytes == 0 || (ownOK && pendingResponseBytes < configuration.maxPendingResponseBytes) else { continue }
+            budgetPaused.remove(id)
+            connection.pausedForBudget = false
             if !connection.closeWhenFlushed { connection.socket.startReading() }
-        }
-        if connection.closeWhenFlushed, connection.queuedOutputBytes == 0 {
-            close(connection, reason: "closed after an unrecoverable framing error")
+            decodeBuffered(on: connection)
         }
     }
 
-    private func send(_ response: Response, on connection: Connection, arrival: UInt64) {
-        record(code: response.code, id: response.id, connection: connection.id, arrival: arrival, tokens: 0)
+    private func wrote(_ size: Int, on connection: Connection) {
+        connection.queuedOutputBytes -= size
+        pendingResponseBytes -= size
+        connection.lastActivity = monotonicNanoseconds()
+        if connection.closeWhenFlushed, connection.queuedOutputBytes == 0 {
+            close(connection, reason: shutDown ? "server shutdown" : "closed after an unrecoverable framing error")
+            return
+        }
+        resumePausedConnections()
+    }
+
+    /// Answers a frame at once; `method` is what the frame asked (`.unspecified` if it did not decode).
+    private func send(_ response: Response, on connection: Connection, arrival: UInt64, method: Method = .forward) {
+        record(method: method, code: response.code, id: response.id, connection: connection.id, arrival: arrival, tokens: 0)
         write(response.serializedFrame(), on: connection)
     }
 
     private func write(_ frame: [UInt8], on connection: Connection) {
         guard !connection.closed else { return }
         connection.queuedOutputBytes += frame.count
+        pendingResponseBytes += frame.count
         connection.socket.write(frame)
-        if connection.queuedOutputBytes > configuration.maxQueuedOutputBytes, !connection.pausedForBackpressure {
-            connection.pausedForBackpressure = true
-            connection.socket.stopReading()
-        }
     }
 
-    private func record(code: ReturnCode, id: UInt64, connection: UInt64, arrival: UInt64, tokens: Int) {
+    private func record(method: Method = .forward, code: ReturnCode, id: UInt64, connection: UInt64, arrival: UInt64,
+                        tokens: Int) {
         let latency = monotonicNanoseconds() - arrival
-        counters.record(code: code, latencyNs: latency, tokens: tokens)
+        counters.record(method: method, code: code, latencyNs: latency, tokens: tokens)
+        if code == .backoff || code == .unauthenticated {
+            abuse.count { if code == .backoff { $0.backoffs += 1 } else { $0.unauthenticated += 1 } }
+        }
         logger.debug("request \(id) on connection \(connection): \(code) in \(latency / 1000) µs")
     }
 
@@ -323,35 +479,45 @@ public final class AxonServer: @unchecked Sendable {
         do {
             request = try Request(serializedBytes: payload)
         } catch {
-            send(Response(id: 0, code: .requestDeserializationException, message: "\(error)"), on: connection, arrival: arrival)
+            abuse.count { $0.badFrames += 1 }
+            send(Response(id: 0, code: .requestDeserializationException, message: "\(error)"), on: connection,
+                 arrival: arrival, method: .unspecified)
             return
         }
         if draining {
-            send(Response(id: request.id, code: .unavailable, message: "the server is shutting down"), on: connection, arrival: arrival)
+            send(Response(id: request.id, code: .unavailable, message: "the server is shutting down"), on: connection,
+                 arrival: arrival, method: request.method)
             return
         }
         switch request.method {
         case .ping:
-            send(Response(id: request.id, code: .success), on: connection, arrival: arrival)
+            send(Response(id: request.id, code: .success), on: connection, arrival: arrival, method: .ping)
         case .info:
-            send(Response(id: request.id, code: .success, info: info), on: connection, arrival: arrival)
+            send(Response(id: request.id, code: .success, info: info), on: connection, arrival: arrival, method: .info)
         case .forward:
             handleForward(request, on: connection, arrival: arrival)
         default:
             send(Response(id: request.id, code: .notImplemented,
                           message: "method \(request.method.rawValue) is not implemented; expected PING (1), INFO (2) or FORWARD (3)"),
-                 on: connection, arrival: arrival)
+                 on: connection, arrival: arrival, method: request.method)
         }
     }
 
     private func handleForward(_ request: Request, on connection: Connection, arrival: UInt64) {
         var priority = AdmissionPriority.unregistered
+        defer {
+            // Admitted (or no admission at all): the connection made FORWARD progress.
+            if connection.admittedForward == false, configuration.admission == nil { connection.admittedForward = true }
+        }
         if let admission = configuration.admission {
             let auth = request.auth.map { AuthFields(hotkey: $0.hotkey, nonce: $0.nonce, uuid: $0.uuid, signature: $0.signature) }
             switch admission.admit(auth: auth, body: request.body, now: MonotonicTime(nanoseconds: arrival)) {
             case .admitted(let admitted, _):
                 priority = admitted
+                connection.admittedForward = true
+                if admitted.registered { connection.staked = true }
             case .rejected(let rejection):
+                counters.metrics.refused(rejection)
                 send(Response(id: request.id, code: Self.code(for: rejection), message: rejection.description),
                      on: connection, arrival: arrival)
                 return
@@ -360,6 +526,7 @@ public final class AxonServer: @unchecked Sendable {
         let forward: ValidatedForward
         do {
             forward = try validator.validate(body: request.body)
+            counters.metrics.asked(forward.synapses.map(\.type))
         } catch let refusal as Refusal {
             send(Response(id: request.id, code: refusal.code, message: refusal.message), on: connection, arrival: arrival)
             return
@@ -368,14 +535,24 @@ public final class AxonServer: @unchecked Sendable {
             return
         }
         let timeoutMs = request.timeoutMs == 0 ? configuration.defaultTimeoutMs : request.timeoutMs
-        let job = ForwardJob(connectionID: connection.id, requestID: request.id, arrival: arrival,
+        let job = ForwardJob(jobID: nextJobID, connectionID: connection.id, requestID: request.id, arrival: arrival,
                              deadline: arrival + UInt64(timeoutMs) * 1_000_000, priority: priority,
                              forward: forward, cancellation: connection.cancellation)
-        if scheduler.submit(job) {
-            connection.inFlight += 1
-        } else {
+        nextJobID += 1
+        switch scheduler.submit(job) {
+        case .queued:
+            connection.pending[job.jobID] = PendingForward(requestID: request.id, arrival: arrival, reservedBytes: forward.responseBytes)
+            connection.reservedBytes += forward.responseBytes
+            pendingResponseBytes += forward.responseBytes
+        case .full:
             send(Response(id: request.id, code: .backoff,
                           message: "the queue is full (--max-queue \(configuration.maxQueue)); retry later"),
+                 on: connection, arrival: arrival)
+        case let .doomed(estimateUs, leftUs, tokensPerSecond):
+            send(Response(id: request.id, code: .timeout,
+                          message: "refused without compute: it would finish in about \(estimateUs) µs (\(forward.tokenCount) tokens "
+                            + "at the measured \(Int(tokensPerSecond)) tokens/s, after the work queued ahead), but its deadline "
+                            + "leaves \(leftUs) µs"),
                  on: connection, arrival: arrival)
         }
     }
@@ -406,13 +583,18 @@ public final class AxonServer: @unchecked Sendable {
             defer { completions.removeAll(keepingCapacity: true) }
             return (completions, shutdownRequested)
         }
-        for completion in finished {
+        for completion in finished where !shutDown {
+            let connection = connections[completion.connectionID]
+            // Answered already (Unavailable at shutdown): the late result is dropped.
+            if let connection, connection.pending[completion.jobID] == nil { continue }
             record(code: completion.code, id: completion.requestID, connection: completion.connectionID,
                    arrival: completion.arrival, tokens: completion.tokens)
-            guard let connection = connections[completion.connectionID] else { continue }
-            connection.inFlight -= 1
+            guard let connection, let pending = connection.pending.removeValue(forKey: completion.jobID) else { continue }
+            connection.reservedBytes -= pending.reservedBytes
+            pendingResponseBytes -= pending.reservedBytes
             write(completion.frame, on: connection)
         }
+        resumePausedConnections()
         if stop { beginDrain() }
     }
 
@@ -422,10 +604,15 @@ public final class AxonServer: @unchecked Sendable {
         for connection in Array(connections.values) {
             if let since = connection.partialSince, now - since > limit {
                 close(connection, reason: "a frame stayed incomplete for over \(configuration.idleTimeout) s")
-            } else if connection.inFlight == 0, now - connection.lastActivity > limit {
+            } else if !connection.admittedForward, now - connection.acceptedAt > limit {
+                // PING and INFO do not keep a slot: without an admitted FORWARD a connection lives one idle timeout.
+                abuse.count { $0.expiredUnproven += 1 }
+                close(connection, reason: "no FORWARD admitted within \(configuration.idleTimeout) s of accept")
+            } else if connection.pending.isEmpty, now - connection.lastActivity > limit {
                 close(connection, reason: "idle for over \(configuration.idleTimeout) s")
             }
         }
+        abuse.summarize(now: now, logger: logger)
     }
 
     private func beginDrain() {
@@ -439,18 +626,56 @@ public final class AxonServer: @unchecked Sendable {
     }
 
     private func checkDrained() {
+        guard !shutDown else { return }
         let pending = lock.withLock { !completions.isEmpty }
         let quiet = scheduler.isIdle && !pending
-            && connections.values.allSatisfy { $0.inFlight == 0 && $0.queuedOutputBytes == 0 }
+            && connections.values.allSatisfy { $0.pending.isEmpty && $0.queuedOutputBytes == 0 }
         if quiet || monotonicNanoseconds() > drainDeadline {
-            if !quiet { logger.warning("drain timeout: closing with work still in flight") }
+            if !quiet { logger.warning("drain timeout: answering the FORWARDs still pending Unavailable") }
             finishShutdown()
         }
     }
 
+    /// The drain is over: the worker stops after its batch, every FORWARD still pending is answered
+    /// Unavailable, and connections close once those answers are written (or after one more second).
     private func finishShutdown() {
+        guard !shutDown else { return }
+        scheduler.stop()
+        let now = monotonicNanoseconds()
+        for connection in Array(connections.values) {
+            for (_, pending) in connection.pending.sorted(by: { $0.key < $1.key }) {
+                send(Response(id: pending.requestID, code: .unavailable,
+                              message: "the server shut down before this request finished (drain timeout \(configuration.drainTimeout) s)"),
+                     on: connection, arrival: pending.arrival)
+            }
+            pendingResponseBytes -= connection.reservedBytes
+            connection.reservedBytes = 0
+            connection.pending = [:]
+            connection.socket.stopReading()
+            connection.closeWhenFlushed = true
+        }
+        shutDown = true
+        for connection in Array(connections.values) where connection.queuedOutputBytes == 0 {
+            close(connection, reason: "server shutdown")
+        }
+        closeDeadline = now + 1_000_000_000
+        drainTimer?.close()
+        drainTimer = nil
+        if let loop, let timer = try? RepeatingTimer(loop: loop, intervalMs: 5, action: { [unowned self] in self.checkClosed() }) {
+            drainTimer = timer
+        } else {
+            closeEverything()
+        }
+    }
+
+    private func checkClosed() {
+        if connections.isEmpty || monotonicNanoseconds() > closeDeadline { closeEverything() }
+    }
+
+    private func closeEverything() {
         for connection in Array(connections.values) { close(connection, reason: "server shutdown") }
-        scheduler.stop(timeout: 1)
+        metricsEndpoint?.close()
+        metricsEndpoint = nil
         lock.withLock { loopClosed = true }
         drainTimer?.close()
         sweeper?.close()
@@ -459,4 +684,16 @@ public final class AxonServer: @unchecked Sendable {
         drainTimer = nil; sweeper = nil; signalWatchers = []
         logger.info("stopped: \(counterSnapshot())")
     }
+}
+
+/// glibc's `mallopt(M_MMAP_THRESHOLD, threshold)`: blocks of `threshold` bytes or more are mmapped
+/// (a fixed threshold also stops glibc raising it after each large free, which left hundreds of MB
+/// of freed response frames in the heap). Looked up at run time: `<malloc.h>` is not in Glibc's module.
+private func mmapLargeAllocations(threshold: Int32) {
+    #if os(Linux)
+    typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+    let mmapThresholdParameter: Int32 = -3  // M_MMAP_THRESHOLD in <malloc.h>
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+    _ = unsafeBitCast(symbol, to: Mallopt.self)(mmapThresholdParameter, threshold)
+    #endif
 }

@@ -12,6 +12,8 @@ struct ValidatedForward {
     let tokenCount: Int
     let wantsHidden: Bool
     let logits: LogitsWanted
+    /// Tensor bytes the response will hold (what encoding costs, and what the answer holds in memory).
+    let responseBytes: Int
 }
 
 /// A request refused before compute: the top-level code and a message naming the problem.
@@ -29,6 +31,9 @@ struct ForwardValidator {
     let maxSeq: Int
     let maxBatchTokens: Int
     let maxResponse: Int
+    /// Most synapses in one request: each is encoded separately from one forward pass, so without a
+    /// cap one request with 10⁶ synapses held the worker (and every other client) for minutes.
+    let maxSynapses: Int
 
     func validate(body: [UInt8]) throws -> ValidatedForward {
         let request: ForwardRequest
@@ -39,6 +44,15 @@ struct ForwardValidator {
         }
         guard !request.synapses.isEmpty else {
             throw Refusal(code: .emptyRequest, message: "FORWARD has no synapses")
+        }
+        guard request.synapses.count <= maxSynapses else {
+            throw Refusal(code: .requestShapeException,
+                          message: "FORWARD has \(request.synapses.count) synapses, more than the \(maxSynapses) a request may hold")
+        }
+        // Only model-space ids are served so far; reading network ids as model ids would answer garbage.
+        guard request.space == .model else {
+            throw Refusal(code: .notImplemented,
+                          message: "token space \(request.space) is not served by this axon; send model-space ids (space MODEL, tokenizer_sha256 in INFO)")
         }
         guard let tokens = request.tokens, !(tokens.buffer.isEmpty && tokens.shape.isEmpty) else {
             throw Refusal(code: .emptyRequest, message: "FORWARD has no tokens")
@@ -130,7 +144,7 @@ struct ForwardValidator {
         }
         return ValidatedForward(batch: batch, seq: seq, rows: rows, synapses: request.synapses,
                                 synapseFailures: failures, tokenCount: tokenCount, wantsHidden: wantsHidden,
-                                logits: logits)
+                                logits: logits, responseBytes: responseBytes)
     }
 
     /// The valid tokens of each row, checking each id against the vocabulary.

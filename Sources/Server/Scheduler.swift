@@ -20,6 +20,8 @@ final class CancellationFlag: @unchecked Sendable {
 }
 
 struct ForwardJob {
+    /// Unique per server: the loop matches completions to the job it is still waiting for.
+    let jobID: UInt64
     let connectionID: UInt64
     let requestID: UInt64
     let arrival: UInt64
@@ -32,12 +34,94 @@ struct ForwardJob {
 
 /// A response frame ready for the loop to write.
 struct Completion {
+    let jobID: UInt64
     let connectionID: UInt64
     let requestID: UInt64
     let code: ReturnCode
     let frame: [UInt8]
     let arrival: UInt64
     let tokens: Int
+}
+
+/// What `Scheduler.submit` did with a job.
+enum SubmitOutcome: Equatable {
+    case queued
+    /// The queue already holds `maxQueue` jobs, or the scheduler is stopping (answer Backoff).
+    case full
+    /// Even started at once the job would finish after its deadline (answer Timeout now).
+    case doomed(estimateUs: UInt64, leftUs: UInt64, tokensPerSecond: Double)
+}
+
+/// The best rate (per second) seen over the last `capacity` real measurements younger than
+/// `maxAgeNs`; `seed` while fewer than `minSamples` are. The best rather than an average, so a
+/// refusal means the work is doomed even at the fastest the engine has recently been; at least
+/// three, so one cold batch (page faults on the weights, first-use buffers: 20× slower seen here)
+/// is never the whole evidence; and samples age out, so a slow spell is forgotten even when it made
+/// the server refuse everything big since.
+struct RateWindow {
+    static let capacity = 16
+    static let minSamples = 3
+    static let maxAgeNs: UInt64 = 300_000_000_000
+    let seed: Double
+    private var samples: [(rate: Double, at: UInt64)] = []
+    private var next = 0
+
+    init(seed: Double) { self.seed = seed }
+
+    func rate(now: UInt64) -> Double {
+        let fresh = samples.filter { now - min(now, $0.at) <= Self.maxAgeNs }
+        guard fresh.count >= Self.minSamples else { return seed }
+        return fresh.map(\.rate).max() ?? seed
+    }
+
+    mutating func observe(_ rate: Double, at time: UInt64) {
+        if samples.count < Self.capacity {
+            samples.append((rate, time))
+        } else {
+            samples[next] = (rate, time)
+            next = (next + 1) % Self.capacity
+        }
+    }
+}
+
+/// The cost of a job, estimated from what real batches achieved (docs/PROTOCOL.md, "Deadlines"):
+/// cost = tokens / T + response bytes / E, with T the engine's tokens per second over batches of at
+/// least `minObservedTokens` tokens (smaller ones are dominated by fixed overhead) and E the response
+/// bytes encoded per second over answers of at least 64 KiB, each a `RateWindow`.
+struct CostModel {
+    /// Seeds above what a CPU engine reaches, so before any measurement only work that is doomed
+    /// even at that speed is refused (e.g. 4,096 tokens in 1 ms would need 4.1 M tokens/s).
+    static let seedTokensPerSecond = 1_000_000.0
+    static let seedEncodeBytesPerSecond = 4e9
+    static let minObservedTokens = 32
+
+    /// The rates at one moment, to price several jobs with.
+    struct Rates {
+        let tokensPerSecond: Double
+        let encodeBytesPerSecond: Double
+
+        func estimateNs(_ job: ForwardJob) -> UInt64 {
+            UInt64((Double(job.forward.tokenCount) / tokensPerSecond
+                    + Double(job.forward.responseBytes) / encodeBytesPerSecond) * 1e9)
+        }
+    }
+
+    private var compute = RateWindow(seed: seedTokensPerSecond)
+    private var encode = RateWindow(seed: seedEncodeBytesPerSecond)
+
+    func rates(now: UInt64) -> Rates {
+        Rates(tokensPerSecond: compute.rate(now: now), encodeBytesPerSecond: encode.rate(now: now))
+    }
+
+    mutating func observeCompute(tokens: Int, ns: UInt64, at time: UInt64) {
+        guard tokens >= Self.minObservedTokens, ns > 0 else { return }
+        compute.observe(Double(tokens) * 1e9 / Double(ns), at: time)
+    }
+
+    mutating func observeEncode(bytes: Int, ns: UInt64, at time: UInt64) {
+        guard bytes >= 64 * 1024, ns > 0 else { return }
+        encode.observe(Double(bytes) * 1e9 / Double(ns), at: time)
+    }
 }
 
 final class Scheduler: @unchecked Sendable {
@@ -47,15 +131,21 @@ final class Scheduler: @unchecked Sendable {
     private let maxBatchRows: Int
     private let maxBatchTokens: Int
     private let deliver: ([Completion]) -> Void
+    /// Where batches and phase times are counted (set once, before `start`).
+    var metrics: ServerMetrics?
 
     private let condition = NSCondition()
     private var queue: [ForwardJob] = []
     private var busy = false
+    /// When the running batch is estimated to end (for the cost of the work ahead of a new job).
+    private var busyUntil: UInt64 = 0
     private var promotions = 0
     private var stopping = false
+    private var costs = CostModel()
     private var thread: Thread?
-    private let finished = DispatchSemaphore(value: 0)
 
+    /// `deliver` is called on the worker thread with each finished response, and must not assume
+    /// its receiver outlives the worker (the server passes a closure holding it weakly).
     init(backend: InferenceBackend, encoder: SynapseEncoder, maxQueue: Int, maxBatchRows: Int, maxBatchTokens: Int,
          deliver: @escaping ([Completion]) -> Void) {
         self.backend = backend
@@ -67,42 +157,50 @@ final class Scheduler: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
-            workerLoop()
-            finished.signal()
-        }
+        let thread = Thread { [self] in workerLoop() }
         thread.name = "axon-worker"
         thread.stackSize = 8 << 20
         self.thread = thread
         thread.start()
     }
 
-    /// Stops the worker after its current batch; queued jobs are dropped. Waits up to `timeout` seconds.
-    func stop(timeout: Double) {
+    /// Stops the worker after its current batch and drops the queued jobs. Does not wait: the
+    /// server answers every job it still waits for itself (Unavailable) and ignores late completions.
+    func stop() {
         condition.lock()
         stopping = true
         queue.removeAll()
         condition.broadcast()
         condition.unlock()
-        if thread != nil { _ = finished.wait(timeout: .now() + timeout) }
     }
 
-    /// Queues a job; false when the queue already holds `maxQueue` jobs (answer Backoff).
-    func submit(_ job: ForwardJob) -> Bool {
+    /// Queues a job unless the queue is full or the job cannot meet its deadline even if it ran
+    /// after the work already ahead of it (estimated with the measured throughput).
+    func submit(_ job: ForwardJob) -> SubmitOutcome {
         condition.lock()
         defer { condition.unlock() }
-        guard queue.count < maxQueue, !stopping else { return false }
+        guard queue.count < maxQueue, !stopping else { return .full }
+        let now = monotonicNanoseconds()
         var index = queue.count
         while index > 0, queue[index - 1].priority < job.priority { index -= 1 }
+        let rates = costs.rates(now: now)
+        let ahead = queue[..<index].reduce(busy ? busyUntil - min(busyUntil, now) : 0) { $0 + rates.estimateNs($1) }
+        let finish = now + ahead + rates.estimateNs(job)
+        if finish > job.deadline {
+            return .doomed(estimateUs: (finish - now) / 1000, leftUs: (job.deadline - min(job.deadline, now)) / 1000,
+                           tokensPerSecond: rates.tokensPerSecond)
+        }
         queue.insert(job, at: index)
         condition.signal()
-        return true
+        return .queued
     }
 
     var depth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
     /// Jobs the starvation guard has served ahead of a waiting higher-priority job so far.
     var promotionCount: Int { condition.lock(); defer { condition.unlock() }; return promotions }
     var isIdle: Bool { condition.lock(); defer { condition.unlock() }; return queue.isEmpty && !busy }
+    /// The throughput estimate the scheduler refuses doomed work with (tokens per second).
+    var estimatedTokensPerSecond: Double { condition.lock(); defer { condition.unlock() }; return costs.rates(now: monotonicNanoseconds()).tokensPerSecond }
 
     private func workerLoop() {
         while true {
@@ -111,14 +209,15 @@ final class Scheduler: @unchecked Sendable {
             if stopping { condition.unlock(); return }
             let batch = takeBatch()
             busy = true
+            let now = monotonicNanoseconds(), rates = costs.rates(now: now)
+            busyUntil = now + batch.reduce(0) { $0 + rates.estimateNs($1) }
             condition.unlock()
-            deliver(run(batch))
+            run(batch)
             condition.lock()
             busy = false
             condition.unlock()
         }
     }
-
     /// Whether `job` has waited at least half its deadline (the starvation guard's threshold).
     private static func isStarving(_ job: ForwardJob, now: UInt64) -> Bool {
         now - min(now, job.arrival) >= (job.deadline - job.arrival) / 2
@@ -162,25 +261,43 @@ final class Scheduler: @unchecked Sendable {
     }
 
     private func frame(_ job: ForwardJob, _ response: Response) -> Completion {
-        Completion(connectionID: job.connectionID, requestID: job.requestID, code: response.code,
+        Completion(jobID: job.jobID, connectionID: job.connectionID, requestID: job.requestID, code: response.code,
                    frame: response.serializedFrame(), arrival: job.arrival,
                    tokens: response.code == .success ? job.forward.tokenCount : 0)
     }
 
-    private func run(_ batch: [ForwardJob]) -> [Completion] {
-        var completions: [Completion] = []
+    private func timeout(_ job: ForwardJob, _ message: String) -> Completion {
+        frame(job, Response(id: job.requestID, code: .timeout, message: message))
+    }
+
+    /// Runs one batch and delivers each job's response as soon as it is encoded. A job is answered
+    /// Timeout, without compute, when its deadline has passed or the estimate says the batch up to
+    /// it would end after the deadline; and after compute when its response is ready too late.
+    private func run(_ batch: [ForwardJob]) {
+        var early: [Completion] = []
         var live: [ForwardJob] = []
         let start = monotonicNanoseconds()
+        let model = condition.withLock { costs.rates(now: start) }
+        var cumulative: UInt64 = 0
         for job in batch where !job.cancellation.isCancelled {
+            let cost = model.estimateNs(job)
             if start > job.deadline {
-                let waited = (start - job.arrival) / 1000
-                completions.append(frame(job, Response(id: job.requestID, code: .timeout,
-                    message: "deadline passed after \(waited) µs in the queue, before compute started")))
+                early.append(timeout(job, "deadline passed after \((start - job.arrival) / 1000) µs in the queue, before compute started"))
+            } else if start + cumulative + cost > job.deadline {
+                early.append(timeout(job, "would finish about \((cumulative + cost) / 1000) µs from now at the measured "
+                    + "\(Int(model.tokensPerSecond)) tokens/s, after its deadline (\((job.deadline - start) / 1000) µs left)"))
             } else {
+                cumulative += cost
                 live.append(job)
             }
         }
-        guard !live.isEmpty else { return completions }
+        // metrics: every job taken waited from its arrival until now.
+        let queuedSeconds = Double(batch.reduce(UInt64(0)) { $0 + (start - min(start, $1.arrival)) }) / 1e9
+        deliver(early)
+        guard !live.isEmpty else {
+            metrics?.queued(seconds: queuedSeconds)
+            return
+        }
 
         var rows: [[Int32]] = []
         var placements: [[RowPlacement]] = []
@@ -196,25 +313,45 @@ final class Scheduler: @unchecked Sendable {
         let wantsHidden = live.contains { $0.forward.wantsHidden }
         let logits = live.map(\.forward.logits).max() ?? .none
         let batchRows = UInt32(rows.count)
-        let answeredBeforeCompute = completions.count
+        var answered = 0
+        var computed: UInt64 = 0   // metrics: when the backend's outputs were ready
         do {
             try backend.forward(rows: rows, hidden: wantsHidden, logits: logits) { output in
-                let computed = monotonicNanoseconds()
+                computed = monotonicNanoseconds()
+                condition.withLock { costs.observeCompute(tokens: tokenOffset, ns: computed - start, at: computed) }
                 for (index, job) in live.enumerated() {
+                    defer { answered += 1 }
+                    let encodeStart = monotonicNanoseconds()
+                    if job.cancellation.isCancelled { continue }
+                    if encodeStart > job.deadline {
+                        deliver([timeout(job, "the batch's compute ended \((encodeStart - job.deadline) / 1000) µs after the deadline")])
+                        continue
+                    }
                     let results = encoder.encode(job.forward, placements: placements[index], output: output)
+                    let encoded = monotonicNanoseconds()
+                    // Honest timing: compute_us is the engine's time for the batch plus this job's own encoding.
                     let timing = Timing(queueUs: UInt32(clamping: (start - job.arrival) / 1000),
-                                        computeUs: UInt32(clamping: (computed - start) / 1000), batchRows: batchRows)
-                    completions.append(frame(job, Response(id: job.requestID, code: .success, timing: timing,
-                                                           forward: ForwardResponse(results: results))))
+                                        computeUs: UInt32(clamping: (computed - start + encoded - encodeStart) / 1000),
+                                        batchRows: batchRows)
+                    let completion = frame(job, Response(id: job.requestID, code: .success, timing: timing,
+                                                         forward: ForwardResponse(results: results)))
+                    let ready = monotonicNanoseconds()
+                    condition.withLock { costs.observeEncode(bytes: completion.frame.count, ns: ready - encodeStart, at: ready) }
+                    if ready > job.deadline {
+                        deliver([timeout(job, "the response was ready \((ready - job.deadline) / 1000) µs after the deadline")])
+                    } else {
+                        deliver([completion])
+                    }
                 }
             }
         } catch {
-            completions.removeLast(completions.count - answeredBeforeCompute)
-            for job in live {
-                completions.append(frame(job, Response(id: job.requestID, code: .unknownException,
-                                                       message: "the engine failed on this batch: \(error)")))
-            }
+            deliver(live.dropFirst(answered).map { job in
+                frame(job, Response(id: job.requestID, code: .unknownException, message: "the engine failed on this batch: \(error)"))
+            })
         }
-        return completions
+        let end = monotonicNanoseconds()
+        if computed == 0 { computed = end }
+        metrics?.ranBatch(rows: rows.count, seconds: [.queue: queuedSeconds, .compute: Double(computed - start) / 1e9,
+                                                      .encode: Double(end - computed) / 1e9])
     }
 }

@@ -6,6 +6,11 @@ public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// 0 picks an ephemeral port (read it back from `AxonServer.port`).
     public var port = 8091
+    /// The port of the Prometheus `/metrics` endpoint; nil turns it off (the default here; `axon
+    /// serve` uses 7091), 0 picks an ephemeral port (read it back from `AxonServer.metricsPort`).
+    public var metricsPort: Int?
+    /// The metrics endpoint's address; nil means `host`.
+    public var metricsHost: String?
     /// Hidden states are zero-padded, centred, to this width; nil means the model's hidden size.
     public var networkDim: Int?
     public var maxBatch = 64
@@ -15,11 +20,27 @@ public struct ServerConfiguration: Sendable {
     public var maxFrame = 16 * 1024 * 1024
     public var maxResponse = 256 * 1024 * 1024
     public var maxConnections = 1024
-    /// Seconds a connection may stay idle, or leave a frame incomplete, before it is closed.
+    /// Connections one IP address may hold open at once (beyond: refused at accept).
+    public var maxConnectionsPerIP = 256
+    /// With a loaded metagraph, slots kept for connections that sent an admitted FORWARD from a
+    /// registered sender: other connections may hold at most `maxConnections - reservedConnections`,
+    /// and past that a new connection closes the oldest of them. nil: an eighth of `maxConnections`.
+    public var reservedConnections: Int?
+    /// Most synapses in one FORWARD (beyond: RequestShapeException).
+    public var maxSynapses = 64
+    /// Seconds a connection may stay idle, or leave a frame incomplete, before it is closed. A
+    /// connection that has not had a FORWARD admitted is closed this long after it was accepted,
+    /// whatever else it sends (PING does not keep a slot).
     public var idleTimeout: Double = 60
     public var defaultTimeoutMs: UInt32 = 12_000
-    /// Stop reading from a connection while more than this many response bytes wait to be written.
+    /// Response bytes one connection may have pending (queued for its FORWARDs or waiting to be
+    /// written). Past it the connection's reads pause and its next requests wait unread.
     public var maxQueuedOutputBytes = 8 * 1024 * 1024
+    /// Response bytes all connections together may have pending. Past it, connections that already
+    /// have an answer pending pause; one with nothing pending may still send one request.
+    public var maxPendingResponseBytes = 1 << 30
+    /// Seconds between the info-level summaries of refused connections, bad frames and Backoffs.
+    public var abuseLogInterval: Double = 10
     /// How long shutdown waits for in-flight work.
     public var drainTimeout: Double = 5
     /// Handle SIGINT/SIGTERM (graceful shutdown) and SIGUSR1 (print counters) on the loop.

@@ -1,6 +1,7 @@
 // Small Swift types over libuv handles. Each handle's `data` holds a retained reference to its
 // Swift owner from `init` until libuv's close callback, so callbacks always find a live object.
-// All of these are used on the loop thread only (except `AsyncWakeup.send`).
+// All of these are used on the loop thread only (except `AsyncWakeup.send`). A few are `package`
+// so ServerTests can check handle lifetimes directly.
 import CLibUV
 import Foundation
 
@@ -20,12 +21,12 @@ func uvCheck(_ result: Int32, _ function: String) throws -> Int32 {
 }
 
 /// One libuv loop and the buffer that every read on it lands in (reads are handled synchronously).
-final class EventLoop {
+package final class EventLoop {
     let loop: UnsafeMutablePointer<uv_loop_t>
     static let readBufferSize = 256 * 1024
     let readBuffer: UnsafeMutableRawPointer
 
-    init() throws {
+    package init() throws {
         loop = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
         do { try uvCheck(uv_loop_init(loop), "uv_loop_init") } catch {
@@ -37,6 +38,12 @@ final class EventLoop {
     /// Runs until no handle is left open.
     func run() { uv_run(loop, UV_RUN_DEFAULT) }
 
+    /// One iteration without blocking (runs pending close callbacks).
+    package func runOnce() { uv_run(loop, UV_RUN_NOWAIT) }
+
+    /// Whether the loop still has active handles or requests.
+    package var isAlive: Bool { uv_loop_alive(loop) != 0 }
+
     deinit {
         uv_loop_close(loop)
         loop.deallocate()
@@ -45,7 +52,7 @@ final class EventLoop {
 }
 
 /// The shared part of every handle: memory, the retained owner, and closing.
-class UVHandle {
+package class UVHandle {
     let raw: UnsafeMutableRawPointer
     private(set) var isClosing = false
     var handle: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
@@ -63,6 +70,16 @@ class UVHandle {
     static func owner<T: UVHandle>(_ handle: UnsafeMutableRawPointer?, as type: T.Type) -> T? {
         guard let data = handle?.assumingMemoryBound(to: uv_handle_t.self).pointee.data else { return nil }
         return Unmanaged<T>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    /// Runs a `uv_*_start` call after `retainUntilClosed()`; when it fails, closes the handle (libuv's
+    /// close callback then drops the retained reference) before rethrowing, so a handle that never
+    /// started is neither left in the loop nor leaked.
+    func start(_ result: Int32, _ function: String) throws {
+        do { try uvCheck(result, function) } catch {
+            close()
+            throw error
+        }
     }
 
     func close() {
@@ -104,23 +121,23 @@ final class RepeatingTimer: UVHandle {
         let timer = raw.assumingMemoryBound(to: uv_timer_t.self)
         try uvCheck(uv_timer_init(loop.loop, timer), "uv_timer_init")
         retainUntilClosed()
-        try uvCheck(uv_timer_start(timer, { timer in
+        try start(uv_timer_start(timer, { timer in
             UVHandle.owner(UnsafeMutableRawPointer(timer), as: RepeatingTimer.self)?.action()
         }, intervalMs, intervalMs), "uv_timer_start")
     }
 }
 
 /// uv_signal: a signal delivered on the loop thread.
-final class SignalWatcher: UVHandle {
+package final class SignalWatcher: UVHandle {
     private let action: () -> Void
 
-    init(loop: EventLoop, signal: Int32, action: @escaping () -> Void) throws {
+    package init(loop: EventLoop, signal: Int32, action: @escaping () -> Void) throws {
         self.action = action
         super.init(size: MemoryLayout<uv_signal_t>.size)
         let handle = raw.assumingMemoryBound(to: uv_signal_t.self)
         try uvCheck(uv_signal_init(loop.loop, handle), "uv_signal_init")
         retainUntilClosed()
-        try uvCheck(uv_signal_start(handle, { handle, _ in
+        try start(uv_signal_start(handle, { handle, _ in
             UVHandle.owner(UnsafeMutableRawPointer(handle), as: SignalWatcher.self)?.action()
         }, signal), "uv_signal_start")
     }
@@ -175,6 +192,21 @@ final class TCPSocket: UVHandle {
                 ? address.assumingMemoryBound(to: sockaddr_in6.self).pointee.sin6_port
                 : address.assumingMemoryBound(to: sockaddr_in.self).pointee.sin_port
             return Int(UInt16(bigEndian: port))
+        }
+    }
+
+    /// The peer's IP address as text (IPv4 dotted or IPv6), nil when unknown.
+    func peerAddress() -> String? {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &storage) { pointer -> String? in
+            let address = UnsafeMutableRawPointer(pointer)
+            guard uv_tcp_getpeername(tcp, address.assumingMemoryBound(to: sockaddr.self), &length) == 0 else { return nil }
+            var text = [CChar](repeating: 0, count: 64)
+            let status = pointer.pointee.ss_family == sa_family_t(AF_INET6)
+                ? uv_ip6_name(address.assumingMemoryBound(to: sockaddr_in6.self), &text, text.count)
+                : uv_ip4_name(address.assumingMemoryBound(to: sockaddr_in.self), &text, text.count)
+            return status == 0 ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         }
     }
 

@@ -7,16 +7,12 @@ import Wire
 public enum ScoreError: Error, CustomStringConvertible, Equatable {
     case corpusTooShort(tokens: Int, seq: Int)
     case invalidParameter(name: String, value: Int)
-    case refused(code: ReturnCode, message: String)
-    case malformedAnswer(String)
 
     public var description: String {
         switch self {
         case let .corpusTooShort(tokens, seq):
             return "the corpus has \(tokens) tokens; scoring needs more than --seq \(seq) (a window plus the token after it)"
         case let .invalidParameter(name, value): return "\(name) must be at least 1, got \(value)"
-        case let .refused(code, message): return "the axon answered \(code): \(message)"
-        case let .malformedAnswer(reason): return "the axon's TEXT_CAUSAL_LM_NEXT answer is malformed: \(reason)"
         }
     }
 }
@@ -30,10 +26,13 @@ public struct Scorer: Sendable {
     /// Windows sent together as the rows of one request.
     public var rowsPerRequest: Int
     public var timeoutMs: UInt32
+    /// The axon's vocabulary size (INFO), which every returned id must be below; nil skips that check.
+    public var vocab: Int?
 
-    public init(seq: Int = 256, topk: Int = 4096, stride: Int? = nil, rowsPerRequest: Int = 8, timeoutMs: UInt32 = 0) {
+    public init(seq: Int = 256, topk: Int = 4096, stride: Int? = nil, rowsPerRequest: Int = 8, timeoutMs: UInt32 = 0,
+                vocab: Int? = nil) {
         self.seq = seq; self.topk = topk; self.stride = stride ?? seq
-        self.rowsPerRequest = rowsPerRequest; self.timeoutMs = timeoutMs
+        self.rowsPerRequest = rowsPerRequest; self.timeoutMs = timeoutMs; self.vocab = vocab
     }
 
     /// The windows, and for each request of up to `rowsPerRequest` of them, the body to send.
@@ -54,34 +53,28 @@ public struct Scorer: Sendable {
     }
 
     /// Σ loss over `windows` from one answer (tensors probabilities `[rows, k]`, ids `[rows, k]`, floor `[rows]`).
-    /// - Throws: `ScoreError` when the axon refused or the tensors have the wrong shape.
+    /// - Throws: `AnswerError` when the axon refused or the answer is not of that form.
     public func totalLoss(windows: ArraySlice<ScoreWindow>, response: Response) throws -> Double {
-        guard response.code == .success, let result = response.forward?.results.first else {
-            throw ScoreError.refused(code: response.code, message: response.message)
-        }
-        guard result.code == .success else { throw ScoreError.refused(code: result.code, message: result.message) }
-        guard result.tensors.count == 3, let probs = result.tensors[0].floatValues(), let ids = result.tensors[1].int32Values(),
-              let floors = result.tensors[2].floatValues() else {
-            throw ScoreError.malformedAnswer("expected 3 tensors (probabilities, ids, floor), got \(result.tensors.count)")
-        }
-        let rows = windows.count
-        guard rows > 0, floors.count == rows, probs.count == ids.count, probs.count % rows == 0 else {
-            throw ScoreError.malformedAnswer("\(probs.count) probabilities, \(ids.count) ids and \(floors.count) floors for \(rows) rows")
-        }
-        let k = probs.count / rows
+        let answer = try response.checkedResult(.textCausalLMNext)
+            .checkedTopK(rows: windows.count, positions: nil, k: topk, vocab: vocab)
         var total = 0.0
         for (row, window) in windows.enumerated() {
-            let span = (row * k)..<((row + 1) * k)
-            total += NextTokenLoss.loss(of: window.target, probabilities: probs[span], ids: ids[span], floor: floors[row])
+            let span = answer.span(row: row)
+            total += NextTokenLoss.loss(of: window.target, probabilities: answer.probabilities[span], ids: answer.ids[span],
+                                        floor: answer.floor(row: row))
         }
         return total
     }
 
     /// Scores `tokens` against the axon behind `client`. Two requests are kept in flight, so the
     /// axon never idles between chunks and no request waits in its queue past its deadline.
-    /// - Throws: `ScoreError`, or `ClientError` when the connection fails.
-    public func score(tokens: [Int32], client: AxonClient) throws -> ScoreResult {
+    /// `progress` is called after each answer with (windows scored, windows in all).
+    /// - Throws: `ScoreError`, `AnswerError` for a refused or malformed answer, or `ClientError`
+    ///   when the connection fails.
+    public func score(tokens: [Int32], client: AxonClient,
+                      progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> ScoreResult {
         let planned = try requests(tokens: tokens)
+        let windowCount = planned.reduce(0) { $0 + $1.windows.count }
         let wait = Double(timeoutMs == 0 ? 12_000 : timeoutMs) / 1000 * 2 + 2
         var ids: [UInt64] = []
         func send(_ index: Int) throws {
@@ -96,6 +89,7 @@ public struct Scorer: Sendable {
             if index + 2 < planned.count { try send(index + 2) }
             total += try totalLoss(windows: planned[index].windows, response: response)
             positions += planned[index].windows.count
+            progress?(positions, windowCount)
         }
         return ScoreResult(totalLoss: total, positions: positions)
     }

@@ -144,14 +144,75 @@ public struct Tensor: Hashable, Sendable {
     }
 }
 
+/// Which token ids a FORWARD speaks.
+public struct TokenSpace: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+    /// The model's own tokenizer (`InfoResponse.tokenizerSHA256`).
+    public static let model = TokenSpace(rawValue: 0)
+    /// The network's standard tokenizer (GPT-2, `InfoResponse.networkTokenizerSHA256`).
+    public static let network = TokenSpace(rawValue: 1)
+    public var description: String {
+        switch rawValue {
+        case 0: return "MODEL"
+        case 1: return "NETWORK"
+        default: return "token space \(rawValue)"
+        }
+    }
+}
+
+/// TEXT_SEQ_2_SEQ parameters as sent: nil is an absent field, which takes `Generation.Defaults`.
+public struct Generation: Hashable, Sendable {
+    public var numToGenerate: UInt32?
+    public var topk: UInt32?
+    public var doSample: Bool?
+    public var topP: Float?
+    public var temperature: Float?
+    public var repetitionPenalty: Float?
+    public var noRepeatNgramSize: UInt32?
+    public var numBeams: UInt32?
+    public var lengthPenalty: Float?
+    public var earlyStopping: Bool?
+    public var seed: UInt64?
+    /// Empty: the model's eos.
+    public var stopTokens: [Int32]
+
+    public init(numToGenerate: UInt32? = nil, topk: UInt32? = nil, doSample: Bool? = nil, topP: Float? = nil,
+                temperature: Float? = nil, repetitionPenalty: Float? = nil, noRepeatNgramSize: UInt32? = nil,
+                numBeams: UInt32? = nil, lengthPenalty: Float? = nil, earlyStopping: Bool? = nil,
+                seed: UInt64? = nil, stopTokens: [Int32] = []) {
+        self.numToGenerate = numToGenerate; self.topk = topk; self.doSample = doSample; self.topP = topP
+        self.temperature = temperature; self.repetitionPenalty = repetitionPenalty
+        self.noRepeatNgramSize = noRepeatNgramSize; self.numBeams = numBeams; self.lengthPenalty = lengthPenalty
+        self.earlyStopping = earlyStopping; self.seed = seed; self.stopTokens = stopTokens
+    }
+
+    /// The value an absent field takes (the comments in Protos/axon.proto; Bittensor's TextSeq2Seq
+    /// defaults, except `numBeams`, which Bittensor set to 5).
+    public enum Defaults {
+        public static let numToGenerate: UInt32 = 256
+        public static let topk: UInt32 = 50
+        public static let doSample = false
+        public static let topP: Float = 0.95
+        public static let temperature: Float = 1.0
+        public static let repetitionPenalty: Float = 1.0
+        public static let noRepeatNgramSize: UInt32 = 2
+        public static let numBeams: UInt32 = 1
+        public static let lengthPenalty: Float = 1.0
+        public static let earlyStopping = false
+    }
+}
+
 /// One output asked of a FORWARD.
 public struct Synapse: Hashable, Sendable {
     public var type: SynapseType
     public var topk: UInt32
     /// FLOAT32 (or 0, meaning FLOAT32) or FLOAT16, for float outputs.
     public var dtype: DataType
-    public init(type: SynapseType, topk: UInt32 = 0, dtype: DataType = .unknown) {
-        self.type = type; self.topk = topk; self.dtype = dtype
+    /// TEXT_SEQ_2_SEQ only; nil when the field is absent.
+    public var generation: Generation?
+    public init(type: SynapseType, topk: UInt32 = 0, dtype: DataType = .unknown, generation: Generation? = nil) {
+        self.type = type; self.topk = topk; self.dtype = dtype; self.generation = generation
     }
 }
 
@@ -162,8 +223,10 @@ public struct ForwardRequest: Hashable, Sendable {
     /// Empty: every position is valid. Else one per row: the row's valid tokens are its last `lengths[i]`.
     public var lengths: [UInt32]
     public var synapses: [Synapse]
-    public init(tokens: Tensor?, lengths: [UInt32] = [], synapses: [Synapse]) {
-        self.tokens = tokens; self.lengths = lengths; self.synapses = synapses
+    /// Which tokenizer's ids `tokens` holds (and the answers use).
+    public var space: TokenSpace
+    public init(tokens: Tensor?, lengths: [UInt32] = [], synapses: [Synapse], space: TokenSpace = .model) {
+        self.tokens = tokens; self.lengths = lengths; self.synapses = synapses; self.space = space
     }
 }
 
@@ -202,6 +265,12 @@ public struct InfoResponse: Hashable, Sendable {
     public var bosID: UInt32 = 0
     public var eosID: UInt32 = 0
     public var padID: UInt32 = 0
+    /// The network's standard tokenizer ("gpt2"), empty when the axon serves no network space.
+    public var networkTokenizer = ""
+    /// sha256 of the standard tokenizer's ranks file.
+    public var networkTokenizerSHA256 = ""
+    /// 50257 for GPT-2.
+    public var networkVocabSize: UInt32 = 0
     public init() {}
 }
 

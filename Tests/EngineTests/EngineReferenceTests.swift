@@ -5,8 +5,8 @@ import TestSupport
 /// The default model against the numpy fp32 reference (scripts/reference/engine_reference.py)
 /// and against llama.cpp's argmax (scripts/reference/engine_llama_agreement.py).
 final class EngineReferenceTests: XCTestCase {
-    static let logitTolerance: Float = 2e-3
-    static let hiddenTolerance: Float = 1e-3
+    static let logitTolerance = Tolerance.logit     // derived in Tolerance.swift
+    static let hiddenTolerance = Tolerance.hidden
 
     private static var shared: InferenceEngine?
     private func engine() throws -> InferenceEngine {
@@ -44,6 +44,7 @@ final class EngineReferenceTests: XCTestCase {
             }
         }
         XCTAssertLessThanOrEqual(maxHiddenDelta, Self.hiddenTolerance)
+        print("engine vs fp32 reference: max logit Δ \(maxLogitDelta) (tolerance \(Self.logitTolerance)), max hidden Δ \(maxHiddenDelta) (tolerance \(Self.hiddenTolerance))")
     }
 
     func testLastPositionLogitsMatchTheReference() throws {
@@ -68,12 +69,17 @@ final class EngineReferenceTests: XCTestCase {
             let expected = try XCTUnwrap(row.positions.last)
             let top = topK(try XCTUnwrap(result.lastLogits(row: r)), k: fixture.top_k)
             XCTAssertEqual(top.ids.count, fixture.top_k)
-            // Ids whose reference probabilities are distinct must come in the reference order.
+            // Ids may leave the reference order only where their logits are within the logit budget,
+            // so their probabilities are within the probability budget of each other.
             for j in 0..<fixture.top_k where top.ids[j] != expected.top_ids[j] {
-                XCTAssertEqual(expected.top_probs[j], top.probs[j], accuracy: 1e-5, "row \(r) rank \(j): near-tie only")
+                XCTAssertEqual(expected.top_probs[j], top.probs[j], accuracy: Tolerance.probability * expected.top_probs[j],
+                               "row \(r) rank \(j): near-tie only")
             }
-            for (p, q) in zip(top.probs, expected.top_probs) { XCTAssertEqual(p, q, accuracy: 1e-4) }
-            XCTAssertEqual(top.leftoverMass, expected.leftover_mass, accuracy: 1e-4)
+            for (p, q) in zip(top.probs, expected.top_probs) { XCTAssertEqual(p, q, accuracy: Tolerance.probability * q) }
+            // The leftover is 1 − Σ top-64 (in Double): logit errors move at most 2·δz of the leftover's
+            // own mass across the boundary, and the normalisation error scales the whole Σ top-64 (≤ 1).
+            XCTAssertEqual(top.leftoverMass, expected.leftover_mass,
+                           accuracy: 2 * Tolerance.logit * expected.leftover_mass + Tolerance.softmax)
             XCTAssertEqual(top.floor, top.leftoverMass / Float(engine.config.vocabSize - fixture.top_k), accuracy: 1e-12)
         }
     }
@@ -85,7 +91,11 @@ final class EngineReferenceTests: XCTestCase {
         let top = topK(logits, k: logits.count + 10)
         XCTAssertEqual(top.ids.count, logits.count)
         XCTAssertEqual(Set(top.ids).count, logits.count)
-        XCTAssertEqual(top.probs.reduce(0, +), 1, accuracy: 1e-4)
+        // Summed here in Double, so only the engine's rounding counts: its normalisation
+        // (Tolerance.softmax, which includes the rounding of each probability).
+        let total = top.probs.reduce(0.0) { $0 + Double($1) }
+        XCTAssertEqual(total, 1, accuracy: Double(Tolerance.softmax))
+        print("Σ of all 49,152 probabilities − 1: \(total - 1)")
         XCTAssertEqual(top.floor, 0)
         XCTAssertTrue(zip(top.probs, top.probs.dropFirst()).allSatisfy { $0 >= $1 }, "sorted by probability")
     }
@@ -97,16 +107,22 @@ final class EngineReferenceTests: XCTestCase {
         let batched = try engine.forward(RaggedBatch(rows: rows), logits: .last)
         let hidden = (0..<rows.count).map { Array(batched.hidden(row: $0)) }
         let last = try (0..<rows.count).map { try Array(XCTUnwrap(batched.lastLogits(row: $0))) }
+        var maxHidden: Float = 0, maxLogit: Float = 0
         for (r, ids) in rows.enumerated() {
             let alone = try engine.forward(RaggedBatch(rows: [ids]), logits: .last)
             let h = Array(alone.hidden(row: 0))
             XCTAssertEqual(h.count, hidden[r].count)
             let dh = zip(h, hidden[r]).map { abs($0 - $1) }.max() ?? 0
             let dl = zip(try XCTUnwrap(alone.lastLogits(row: 0)), last[r]).map { abs($0 - $1) }.max() ?? 0
-            // Same arithmetic per row; only sgemm's blocking over a different row count may differ.
-            XCTAssertLessThanOrEqual(dh, 1e-5, "row \(r) hidden")
-            XCTAssertLessThanOrEqual(dl, 1e-4, "row \(r) logits")
+            // Same arithmetic per row, but OpenBLAS blocks and picks kernels by the row count (and
+            // a single row's LM head is an sgemv): the order of every fp32 sum may change, which is
+            // the budget the reference comparison is held to (Tolerance.swift), and no more.
+            XCTAssertLessThanOrEqual(dh, Tolerance.hidden, "row \(r) hidden")
+            XCTAssertLessThanOrEqual(dl, Tolerance.logit, "row \(r) logits")
+            maxHidden = max(maxHidden, dh)
+            maxLogit = max(maxLogit, dl)
         }
+        print("batch vs row alone: max hidden Δ \(maxHidden), max logit Δ \(maxLogit)")
     }
 
     /// llama.cpp rounds activations to 8 bits, so its logits differ from fp32 by ~0.14 on average
@@ -126,9 +142,9 @@ final class EngineReferenceTests: XCTestCase {
             let fp32_llama_agreement: Int
         }
         let nearTie: Float = 0.3
-        // Our logits may differ from the fp32 reference by up to 2e-3 (the tolerance asserted above),
+        // Our logits may differ from the fp32 reference by up to the logit budget (asserted above),
         // so only a reference top-2 margin above twice that fixes the top-1.
-        let referenceTie: Float = 4e-3
+        let referenceTie = 2 * Tolerance.logit
         var referenceTies = 0
         let fixture = try JSONDecoder().decode(Agreement.self, from: ReferenceFixture.load("llama_top1.json"))
         XCTAssertEqual(fixture.ids.count, 512)

@@ -12,6 +12,29 @@ struct TinyModel {
     var keyOverrides: [String: GGUFValue] = [:]
     var dimOverrides: [String: [Int]] = [:]
     var architecture = "llama"
+    /// Family extras: q/k/v biases, per-head q/k norms, post-block norms, `attention.key_length`
+    /// (the head dimension, else hidden/heads) and `attention.sliding_window`.
+    var qkvBias = false, qkNorm = false, postNorms = false
+    var keyLength: Int?
+    var slidingWindow: Int?
+    /// Tensors stored in another type than F32 (their bytes are pseudo-random).
+    var typeOverrides: [String: GGMLType] = [:]
+
+    /// A gemma3-shaped tiny model: head_dim from key_length ≠ hidden/heads, windowed local layers.
+    static func gemma3() -> TinyModel {
+        var m = TinyModel()
+        m.architecture = "gemma3"
+        m.qkNorm = true; m.postNorms = true; m.keyLength = 16; m.slidingWindow = 4; m.layers = 7
+        return m
+    }
+
+    /// A qwen2-shaped tiny model: q/k/v biases.
+    static func qwen2() -> TinyModel {
+        var m = TinyModel()
+        m.architecture = "qwen2"
+        m.qkvBias = true
+        return m
+    }
 
     func metadata() -> [(String, GGUFValue)] {
         let a = architecture
@@ -26,13 +49,17 @@ struct TinyModel {
             ("\(a).rope.freq_base", .float32(10_000)),
             ("\(a).attention.layer_norm_rms_epsilon", .float32(1e-5)),
         ]
+        if let keyLength {
+            kv += [("\(a).attention.key_length", .uint32(UInt32(keyLength))), ("\(a).attention.value_length", .uint32(UInt32(keyLength)))]
+        }
+        if let slidingWindow { kv.append(("\(a).attention.sliding_window", .uint32(UInt32(slidingWindow)))) }
         kv = kv.filter { !dropKeys.contains($0.0) }.map { (k, v) in (k, keyOverrides[k] ?? v) }
         for (k, v) in keyOverrides where !kv.contains(where: { $0.0 == k }) { kv.append((k, v)) }
         return kv
     }
 
     func tensorShapes() -> [(String, [Int])] {
-        let hd = hidden / heads
+        let hd = keyLength ?? hidden / heads
         var list: [(String, [Int])] = [("token_embd.weight", [hidden, vocab]), ("output_norm.weight", [hidden])]
         if !tied { list.append(("output.weight", [hidden, vocab])) }
         for l in 0..<layers {
@@ -43,6 +70,11 @@ struct TinyModel {
                 ("blk.\(l).ffn_gate.weight", [hidden, ffn]), ("blk.\(l).ffn_up.weight", [hidden, ffn]),
                 ("blk.\(l).ffn_down.weight", [ffn, hidden]),
             ]
+            if qkvBias {
+                list += [("blk.\(l).attn_q.bias", [heads * hd]), ("blk.\(l).attn_k.bias", [kvHeads * hd]), ("blk.\(l).attn_v.bias", [kvHeads * hd])]
+            }
+            if qkNorm { list += [("blk.\(l).attn_q_norm.weight", [hd]), ("blk.\(l).attn_k_norm.weight", [hd])] }
+            if postNorms { list += [("blk.\(l).post_attention_norm.weight", [hidden]), ("blk.\(l).post_ffw_norm.weight", [hidden])] }
         }
         return list.filter { !dropTensors.contains($0.0) }.map { (n, d) in (n, dimOverrides[n] ?? d) }
     }
@@ -68,14 +100,21 @@ struct TinyModel {
         for (name, dims) in shapes {
             str(name); u32(UInt32(dims.count))
             for d in dims { u64(UInt64(d)) }
-            u32(0); u64(offset)   // F32
-            let byteCount: Int = dims.reduce(1, *) * 4
+            let type = typeOverrides[name] ?? .f32
+            u32(UInt32(type.rawValue)); u64(offset)
+            let byteCount = storedBytes(name, dims)
             offset += UInt64((byteCount + 31) / 32 * 32)
         }
         out += [UInt8](repeating: 0, count: (out.count + 31) / 32 * 32 - out.count)
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         for (name, dims) in shapes {
             let count = dims.reduce(1, *)
+            if typeOverrides[name] != nil {
+                let n = storedBytes(name, dims)
+                for i in 0..<n { out.append(UInt8(truncatingIfNeeded: i &* 131 &+ 7)) }
+                out += [UInt8](repeating: 0, count: (n + 31) / 32 * 32 - n)
+                continue
+            }
             let isNorm = name.hasSuffix("norm.weight")
             for _ in 0..<count {
                 // xorshift64*: values in [-0.5, 0.5); norms near 1.
@@ -88,6 +127,11 @@ struct TinyModel {
             out += [UInt8](repeating: 0, count: (count * 4 + 31) / 32 * 32 - count * 4)
         }
         return out
+    }
+
+    private func storedBytes(_ name: String, _ dims: [Int]) -> Int {
+        let type = typeOverrides[name] ?? .f32
+        return dims.reduce(1, *) / type.blockSize * type.bytesPerBlock
     }
 
     func file() throws -> GGUFFile { try GGUFFile(bytes: bytes()) }

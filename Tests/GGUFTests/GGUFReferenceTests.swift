@@ -47,6 +47,8 @@ final class GGUFReferenceTests: XCTestCase {
         }
     }
 
+    // No tolerance: each value is the same few fp32 operations, in the same order, on exactly
+    // representable inputs (f16 scales, integer quants) as gguf-py performs; no sum to reorder.
     func testDequantizationOfEverySupportedTypeEqualsTheReferenceBitForBit() throws {
         let expected = try XCTUnwrap(Fixtures.json("synthetic_expected.json")["tensors"] as? [[String: Any]])
         let values = try Fixtures.floats("synthetic_expected.f32")

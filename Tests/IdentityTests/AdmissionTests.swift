@@ -91,6 +91,24 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.admit(auth: signed(nonce: 6), body: body, now: start), .admitted(priority: .registered(stake: 10), unregistered: false))
     }
 
+    /// The flush through admission, with real signatures: the flooding key is registered and signs
+    /// each request validly, over an empty body (the server would answer EmptyRequest). The table is
+    /// small so the flood crosses its bounds many times over.
+    func testAFloodOfValidlySignedRequestsFromAnotherSenderCannotFlushAReplayedNonce() throws {
+        let a = try admission(AdmissionPolicy(nonceCapacity: 4, noncesPerSender: 2))
+        let admitted = AdmissionDecision.admitted(priority: .registered(stake: 10), unregistered: false)
+        let captured = signed(nonce: 77, uuid: "validator-session")
+        XCTAssertEqual(a.admit(auth: captured, body: body, now: start), admitted)
+        guard case .unauthenticated(.staleNonce)? = rejection(a.admit(auth: captured, body: body, now: start)) else { return XCTFail() }
+        for i in 0..<200 {
+            let flood = signed(by: lowStake, nonce: UInt64(i + 1), uuid: "flood-\(i)", body: [])
+            XCTAssertEqual(a.admit(auth: flood, body: [], now: start), .admitted(priority: .registered(stake: 1), unregistered: false))
+        }
+        XCTAssertLessThanOrEqual(a.trackedSessions, 1 + 2)
+        XCTAssertEqual(rejection(a.admit(auth: captured, body: body, now: start)),
+                       .unauthenticated(.staleNonce(sender: sender.ss58, uuid: "validator-session", nonce: 77, lastSeen: 77)))
+    }
+
     func testAForgedRequestCannotBurnTheSendersNonce() throws {
         let a = try admission()
         var forged = signed(nonce: 100)

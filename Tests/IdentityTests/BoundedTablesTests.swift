@@ -29,11 +29,33 @@ final class BoundedTablesTests: XCTestCase {
         XCTAssertNil(table.accept(sender: "sender-0", uuid: "s", nonce: 1), "the oldest was forgotten")
     }
 
-    func testTheDefaultNonceTableHoldsOneHundredThousandSessions() {
+    func testTheDefaultNonceTableHoldsOneHundredThousandSenders() {
         var table = NonceTable()
         XCTAssertEqual(table.capacity, 100_000)
-        for i in 0..<100_050 { _ = table.accept(sender: "s", uuid: String(i), nonce: 1) }
+        for i in 0..<100_050 { _ = table.accept(sender: String(i), uuid: "s", nonce: 1) }
         XCTAssertEqual(table.count, 100_000)
+    }
+
+    /// Issue 10's nonce flush: one key sent 100,001 requests with distinct uuids and evicted every
+    /// other entry, so a captured request refused as a replay was then accepted.
+    func testAReplayRefusedBeforeAFloodFromAnotherSenderIsStillRefusedAfterIt() {
+        var table = NonceTable()
+        XCTAssertNil(table.accept(sender: "victim", uuid: "session", nonce: 42))
+        XCTAssertEqual(table.accept(sender: "victim", uuid: "session", nonce: 42), 42)
+        for i in 0..<100_001 { XCTAssertNil(table.accept(sender: "flooder", uuid: "uuid-\(i)", nonce: 1)) }
+        XCTAssertEqual(table.accept(sender: "victim", uuid: "session", nonce: 42), 42, "the replay is still refused")
+        // The flooder's own table is what it churned: bounded, its latest uuid kept, its first forgotten.
+        XCTAssertEqual(table.count, 1 + table.sessionsPerSender)
+        XCTAssertEqual(table.accept(sender: "flooder", uuid: "uuid-100000", nonce: 1), 1)
+        XCTAssertNil(table.accept(sender: "flooder", uuid: "uuid-0", nonce: 1))
+    }
+
+    func testAFloodOfFreshUntrustedSendersCannotEvictATrustedOne() {
+        var table = NonceTable(capacity: 64)
+        XCTAssertNil(table.accept(sender: "registered", uuid: "s", nonce: 9, trusted: true))
+        for i in 0..<10_000 { XCTAssertNil(table.accept(sender: "minted-\(i)", uuid: "s", nonce: 1, trusted: false)) }
+        XCTAssertEqual(table.accept(sender: "registered", uuid: "s", nonce: 9, trusted: true), 9)
+        XCTAssertEqual(table.count, 1 + 64 / 8, "untrusted senders use their own pool of capacity / 8")
     }
 
     func testTheRateLimiterTableIsBounded() {

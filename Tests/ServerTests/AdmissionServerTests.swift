@@ -247,4 +247,77 @@ final class AdmissionServerTests: XCTestCase {
         XCTAssertEqual(order, [blocker, highs[0], starved] + highs[1...])
         XCTAssertGreaterThanOrEqual(h.server.starvationPromotions, 1)
     }
+
+    // MARK: - Issue 10: strings cut at NUL, slots kept for staked senders
+
+    /// A FORWARD frame whose auth fields are raw bytes, appended as field 5 after the rest of the
+    /// request (the Swift encoder goes through C strings and cannot write a NUL).
+    func rawForwardFrame(id: UInt64, body: [UInt8], hotkey: [UInt8], nonce: UInt64, uuid: [UInt8], signature: [UInt8]) -> [UInt8] {
+        func field(_ tag: UInt8, _ bytes: [UInt8], into out: inout [UInt8]) {
+            out.append(tag)
+            FrameEncoder.appendVarint(UInt64(bytes.count), to: &out)
+            out += bytes
+        }
+        var auth: [UInt8] = []
+        field(0x0A, hotkey, into: &auth)
+        auth.append(0x10)
+        FrameEncoder.appendVarint(nonce, to: &auth)
+        field(0x1A, uuid, into: &auth)
+        field(0x22, signature, into: &auth)
+        var request = Request(id: id, method: .forward, timeoutMs: 5000, body: body).serializedBytes()
+        field(0x2A, auth, into: &request)
+        return FrameEncoder.frame(request)
+    }
+
+    /// A hotkey `ss58\0junk` signed over the text before the NUL was accepted as that hotkey.
+    func testAHotkeyWithANULIsRefusedNotCutShort() throws {
+        let h = try harness(AdmissionPolicy())
+        let raw = try client(h, as: nil)
+        let bytes = body.serializedBytes()
+        let signed = RequestSignature.sign(hotkey: validator, receiver: axonKey.ss58, nonce: 10, uuid: "nul-test", body: bytes)
+        try raw.sendRaw(rawForwardFrame(id: 1, body: bytes, hotkey: Array(validator.ss58.utf8) + [0] + Array("junk".utf8),
+                                        nonce: 10, uuid: Array("nul-test".utf8), signature: signed.signature))
+        // An unreadable request has no id to answer with: the answer's id is 0.
+        let refused = try raw.response(id: 0, timeout: 5)
+        XCTAssertEqual(refused.code, .requestDeserializationException, refused.message)
+        XCTAssertTrue(refused.message.contains("auth.hotkey") && refused.message.contains("NUL"), refused.message)
+        // The same signature with the exact hotkey is valid: only the NUL made the difference.
+        try raw.sendRaw(rawForwardFrame(id: 2, body: bytes, hotkey: Array(validator.ss58.utf8), nonce: 10,
+                                        uuid: Array("nul-test".utf8), signature: signed.signature))
+        XCTAssertEqual(try raw.response(id: 2, timeout: 5).code, .success)
+    }
+
+    /// The uuids `abc\0X` and `abc\0Y` were one session `abc`.
+    func testUUIDsThatDifferOnlyAfterANULAreRefusedNotMerged() throws {
+        let h = try harness(AdmissionPolicy())
+        let raw = try client(h, as: nil)
+        let bytes = body.serializedBytes()
+        for (id, suffix) in [(UInt64(1), "X"), (2, "Y")] {
+            let signed = RequestSignature.sign(hotkey: validator, receiver: axonKey.ss58, nonce: 5, uuid: "abc", body: bytes)
+            try raw.sendRaw(rawForwardFrame(id: id, body: bytes, hotkey: Array(validator.ss58.utf8), nonce: 5,
+                                            uuid: Array("abc".utf8) + [0] + Array(suffix.utf8), signature: signed.signature))
+            let refused = try raw.response(id: 0, timeout: 5)
+            XCTAssertEqual(refused.code, .requestDeserializationException, "request \(id): \(refused.message)")
+            XCTAssertTrue(refused.message.contains("auth.uuid"), refused.message)
+        }
+    }
+
+    /// With a metagraph, connections without a staked FORWARD may hold only maxConnections −
+    /// reserved slots; past that the oldest of them makes room, and a staked one is never evicted.
+    func testSlotsAreKeptForStakedSendersWhenAMetagraphIsLoaded() throws {
+        let h = try harness(AdmissionPolicy()) { $0.maxConnections = 4; $0.reservedConnections = 2 }
+        let first = try client(h, as: nil), second = try client(h, as: nil)
+        XCTAssertEqual(try first.ping().code, .success)
+        XCTAssertEqual(try second.ping().code, .success)
+        let staked = try client(h, as: validator, receiver: axonKey.ss58)
+        XCTAssertEqual(try forward(staked).code, .success)
+        XCTAssertThrowsError(try first.ping(), "the oldest unstaked connection made room")
+        let third = try client(h, as: nil)
+        XCTAssertEqual(try third.ping().code, .success)
+        let fourth = try client(h, as: nil)
+        XCTAssertEqual(try fourth.ping().code, .success)
+        XCTAssertThrowsError(try second.ping(), "the next oldest unstaked connection made room")
+        XCTAssertEqual(try forward(staked).code, .success, "the staked connection is never evicted")
+        XCTAssertEqual(h.server.abuseCounts.evictedConnections, 2)
+    }
 }

@@ -1,7 +1,10 @@
 import AxonClient
 import Foundation
+import GGUF
 import Logging
 import Server
+import TestSupport
+import Tokenizer
 import Wire
 import XCTest
 
@@ -85,4 +88,50 @@ func referenceTopK(_ logits: [Float], k: Int) -> (probs: [Double], ids: [Int32],
     let probs = order.map { exps[$0] / sum }
     let floor = logits.count > k ? (1 - probs.reduce(0, +)) / Double(logits.count - k) : 0
     return (probs, order.map { Int32($0) }, floor)
+}
+
+/// The real engine (default model), loaded once per set of limits for the whole test process.
+enum EngineBackends {
+    private static var loaded: [[Int]: EngineBackend] = [:]
+
+    static func shared(maxRows: Int, maxSeq: Int, maxBatchTokens: Int) throws -> EngineBackend {
+        let key = [maxRows, maxSeq, maxBatchTokens]
+        if let backend = loaded[key] { return backend }
+        let file = try GGUFFile(path: TestPaths.defaultModel())
+        let info = ModelInfo(gguf: file, tokenizer: try Tokenizer(gguf: file))
+        let backend = try EngineBackend(file: file, modelInfo: info, threads: 2, maxRows: maxRows, maxSeq: maxSeq,
+                                        maxBatchTokens: maxBatchTokens)
+        loaded[key] = backend
+        return backend
+    }
+}
+
+/// Two connections fit, a third is closed at accept, and closing one makes room again.
+func assertTwoConnectionsFitAndAThirdIsRefused(_ harness: Harness, file: StaticString = #filePath, line: UInt = #line) throws {
+    let first = try harness.client(), second = try harness.client()
+    XCTAssertEqual(try first.ping().code, .success, file: file, line: line)
+    XCTAssertEqual(try second.ping().code, .success, file: file, line: line)
+    let third = try harness.client()
+    XCTAssertThrowsError(try third.ping(), file: file, line: line) { error in
+        guard case ClientError.connectionClosed = error else { return XCTFail("expected a close, got \(error)", file: file, line: line) }
+    }
+    first.close()
+    Thread.sleep(forTimeInterval: 0.1)
+    XCTAssertEqual(try harness.client().ping().code, .success, file: file, line: line)
+}
+
+/// A blocking TCP socket connected to 127.0.0.1:`port`; `beforeConnect` sets its options.
+func loopbackSocket(port: Int, beforeConnect: (Int32) -> Void = { _ in }) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketError(what: "socket") }
+    beforeConnect(fd)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { close(fd); throw SocketError(what: "connect to port \(port)") }
+    return fd
 }

@@ -40,7 +40,7 @@ final class ScoreTests: XCTestCase {
             let chunk = Array(windows[first..<min(windows.count, first + Self.rows)])
             let batch = chunk.map { Array(tokens[$0.start..<($0.start + Self.seq)]) }
             try backend.forward(rows: batch, hidden: false, logits: .last) { output in
-                guard let logits = output.logits else { throw ScoreError.malformedAnswer("no logits") }
+                guard let logits = output.logits else { throw AnswerError.malformed("no logits") }
                 for (row, window) in chunk.enumerated() {
                     let row = Array(logits[(row * vocab)..<((row + 1) * vocab)])
                     total += -log(max(NextTokenLoss.minimumProbability, referenceProbability(row, of: window.target, k: topk)))
@@ -91,17 +91,9 @@ final class ScoreTests: XCTestCase {
         }
     }
 
-    /// The `axon` executable built beside this test bundle (`swift build --build-tests` builds it).
-    private var axonExecutable: URL {
-        Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("axon")
-    }
-
     func testScoreCommandPrintsTheSameLossAsTheDirectComputation() throws {
         let (backend, tokenizer) = try engine()
-        let executable = axonExecutable
-        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-            return XCTFail("\(executable.path) is missing: build with `swift build -c release --build-tests`")
-        }
+        try AxonCommand.requireBuilt()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("axon-score-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -112,21 +104,11 @@ final class ScoreTests: XCTestCase {
             config.maxSeq = Self.seq
             config.maxBatchTokens = Self.rows * Self.seq
         }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["score", "--endpoint", "127.0.0.1:\(axon.server.port)", "--text", corpusPath, "--seq", "\(Self.seq)",
-                             "--topk", "16", "--rows", "\(Self.rows)", "--json", "--key", keyPath,
-                             "--model", try TestPaths.defaultModel()]
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let printed = output.fileHandleForReading.readDataToEndOfFile()
-        let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let run = try AxonCommand.run(["score", "--endpoint", "127.0.0.1:\(axon.server.port)", "--text", corpusPath, "--seq", "\(Self.seq)",
+                                       "--topk", "16", "--rows", "\(Self.rows)", "--json", "--key", keyPath])
         axon.stop()
-        XCTAssertEqual(process.terminationStatus, 0, complaints)
-        let result = try JSONDecoder().decode(ScoreResult.self, from: printed)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let result = try JSONDecoder().decode(ScoreResult.self, from: Data(run.stdout.utf8))
         let tokens = tokenizer.encode(try String(contentsOfFile: corpusPath, encoding: .utf8))
         let (total, positions) = try directTotalLoss(backend, tokens: tokens, topk: 16)
         XCTAssertEqual(result.positions, positions)

@@ -2,6 +2,7 @@ import Foundation
 import Identity
 import Logging
 import Server
+import TestSupport
 import XCTest
 
 /// An in-process axon on 127.0.0.1 with an ephemeral port that admits any correctly signed
@@ -44,37 +45,42 @@ func closedPort() throws -> Int {
     return port
 }
 
+/// A socket call that failed, with its errno.
+struct SocketFailure: Error, CustomStringConvertible {
+    let call: String
+    let code: Int32
+    var description: String { "\(call): \(String(cString: strerror(code)))" }
+}
+
+/// A TCP socket listening on 127.0.0.1 at an ephemeral port.
+func loopbackListener() throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketFailure(call: "socket", code: errno) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+            bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else {
+        let code = errno
+        Foundation.close(fd)
+        throw SocketFailure(call: "bind/listen", code: code)
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
+
 /// A TCP listener that never accepts: connects complete in the kernel's backlog, nothing answers.
 final class SilentListener {
     private var fd: Int32
     let port: Int
 
-    struct SocketFailure: Error, CustomStringConvertible {
-        let call: String
-        let code: Int32
-        var description: String { "\(call): \(String(cString: strerror(code)))" }
-    }
-
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        guard fd >= 0 else { throw SocketFailure(call: "socket", code: errno) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
-                bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        guard bound else {
-            let code = errno
-            Foundation.close(fd)
-            throw SocketFailure(call: "bind/listen", code: code)
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (fd, port) = try loopbackListener()
     }
 
     func close() {
@@ -83,4 +89,46 @@ final class SilentListener {
     }
 
     deinit { close() }
+}
+
+/// The `axon` executable built beside this test bundle (`swift build --build-tests` builds it).
+enum AxonCommand {
+    static var executable: URL {
+        Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("axon")
+    }
+
+    struct Missing: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "\(path) is missing: build with `swift build --build-tests`" }
+    }
+
+    static func requireBuilt() throws {
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else { throw Missing(path: executable.path) }
+    }
+
+    /// Runs `axon ARGUMENTS --model <default model>` (without `--model` for commands that take none) with HOME at `home` (a temporary directory,
+    /// so any default key lands there) and returns how it ended, its stdout and its stderr.
+    static func run(_ arguments: [String], home: String = FileManager.default.temporaryDirectory.path, input: String? = nil,
+                    withModel: Bool = true) throws -> (reason: Process.TerminationReason, status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments + (withModel ? ["--model", try TestPaths.defaultModel()] : [])
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = home
+        process.environment = environment
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+        try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationReason, process.terminationStatus, printed, complaints)
+    }
 }

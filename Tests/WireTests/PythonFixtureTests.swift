@@ -166,8 +166,23 @@ private func makeForwardRequest(_ value: Any?) throws -> ForwardRequest {
         synapses: (d["synapses"] as? [Any] ?? []).map { s in
             let s = dict(s)
             return Synapse(type: SynapseType(rawValue: integer(s["type"])), topk: integer(s["topk"]),
-                           dtype: DataType(rawValue: integer(s["dtype"])))
-        })
+                           dtype: DataType(rawValue: integer(s["dtype"])),
+                           generation: (s["generation"] as? [String: Any]).map(makeGeneration))
+        },
+        space: TokenSpace(rawValue: integer(d["space"])))
+}
+
+/// Absent keys stay nil: protobuf's JSON mapping lists a proto3 `optional` field exactly when it is present.
+private func makeGeneration(_ g: [String: Any]) -> Generation {
+    func count(_ key: String) -> UInt32? { g[key].map { integer($0) } }
+    func real(_ key: String) -> Float? { (g[key] as? NSNumber).map { $0.floatValue } }
+    func flag(_ key: String) -> Bool? { g[key] as? Bool }
+    return Generation(numToGenerate: count("num_to_generate"), topk: count("topk"), doSample: flag("do_sample"),
+                      topP: real("top_p"), temperature: real("temperature"),
+                      repetitionPenalty: real("repetition_penalty"), noRepeatNgramSize: count("no_repeat_ngram_size"),
+                      numBeams: count("num_beams"), lengthPenalty: real("length_penalty"),
+                      earlyStopping: flag("early_stopping"), seed: g["seed"].map { integer($0) },
+                      stopTokens: (g["stop_tokens"] as? [Any] ?? []).map { integer($0) })
 }
 
 private func makeResponse(_ value: Any?) throws -> Response {
@@ -205,7 +220,56 @@ private func makeResponse(_ value: Any?) throws -> Response {
         info.bosID = integer(i["bos_id"])
         info.eosID = integer(i["eos_id"])
         info.padID = integer(i["pad_id"])
+        info.networkTokenizer = i["network_tokenizer"] as? String ?? ""
+        info.networkTokenizerSHA256 = i["network_tokenizer_sha256"] as? String ?? ""
+        info.networkVocabSize = integer(i["network_vocab_size"])
         response.info = info
     }
     return response
+}
+
+/// String fields are read exactly or refused: protobuf-c hands strings over NUL-terminated, and
+/// reading them with `String(cString:)` cut `ss58\0junk` to `ss58` and made uuids `abc\0X` and
+/// `abc\0Y` one session. Frames from Python protobuf (scripts/reference/wire_fixtures.py).
+final class StringFieldTests: XCTestCase {
+    private func fixtures() throws -> [String: Any] {
+        let url = TestPaths.repositoryRoot.appendingPathComponent("Tests/WireTests/Fixtures/wire_fixtures.json")
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    }
+
+    private func payload(_ hex: Any?) throws -> [UInt8] {
+        var buffer = ByteBuffer(try bytes(hex: hex))
+        return try XCTUnwrap(try FrameDecoder(maxFrameSize: 1 << 20).decode(&buffer))
+    }
+
+    private func assertInvalidString<T>(_ item: [String: Any], message: String, _ decode: ([UInt8]) throws -> T) throws {
+        let name = item["name"] as? String ?? "?"
+        let field = try XCTUnwrap(item["field"] as? String)
+        XCTAssertThrowsError(try decode(try payload(item["frame"])), name) { error in
+            guard case let .invalidString(decoded, decodedField, _)? = error as? MessageError else {
+                return XCTFail("\(name): expected MessageError.invalidString, got \(error)")
+            }
+            XCTAssertEqual(decoded, message, name)
+            XCTAssertEqual(decodedField, field, name)
+            XCTAssertTrue("\(error)".contains(field), "\(error)")
+        }
+    }
+
+    func testRequestStringsHoldingNULOrNonUTF8AreRefusedNamingTheField() throws {
+        let cases = try XCTUnwrap(try fixtures()["invalid_string_requests"] as? [[String: Any]])
+        XCTAssertEqual(cases.count, 5)
+        for item in cases { try assertInvalidString(item, message: "Request") { try Request(serializedBytes: $0) } }
+    }
+
+    func testResponseStringsHoldingNULAreRefused() throws {
+        let cases = try XCTUnwrap(try fixtures()["invalid_string_responses"] as? [[String: Any]])
+        XCTAssertFalse(cases.isEmpty)
+        for item in cases { try assertInvalidString(item, message: "Response") { try Response(serializedBytes: $0) } }
+    }
+
+    func testStringsWithoutNULStillDecodeExactly() throws {
+        let request = Request(id: 3, method: .forward, auth: Auth(hotkey: "5F3sa2", nonce: 1, uuid: "abc-ü", signature: [1]))
+        XCTAssertEqual(try Request(serializedBytes: request.serializedBytes()), request)
+        XCTAssertEqual(try Request(serializedBytes: Request(id: 4, method: .ping).serializedBytes()).auth, nil)
+    }
 }

@@ -24,6 +24,8 @@ SCALARS = {
     "int32": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
     "bytes": descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
     "string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+    "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    "float": descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT,
 }
 
 
@@ -42,10 +44,15 @@ def parse_proto(text):
             continue
         message = fdp.message_type.add(name=name)
         for label, type_name, field_name, number in re.findall(
-                r"(repeated\s+)?([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;", body):
+                r"(repeated\s+|optional\s+)?([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;", body):
             field = message.field.add(name=field_name, number=int(number), json_name=field_name)
-            field.label = (descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if label
+            field.label = (descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if label.startswith("repeated")
                            else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+            if label.startswith("optional"):
+                # proto3 `optional`: a synthetic one-field oneof named _field, as protoc builds it.
+                field.proto3_optional = True
+                field.oneof_index = len(message.oneof_decl)
+                message.oneof_decl.add(name=f"_{field_name}")
             if type_name in SCALARS:
                 field.type = SCALARS[type_name]
             elif type_name in enum_names:
@@ -118,6 +125,19 @@ add_request("forward int32 left-padded with three synapses",
             M["Request"](id=300, method=3, timeout_ms=12000, body=fr.SerializeToString()), fr)
 fr = forward([[49151, 0, 1, 2]], 4, [1, 4], [], [{"type": 4}])
 add_request("forward int64", M["Request"](id=2**40, method=3, body=fr.SerializeToString()), fr)
+# Network space and TEXT_SEQ_2_SEQ parameters: present fields holding their type's zero (topk 0,
+# do_sample false) must stay present, absent ones absent.
+fr = forward([[50256, 464, 3139]], 3, [1, 3], [2], [
+    {"type": 3, "generation": M["Generation"](num_to_generate=16, topk=0, do_sample=False, top_p=0.5,
+                                              temperature=0.75, seed=2**64 - 3, stop_tokens=[50256, -1])},
+    {"type": 3, "generation": M["Generation"]()},
+    {"type": 4, "topk": 4096}])
+fr.space = 1
+add_request("forward in network space with generation parameters",
+            M["Request"](id=301, method=3, body=fr.SerializeToString()), fr)
+fr = forward([[1, 2]], 3, [1, 2], [], [{"type": 3, "generation": M["Generation"](
+    repetition_penalty=1.25, no_repeat_ngram_size=0, num_beams=4, length_penalty=-0.5, early_stopping=True)}])
+add_request("forward with beam-search parameters", M["Request"](id=302, method=3, body=fr.SerializeToString()), fr)
 add_request("unknown method", M["Request"](id=9, method=7))
 # Unknown field 99 (varint) must be skipped.
 add_request("unknown field is skipped", M["Request"](id=10, method=1),
@@ -137,6 +157,40 @@ bad_frames = {
     "frame of 16 MiB plus one byte": hexed(varint(16 * 1024 * 1024 + 1)),
 }
 
+# String fields whose bytes hold a NUL (valid proto3: Python keeps the whole text), or are not UTF-8
+# (hand-encoded: Python refuses to write them). A decoder must refuse each, naming the field,
+# never cut the text at the NUL.
+def auth_request(hotkey="5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX", uuid="abc"):
+    return M["Request"](id=12, method=3, auth=M["Auth"](hotkey=hotkey, nonce=1, uuid=uuid, signature=bytes(64)))
+
+
+with_nul = [
+    ("hotkey with a NUL", "auth.hotkey", auth_request(hotkey="5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX\0junk")),
+    ("uuid abc NUL X", "auth.uuid", auth_request(uuid="abc\0X")),
+    ("uuid abc NUL Y", "auth.uuid", auth_request(uuid="abc\0Y")),
+    ("uuid of a lone NUL", "auth.uuid", auth_request(uuid="\0")),
+]
+invalid_strings = []
+for name, field, request in with_nul:
+    payload = request.SerializeToString()
+    # Python reads back every byte, NUL included: the messages are valid protobuf.
+    parsed = M["Request"]()
+    parsed.ParseFromString(payload)
+    assert parsed == request and "\0" in parsed.auth.hotkey + parsed.auth.uuid
+    invalid_strings.append({"name": name, "field": field, "frame": hexed(frame(payload))})
+# Request{id: 13, auth: Auth{uuid: b"ab\xff"}}: field 5 (auth), holding field 3 (uuid) of 3 bytes.
+not_utf8 = bytes([0x08, 13, 0x2A, 5, 0x1A, 3, 0x61, 0x62, 0xFF])
+try:
+    M["Request"]().ParseFromString(not_utf8)
+    raise AssertionError("Python protobuf accepted a uuid that is not UTF-8")
+except Exception as error:  # Python refuses it too (DecodeError)
+    assert "UTF-8" in str(error) or "utf-8" in str(error).lower() or "corrupt" in str(error).lower(), error
+invalid_strings.append({"name": "uuid that is not UTF-8", "field": "auth.uuid", "frame": hexed(frame(not_utf8))})
+invalid_response_strings = [
+    {"name": "message with a NUL", "field": "message",
+     "frame": hexed(frame(M["Response"](id=5, code=10, message="ok\0forged").SerializeToString()))},
+]
+
 responses = []
 
 
@@ -151,6 +205,9 @@ info = M["InfoResponse"](hotkey="hk", uid=-1, netuid=3, model="SmolLM2-135M-Inst
                          max_batch_tokens=4096, tokenizer_sha256="ab" * 32, version="0.1.0",
                          bos_id=1, eos_id=2, pad_id=2)
 add_response("info", M["Response"](id=2, code=1, info=info))
+info = M["InfoResponse"](hotkey="hk", model="m", architecture="gemma3", vocab_size=262144,
+                         network_tokenizer="gpt2", network_tokenizer_sha256="30" * 32, network_vocab_size=50257)
+add_response("info with the network tokenizer", M["Response"](id=3, code=1, info=info))
 import numpy as np
 probs = np.array([[0.5, 0.25], [0.75, 0.125]], dtype="<f4")
 result = M["SynapseResult"](type=4, code=1, tensors=[
@@ -174,6 +231,8 @@ OUT.write_text(json.dumps({
     "malformed_forward_body": {"frame": hexed(frame(bad_body.SerializeToString())), "request": describe(bad_body)},
     "bad_frames": bad_frames,
     "responses": responses,
+    "invalid_string_requests": invalid_strings,
+    "invalid_string_responses": invalid_response_strings,
     "stream": stream,
 }, indent=1) + "\n")
 print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size} bytes)")

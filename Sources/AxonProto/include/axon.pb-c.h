@@ -18,6 +18,7 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Axon__V1__Request Axon__V1__Request;
 typedef struct Axon__V1__Auth Axon__V1__Auth;
 typedef struct Axon__V1__Tensor Axon__V1__Tensor;
+typedef struct Axon__V1__Generation Axon__V1__Generation;
 typedef struct Axon__V1__Synapse Axon__V1__Synapse;
 typedef struct Axon__V1__ForwardRequest Axon__V1__ForwardRequest;
 typedef struct Axon__V1__SynapseResult Axon__V1__SynapseResult;
@@ -54,6 +55,15 @@ typedef enum _Axon__V1__SynapseType {
   AXON__V1__SYNAPSE_TYPE__TEXT_CAUSAL_LM_NEXT = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__SYNAPSE_TYPE)
 } Axon__V1__SynapseType;
+/*
+ * Which token ids a FORWARD speaks: the model's own (tokenizer_sha256 in INFO), or the network's
+ * standard tokenizer (GPT-2, network_tokenizer_sha256 in INFO); docs/PROTOCOL.md, "Token spaces".
+ */
+typedef enum _Axon__V1__TokenSpace {
+  AXON__V1__TOKEN_SPACE__MODEL = 0,
+  AXON__V1__TOKEN_SPACE__NETWORK = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__TOKEN_SPACE)
+} Axon__V1__TokenSpace;
 /*
  * Bittensor's numbers (bittensor.proto, v3), so validator code maps them one to one; 25 is Axon's.
  */
@@ -138,8 +148,136 @@ struct  Axon__V1__Tensor
     , {0,NULL}, 0,NULL, AXON__V1__DATA_TYPE__DATA_TYPE_UNKNOWN }
 
 
+typedef enum {
+  AXON__V1__GENERATION___NUM_TO_GENERATE__NOT_SET = 0,
+  AXON__V1__GENERATION___NUM_TO_GENERATE_NUM_TO_GENERATE = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___NUM_TO_GENERATE__CASE)
+} Axon__V1__Generation__NumToGenerateCase;
+
+typedef enum {
+  AXON__V1__GENERATION___TOPK__NOT_SET = 0,
+  AXON__V1__GENERATION___TOPK_TOPK = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___TOPK__CASE)
+} Axon__V1__Generation__TopkCase;
+
+typedef enum {
+  AXON__V1__GENERATION___DO_SAMPLE__NOT_SET = 0,
+  AXON__V1__GENERATION___DO_SAMPLE_DO_SAMPLE = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___DO_SAMPLE__CASE)
+} Axon__V1__Generation__DoSampleCase;
+
+typedef enum {
+  AXON__V1__GENERATION___TOP_P__NOT_SET = 0,
+  AXON__V1__GENERATION___TOP_P_TOP_P = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___TOP_P__CASE)
+} Axon__V1__Generation__TopPCase;
+
+typedef enum {
+  AXON__V1__GENERATION___TEMPERATURE__NOT_SET = 0,
+  AXON__V1__GENERATION___TEMPERATURE_TEMPERATURE = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___TEMPERATURE__CASE)
+} Axon__V1__Generation__TemperatureCase;
+
+typedef enum {
+  AXON__V1__GENERATION___REPETITION_PENALTY__NOT_SET = 0,
+  AXON__V1__GENERATION___REPETITION_PENALTY_REPETITION_PENALTY = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___REPETITION_PENALTY__CASE)
+} Axon__V1__Generation__RepetitionPenaltyCase;
+
+typedef enum {
+  AXON__V1__GENERATION___NO_REPEAT_NGRAM_SIZE__NOT_SET = 0,
+  AXON__V1__GENERATION___NO_REPEAT_NGRAM_SIZE_NO_REPEAT_NGRAM_SIZE = 7
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___NO_REPEAT_NGRAM_SIZE__CASE)
+} Axon__V1__Generation__NoRepeatNgramSizeCase;
+
+typedef enum {
+  AXON__V1__GENERATION___NUM_BEAMS__NOT_SET = 0,
+  AXON__V1__GENERATION___NUM_BEAMS_NUM_BEAMS = 8
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___NUM_BEAMS__CASE)
+} Axon__V1__Generation__NumBeamsCase;
+
+typedef enum {
+  AXON__V1__GENERATION___LENGTH_PENALTY__NOT_SET = 0,
+  AXON__V1__GENERATION___LENGTH_PENALTY_LENGTH_PENALTY = 9
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___LENGTH_PENALTY__CASE)
+} Axon__V1__Generation__LengthPenaltyCase;
+
+typedef enum {
+  AXON__V1__GENERATION___EARLY_STOPPING__NOT_SET = 0,
+  AXON__V1__GENERATION___EARLY_STOPPING_EARLY_STOPPING = 10
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___EARLY_STOPPING__CASE)
+} Axon__V1__Generation__EarlyStoppingCase;
+
+typedef enum {
+  AXON__V1__GENERATION___SEED__NOT_SET = 0,
+  AXON__V1__GENERATION___SEED_SEED = 11
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(AXON__V1__GENERATION___SEED__CASE)
+} Axon__V1__Generation__SeedCase;
+
 /*
- * dtype of float outputs: FLOAT32 (0 means FLOAT32) or FLOAT16.
+ * TEXT_SEQ_2_SEQ parameters: Bittensor's TextSeq2Seq parameters and defaults (num_beams excepted).
+ * Every field is optional: an absent field takes the default in its comment.
+ */
+struct  Axon__V1__Generation
+{
+  ProtobufCMessage base;
+  /*
+   * empty = the model's eos
+   */
+  size_t n_stop_tokens;
+  int32_t *stop_tokens;
+  Axon__V1__Generation__NumToGenerateCase _num_to_generate_case;
+  union {
+    uint32_t num_to_generate;
+  };
+  Axon__V1__Generation__TopkCase _topk_case;
+  union {
+    uint32_t topk;
+  };
+  Axon__V1__Generation__DoSampleCase _do_sample_case;
+  union {
+    protobuf_c_boolean do_sample;
+  };
+  Axon__V1__Generation__TopPCase _top_p_case;
+  union {
+    float top_p;
+  };
+  Axon__V1__Generation__TemperatureCase _temperature_case;
+  union {
+    float temperature;
+  };
+  Axon__V1__Generation__RepetitionPenaltyCase _repetition_penalty_case;
+  union {
+    float repetition_penalty;
+  };
+  Axon__V1__Generation__NoRepeatNgramSizeCase _no_repeat_ngram_size_case;
+  union {
+    uint32_t no_repeat_ngram_size;
+  };
+  Axon__V1__Generation__NumBeamsCase _num_beams_case;
+  union {
+    uint32_t num_beams;
+  };
+  Axon__V1__Generation__LengthPenaltyCase _length_penalty_case;
+  union {
+    float length_penalty;
+  };
+  Axon__V1__Generation__EarlyStoppingCase _early_stopping_case;
+  union {
+    protobuf_c_boolean early_stopping;
+  };
+  Axon__V1__Generation__SeedCase _seed_case;
+  union {
+    uint64_t seed;
+  };
+};
+#define AXON__V1__GENERATION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&axon__v1__generation__descriptor) \
+    , 0,NULL, AXON__V1__GENERATION___NUM_TO_GENERATE__NOT_SET, {0}, AXON__V1__GENERATION___TOPK__NOT_SET, {0}, AXON__V1__GENERATION___DO_SAMPLE__NOT_SET, {0}, AXON__V1__GENERATION___TOP_P__NOT_SET, {0}, AXON__V1__GENERATION___TEMPERATURE__NOT_SET, {0}, AXON__V1__GENERATION___REPETITION_PENALTY__NOT_SET, {0}, AXON__V1__GENERATION___NO_REPEAT_NGRAM_SIZE__NOT_SET, {0}, AXON__V1__GENERATION___NUM_BEAMS__NOT_SET, {0}, AXON__V1__GENERATION___LENGTH_PENALTY__NOT_SET, {0}, AXON__V1__GENERATION___EARLY_STOPPING__NOT_SET, {0}, AXON__V1__GENERATION___SEED__NOT_SET, {0} }
+
+
+/*
+ * dtype of float outputs: FLOAT32 (0 means FLOAT32) or FLOAT16. generation: TEXT_SEQ_2_SEQ only.
  */
 struct  Axon__V1__Synapse
 {
@@ -147,10 +285,11 @@ struct  Axon__V1__Synapse
   Axon__V1__SynapseType type;
   uint32_t topk;
   Axon__V1__DataType dtype;
+  Axon__V1__Generation *generation;
 };
 #define AXON__V1__SYNAPSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&axon__v1__synapse__descriptor) \
-    , AXON__V1__SYNAPSE_TYPE__NULL_SYNAPSE, 0, AXON__V1__DATA_TYPE__DATA_TYPE_UNKNOWN }
+    , AXON__V1__SYNAPSE_TYPE__NULL_SYNAPSE, 0, AXON__V1__DATA_TYPE__DATA_TYPE_UNKNOWN, NULL }
 
 
 /*
@@ -165,10 +304,11 @@ struct  Axon__V1__ForwardRequest
   uint32_t *lengths;
   size_t n_synapses;
   Axon__V1__Synapse **synapses;
+  Axon__V1__TokenSpace space;
 };
 #define AXON__V1__FORWARD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&axon__v1__forward_request__descriptor) \
-    , NULL, 0,NULL, 0,NULL }
+    , NULL, 0,NULL, 0,NULL, AXON__V1__TOKEN_SPACE__MODEL }
 
 
 struct  Axon__V1__SynapseResult
@@ -218,10 +358,22 @@ struct  Axon__V1__InfoResponse
   uint32_t bos_id;
   uint32_t eos_id;
   uint32_t pad_id;
+  /*
+   * "gpt2"
+   */
+  char *network_tokenizer;
+  /*
+   * of the ranks file
+   */
+  char *network_tokenizer_sha256;
+  /*
+   * 50257
+   */
+  uint32_t network_vocab_size;
 };
 #define AXON__V1__INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&axon__v1__info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Axon__V1__Timing
@@ -307,6 +459,25 @@ Axon__V1__Tensor *
                       const uint8_t       *data);
 void   axon__v1__tensor__free_unpacked
                      (Axon__V1__Tensor *message,
+                      ProtobufCAllocator *allocator);
+/* Axon__V1__Generation methods */
+void   axon__v1__generation__init
+                     (Axon__V1__Generation         *message);
+size_t axon__v1__generation__get_packed_size
+                     (const Axon__V1__Generation   *message);
+size_t axon__v1__generation__pack
+                     (const Axon__V1__Generation   *message,
+                      uint8_t             *out);
+size_t axon__v1__generation__pack_to_buffer
+                     (const Axon__V1__Generation   *message,
+                      ProtobufCBuffer     *buffer);
+Axon__V1__Generation *
+       axon__v1__generation__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   axon__v1__generation__free_unpacked
+                     (Axon__V1__Generation *message,
                       ProtobufCAllocator *allocator);
 /* Axon__V1__Synapse methods */
 void   axon__v1__synapse__init
@@ -452,6 +623,9 @@ typedef void (*Axon__V1__Auth_Closure)
 typedef void (*Axon__V1__Tensor_Closure)
                  (const Axon__V1__Tensor *message,
                   void *closure_data);
+typedef void (*Axon__V1__Generation_Closure)
+                 (const Axon__V1__Generation *message,
+                  void *closure_data);
 typedef void (*Axon__V1__Synapse_Closure)
                  (const Axon__V1__Synapse *message,
                   void *closure_data);
@@ -482,10 +656,12 @@ typedef void (*Axon__V1__Response_Closure)
 extern const ProtobufCEnumDescriptor    axon__v1__method__descriptor;
 extern const ProtobufCEnumDescriptor    axon__v1__data_type__descriptor;
 extern const ProtobufCEnumDescriptor    axon__v1__synapse_type__descriptor;
+extern const ProtobufCEnumDescriptor    axon__v1__token_space__descriptor;
 extern const ProtobufCEnumDescriptor    axon__v1__return_code__descriptor;
 extern const ProtobufCMessageDescriptor axon__v1__request__descriptor;
 extern const ProtobufCMessageDescriptor axon__v1__auth__descriptor;
 extern const ProtobufCMessageDescriptor axon__v1__tensor__descriptor;
+extern const ProtobufCMessageDescriptor axon__v1__generation__descriptor;
 extern const ProtobufCMessageDescriptor axon__v1__synapse__descriptor;
 extern const ProtobufCMessageDescriptor axon__v1__forward_request__descriptor;
 extern const ProtobufCMessageDescriptor axon__v1__synapse_result__descriptor;
