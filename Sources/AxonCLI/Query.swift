@@ -53,9 +53,9 @@ struct Query: ParsableCommand {
             printInfo(remote)
             return
         }
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
+        let tokenizer = try TokenizerLoader.load(gguf: GGUFFile(path: modelOption.resolvedPath()))
         try Self.checkSameTokenizer(tokenizer, remote)
-        let ids = try fitted(tokenizer.encode(text ?? ""), remote: remote)
+        let ids = try fitted(tokenizer.encode(text ?? "", addSpecial: true, parseSpecial: false), remote: remote)
         let type: SynapseType = synapse == "next" ? .textCausalLMNext : synapse == "causal" ? .textCausalLM : .textLastHiddenState
         let k = min(topk, Int(remote.vocabSize))
         let tokens = Tensor(int32Rows: [ids])
@@ -83,7 +83,7 @@ struct Query: ParsableCommand {
     }
 
     /// The local tokenizer must be the axon's, or the ids mean other text.
-    static func checkSameTokenizer(_ tokenizer: Tokenizer, _ remote: InfoResponse) throws {
+    static func checkSameTokenizer(_ tokenizer: any TextTokenizer, _ remote: InfoResponse) throws {
         guard tokenizer.sha256 == remote.tokenizerSHA256 else {
             throw Failure("the local tokenizer (\(tokenizer.sha256.prefix(12))…) differs from the axon's (\(remote.tokenizerSHA256.prefix(12))…); pass the axon's model with --model")
         }
@@ -112,8 +112,8 @@ struct Query: ParsableCommand {
             }
             list.removeAll { registered[$0.uid] != $0.hotkey }
         }
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
-        let ids = maxTokens.map { Array(tokenizer.encode(text ?? "").suffix($0)) } ?? tokenizer.encode(text ?? "")
+        let tokenizer = try TokenizerLoader.load(gguf: GGUFFile(path: modelOption.resolvedPath()))
+        let ids = maxTokens.map { Array(tokenizer.encode(text ?? "", addSpecial: true, parseSpecial: false).suffix($0)) } ?? tokenizer.encode(text ?? "", addSpecial: true, parseSpecial: false)
         guard !ids.isEmpty else { throw Failure("the text has no tokens") }
         let body = ForwardRequest(tokens: Tensor(int32Rows: [ids]), synapses: [Synapse(type: .textCausalLMNext, topk: UInt32(topk))])
         let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
@@ -161,11 +161,11 @@ struct Query: ParsableCommand {
         for (key, value) in rows { print(key.padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
     }
 
-    private func shown(_ id: Int32, _ tokenizer: Tokenizer) -> String {
+    private func shown(_ id: Int32, _ tokenizer: any TextTokenizer) -> String {
         ((try? tokenizer.decode([id])) ?? "?").debugDescription
     }
 
-    private func printNext(_ answer: TopKAnswer, tokenizer: Tokenizer) {
+    private func printNext(_ answer: TopKAnswer, tokenizer: any TextTokenizer) {
         print("rank  id      probability  token")
         for (rank, index) in answer.span(row: 0).enumerated() {
             print(String(format: "%4d  %-6d  %11.6f  ", rank + 1, answer.ids[index], answer.probabilities[index]) + shown(answer.ids[index], tokenizer))
@@ -173,7 +173,7 @@ struct Query: ParsableCommand {
         print(String(format: "floor (any other token): %.3e", answer.floor(row: 0)))
     }
 
-    private func printCausal(_ answer: TopKAnswer, ids: [Int32], shown count: Int, tokenizer: Tokenizer) {
+    private func printCausal(_ answer: TopKAnswer, ids: [Int32], shown count: Int, tokenizer: any TextTokenizer) {
         print("pos  token                 most likely next tokens")
         for position in 0..<answer.positions {
             let choices = answer.span(row: 0, position: position).prefix(count).map { index in
@@ -184,7 +184,7 @@ struct Query: ParsableCommand {
         }
     }
 
-    private func printHidden(_ answer: DenseAnswer, ids: [Int32], tokenizer: Tokenizer) {
+    private func printHidden(_ answer: DenseAnswer, ids: [Int32], tokenizer: any TextTokenizer) {
         print("hidden states [\(answer.rows), \(answer.positions), \(answer.width)]")
         print("pos  token                 L2 norm   first values")
         for position in 0..<answer.positions {

@@ -28,7 +28,7 @@ struct Run: ParsableCommand {
     func run() throws {
         guard top >= 1 else { throw ValidationError("--top must be at least 1") }
         let file = try GGUFFile(path: modelOption.resolvedPath())
-        let tokenizer = try Tokenizer(gguf: file)
+        let tokenizer = try TokenizerLoader.load(gguf: file)
         let tokens: [Int32]
         if let ids {
             tokens = try ids.split(separator: ",").map { item in
@@ -38,7 +38,7 @@ struct Run: ParsableCommand {
                 return id
             }
         } else if let text {
-            tokens = tokenizer.encode(text, parseSpecial: parseSpecial)
+            tokens = tokenizer.encode(text, addSpecial: true, parseSpecial: parseSpecial)
         } else {
             throw ValidationError("give a text to continue, or --ids")
         }

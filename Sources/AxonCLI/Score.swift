@@ -36,12 +36,12 @@ struct Score: ParsableCommand {
         let client = try AxonClient(endpoint: endpoint, hotkey: hotkey)
         defer { client.close() }
         let remote = try client.info().checkedInfo()
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolvedPath()))
+        let tokenizer = try TokenizerLoader.load(gguf: GGUFFile(path: modelOption.resolvedPath()))
         try Query.checkSameTokenizer(tokenizer, remote)
         try checkFits(remote)
         let scorer = Scorer(seq: seq, topk: min(topk, Int(remote.vocabSize)), stride: stride, rowsPerRequest: rows, timeoutMs: timeoutMs,
                             vocab: Int(remote.vocabSize))
-        let tokens = tokenizer.encode(corpus)
+        let tokens = tokenizer.encode(corpus, addSpecial: false, parseSpecial: false)
         let progress = Progress("score \(endpoint)", total: ScoreWindows.make(tokens: tokens, seq: seq, stride: stride ?? seq).count,
                                 unit: "windows", quiet: json)
         let result = try scorer.score(tokens: tokens, client: client) { done, _ in progress.set(done) }

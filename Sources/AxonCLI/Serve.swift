@@ -48,7 +48,7 @@ enum BackendLoader {
         let context = file.int("\(file.string("general.architecture") ?? "").context_length")
         let maxSeq = requested ?? min(defaultMaxSeq, context ?? defaultMaxSeq)
         let clamped = requested == nil && maxSeq < defaultMaxSeq ? maxSeq : nil
-        let tokenizer = try Tokenizer(gguf: file)
+        let tokenizer = try TokenizerLoader.load(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
             return Loaded(backend: FakeBackend(modelInfo: info), description: "fake backend shaped like \(info.name)",
