@@ -36,7 +36,8 @@ COPY --from=builder /out/bin/axon /usr/local/bin/axon
 COPY --from=builder --chown=axon:axon /out/models/ /models/
 USER 10001:10001
 WORKDIR /home/axon
-EXPOSE 8091
+# 8091: the axon protocol; 7091: Prometheus /metrics (serve --metrics-port).
+EXPOSE 8091 7091
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["axon", "query", "--ping", "--endpoint", "127.0.0.1:8091"]
 ENTRYPOINT ["axon"]

@@ -154,7 +154,7 @@ struct LoadGen: ParsableCommand {
     /// The engine's own time for batches of `rowCount` x `seq` (no server, no encoding), `requests` times.
     private func runDirect(rowCount: Int, seq: Int) throws {
         let loaded = try BackendLoader.load(path: modelOption.resolvedPath(), threads: threads, maxBatch: max(64, rowCount),
-                                            maxSeq: max(2048, seq), maxBatchTokens: max(4096, rowCount * seq), fake: fake)
+                                            maxSeq: seq, maxBatchTokens: max(4096, rowCount * seq), fake: fake)
         let backend = loaded.backend
         let vocab = backend.modelInfo.vocabSize
         let logits: LogitsWanted = synapseType == .textCausalLM ? .all : synapseType == .textCausalLMNext ? .last : .none
