@@ -48,8 +48,8 @@ let package = Package(
         .target(name: "Identity", dependencies: ["CSodium"]),
         .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
-        // Translation between the network's standard token space and the model's (no tokenizer inside).
-        .target(name: "TokenTranslation"),
+        // Translation between the network's standard token space and the model's.
+        .target(name: "TokenTranslation", dependencies: ["Tokenizer"]),
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TokenTranslationTests", dependencies: ["TokenTranslation"]),
+        .testTarget(name: "TokenTranslationTests", dependencies: ["TokenTranslation", "Tokenizer", "GGUF", "TestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF", "Identity"],
