@@ -2,7 +2,7 @@
 import Foundation
 import PackageDescription
 
-// Dependencies point one way: GGUF <- Tokenizer, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
+// Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // {Wire, Engine, Tokenizer, Identity, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
 // {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
 // The engine's SIMD kernels need AVX2/FMA codegen (x86-64-v3, any x86 CPU since 2013-15) or Swift
