@@ -38,16 +38,13 @@ enum BackendLoader {
         let clampedToContext: Int?
     }
 
-    static let defaultMaxSeq = 2048
-
     /// Opens the model, its tokenizer (for INFO's identity fields) and the backend.
-    /// `maxSeq` nil means min(`defaultMaxSeq`, the model's `context_length`).
+    /// `maxSeq` nil means min(2048, the model's `context_length`) (`RowLimit`).
     static func load(path: String, threads: Int?, maxBatch: Int, maxSeq requested: Int?, maxBatchTokens: Int,
                      fake: Bool) throws -> Loaded {
         let file = try GGUFFile(path: path)
-        let context = file.int("\(file.string("general.architecture") ?? "").context_length")
-        let maxSeq = requested ?? min(defaultMaxSeq, context ?? defaultMaxSeq)
-        let clamped = requested == nil && maxSeq < defaultMaxSeq ? maxSeq : nil
+        let limit = RowLimit(requested: requested, gguf: file)
+        let maxSeq = limit.maxSeq, clamped = limit.clampedToContext
         let tokenizer = try TokenizerLoader.load(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
@@ -116,7 +113,7 @@ struct Serve: ParsableCommand {
         let loadSeconds = Date().timeIntervalSince(started)
         let maxSeq = loaded.maxSeq
         if let clamped = loaded.clampedToContext {
-            logger.notice("--max-seq defaults to the model's context length \(clamped) (below \(BackendLoader.defaultMaxSeq))")
+            logger.notice("--max-seq defaults to the model's context length \(clamped) (below \(RowLimit.defaultMaximum))")
         }
 
         var config = ServerConfiguration()
