@@ -144,7 +144,13 @@ def bench_tokenizer(args):
 
 
 # ---------------------------------------------------------------- engine vs llama.cpp
+ENGINE_MODELS = {"smollm2": ("SmolLM2-135M-Instruct Q4_1", None),
+                 "gemma3": ("Gemma 3 270M Q4_K_M", os.path.join(ROOT, "Models", "gemma-3-270m-q4_k_m.gguf"))}
+
+
 def bench_engine(args):
+    """Prefill of each model (`--models`) at each shape, beside llama.cpp on the same GGUF, with the
+    useful GFLOP/s over the sgemm roofline of that model's projection shapes (same process)."""
     sys.path.insert(0, os.path.join(HERE, "engine"))
     import compare  # Benchmarks/engine/compare.py: one fresh process per measurement, both sides
     if args.shapes:
@@ -153,24 +159,33 @@ def bench_engine(args):
         shapes = ["1x128", "8x128"] if args.quick else ["1x128", "8x128", "1x512", "4x512"]
     envs = engine_environments(args)
     rows = []
-    for mode in args.logits.split(","):
-        for shape in shapes:
-            # One llama.cpp figure per repeat, and the engine in each environment right beside it.
-            llama_runs, axon_runs, reports = [], {label: [] for label, _ in envs}, {}
-            for i in range(args.repeats):
-                l = compare.llama_bench(sys.executable, args.model, args.threads, shape, mode, 2)
-                llama_runs.append(l)
-                for label, env in envs:
-                    a, reports[label] = compare.axon_bench(args.axon, args.model, args.threads, shape, mode, 2, env=env)
-                    axon_runs[label].append(a)
-                    log(f"engine {shape} logits={mode} {i + 1}/{args.repeats} [{label}]: axon {a:.0f} tok/s, llama.cpp {l:.0f} tok/s")
-            for label, _ in envs:
-                report = reports[label]
-                rows.append({"shape": shape, "logits": mode, "environment": label,
-                             "machine": report["machine"]["line"], "openblas_core": report["machine"]["openblas_core"],
-                             "axon_tokens_per_s": spread(axon_runs[label]), "llama_tokens_per_s": spread(llama_runs),
-                             "ratio": spread([a / l for a, l in zip(axon_runs[label], llama_runs)]),
-                             "load_seconds": report.get("load_seconds"), "peak_rss_mb": report.get("peak_rss_mb")})
+    for key in args.models.split(","):
+        name, path = ENGINE_MODELS[key]
+        model = path or args.model
+        for mode in args.logits.split(","):
+            for shape in shapes:
+                # One llama.cpp figure per repeat, and the engine in each environment right beside it.
+                llama_runs, axon_runs, reports = [], {label: [] for label, _ in envs}, {}
+                for i in range(args.repeats):
+                    l = compare.llama_bench(sys.executable, model, args.threads, shape, mode, 2)
+                    llama_runs.append(l)
+                    for label, env in envs:
+                        a, reports[label] = compare.axon_bench(args.axon, model, args.threads, shape, mode, 2, env=env,
+                                                               roofline=True)
+                        axon_runs[label].append(a)
+                        log(f"engine {name} {shape} logits={mode} {i + 1}/{args.repeats} [{label}]: "
+                            f"axon {a:.0f} tok/s, llama.cpp {l:.0f} tok/s")
+                for label, _ in envs:
+                    report = reports[label]
+                    result = report["results"][0]
+                    rows.append({"model": name, "shape": shape, "logits": mode, "environment": label,
+                                 "machine": report["machine"]["line"], "openblas_core": report["machine"]["openblas_core"],
+                                 "axon_tokens_per_s": spread(axon_runs[label]), "llama_tokens_per_s": spread(llama_runs),
+                                 "ratio": spread([a / l for a, l in zip(axon_runs[label], llama_runs)]),
+                                 "useful_gflops": result.get("useful_gflops"),
+                                 "sgemm_roofline_gflops": result.get("sgemm_roofline_gflops"),
+                                 "roofline_fraction": result.get("roofline_fraction"),
+                                 "load_seconds": report.get("load_seconds"), "peak_rss_mb": report.get("peak_rss_mb")})
     import llama_cpp
     return {"threads": args.threads, "llama_cpp_python": llama_cpp.__version__, "environments": [e[0] for e in envs],
             "results": rows}
@@ -241,6 +256,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer repeats and shapes (smoke test)")
     p.add_argument("--shapes", help="engine shapes, comma-separated BATCHxSEQ (default: 1x128,8x128,1x512,4x512)")
     p.add_argument("--logits", default="last,all", help="engine logits modes, comma-separated (default: last,all)")
+    p.add_argument("--models", default="smollm2,gemma3",
+                   help="engine models, comma-separated: " + ",".join(ENGINE_MODELS) + " (default: both)")
     args = p.parse_args()
     if args.quick:
         args.repeats = 1

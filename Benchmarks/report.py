@@ -16,7 +16,7 @@ def plots(result, here):
         fig, ax = plt.subplots(figsize=(8, 4.5))
         envs = environments(engine)
         first = [r for r in engine["results"] if r.get("environment") == envs[0]]
-        labels = [f"{r['shape']}\n{r['logits']}" for r in first]
+        labels = [f"{r.get('model', 'SmolLM2').split()[0]}\n{r['shape']}\n{r['logits']}" for r in first]
         x = range(len(first))
         width = 0.8 / (len(envs) + 1)
         for j, env in enumerate(envs):
@@ -89,18 +89,25 @@ def write(result, here):
         if len(envs) > 1:
             lines += ["The engine is measured in each OpenBLAS environment below, beside the same llama.cpp runs "
                       "(llama.cpp does not use OpenBLAS).", ""]
+        if any(r.get("roofline_fraction") for r in eng["results"]):
+            lines += ["Roofline: the forward pass's useful GFLOP/s (projections, attention, head) over OpenBLAS sgemm's "
+                      "GFLOP/s on that model's own projection shapes, timed in the same process.", ""]
         for env in envs:
             rows = [r for r in eng["results"] if r.get("environment") == env]
             if env:
                 lines += [f"### {env}", "", f"Machine: {rows[0]['machine']}" if rows and rows[0].get("machine") else "", ""]
-            lines += ["| shape | logits | Axon tok/s | llama.cpp tok/s | ratio |", "|---|---|---|---|---|"]
+            lines += ["| model | shape | logits | Axon tok/s | llama.cpp tok/s | ratio | useful GFLOP/s | of sgemm roofline |",
+                      "|---|---|---|---|---|---|---|---|"]
             for r in rows:
-                lines.append(f"| {r['shape']} | {r['logits']} | {fmt(r['axon_tokens_per_s'], 0)} | "
-                             f"{fmt(r['llama_tokens_per_s'], 0)} | {fmt(r['ratio'], 2)}× |")
+                roof = (f"{r['useful_gflops']:.0f} | {100 * r['roofline_fraction']:.0f}% of {r['sgemm_roofline_gflops']:.0f}"
+                        if r.get("roofline_fraction") else " | ")
+                lines.append(f"| {r.get('model', 'SmolLM2-135M-Instruct Q4_1')} | {r['shape']} | {r['logits']} | "
+                             f"{fmt(r['axon_tokens_per_s'], 0)} | {fmt(r['llama_tokens_per_s'], 0)} | {fmt(r['ratio'], 2)}× | {roof} |")
             lines.append("")
         big = [r for r in eng["results"] if r["shape"] == "4x512" and r.get("peak_rss_mb") and r.get("environment") == envs[0]]
         for r in big:
-            lines.append(f"\nAxon at 4x512, logits {r['logits']}: peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load_seconds']:.2f} s.")
+            lines.append(f"\nAxon {r.get('model', '')} at 4x512, logits {r['logits']}: peak RSS {r['peak_rss_mb']:.0f} MB, "
+                         f"load {r['load_seconds']:.2f} s.")
         lines += ["", "![prefill](engine.png)", ""]
     load = result.get("load")
     if load:
