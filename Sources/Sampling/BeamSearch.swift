@@ -114,7 +114,7 @@ public struct BeamSearch: Sendable {
     /// - Throws: `.finished` after the search is over, `.logitsShape`, `.noTokenLeft` when fewer than
     ///   `numBeams` candidates have a finite score.
     public mutating func step(logits: UnsafeMutableBufferPointer<Float>, scratch: SamplingScratch) throws -> BeamStep {
-        guard !isDone, !isFinished else { throw SamplingError.finished }
+        guard !isDone, !isFinished, length < parameters.maxNewTokens else { throw SamplingError.finished }
         let v = vocabSize
         guard logits.count == liveCount * v, scratch.vocabSize == v, let base = logits.baseAddress else {
             throw SamplingError.logitsShape(count: logits.count, expected: liveCount * v)

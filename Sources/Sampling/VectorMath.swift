@@ -50,6 +50,22 @@ let lanes = 8
 /// One lane of `expNonPositive`, for tails, so every value goes through the same approximation.
 @inline(__always) func expNonPositive(_ x: Float) -> Float { expNonPositive(FVec(repeating: x))[0] }
 
+/// The exponential every weight in this module goes through, public so that its error bound is testable.
+public enum SamplingMath {
+    /// e^x for x ≤ 0 (`expNonPositive`): within 4u relative for x ≥ −87.3, exactly 0 below and at −∞.
+    public static func exp(_ x: Float) -> Float { expNonPositive(x) }
+
+    /// softmax of one row into `out` (same count) with the weights the draw uses, normalised in Double;
+    /// false (and `out` untouched) when every score is −∞.
+    public static func softmax(_ scores: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>) -> Bool {
+        let m = RowMath.max(scores)
+        guard m > -.infinity, out.count == scores.count, let o = out.baseAddress else { return false }
+        let total = RowMath.exponentials(scores, max: m, into: o)
+        for i in out.indices { out[i] = Float(Double(out[i]) / total) }
+        return true
+    }
+}
+
 enum RowMath {
     /// Replaces NaN by −∞ (never chosen) and +∞ by the largest finite float, so that max, exp and the
     /// radix keys below see ordered, finite-or-−∞ values. Hugging Face has no such step; a model that
