@@ -126,12 +126,7 @@ public struct BeamSearch: Sendable {
             guard LogitsProcessor.logSoftmax(row, scratch: scratch) else { continue }
             LogitsProcessor.apply(stages, to: row, history: TokenHistory(prompt: prompt[...], generated: tokens(ofBeam: beam)),
                                   scratch: scratch)
-            let running = scores[beam]
-            let offset = beam * v
-            for i in 0..<v {
-                let s = row[i] + running
-                if s > -.infinity { heap.offer(s, index: offset + i) }
-            }
+            heap.offer(row: UnsafeBufferPointer(row), adding: scores[beam], firstIndex: beam * v)
         }
         let ranked = heap.sortedDescending()
         var parents: [Int] = [], newTokens: [Int32] = [], newScores: [Float] = []
@@ -264,6 +259,28 @@ struct CandidateHeap: Sendable {
                 entries.swapAt(i, m)
                 i = m
             }
+        }
+    }
+
+    /// Offers row[i] + add at index firstIndex + i for every finite sum; a block of 8 is looked at lane by
+    /// lane only while the heap has room or one of its sums beats the worst kept (indices only grow
+    /// during a step, so an equal sum never displaces an entry).
+    mutating func offer(row: UnsafeBufferPointer<Float>, adding add: Float, firstIndex: Int) {
+        guard let base = row.baseAddress else { return }
+        let n = row.count
+        let addv = FVec(repeating: add)
+        var i = 0
+        while i + lanes <= n {
+            let sums = load(base + i) + addv
+            if entries.count < capacity || any(sums .> FVec(repeating: entries[0].score)) {
+                for j in 0..<lanes where sums[j] > -.infinity { offer(sums[j], index: firstIndex + i + j) }
+            }
+            i += lanes
+        }
+        while i < n {
+            let sum = base[i] + add
+            if sum > -.infinity { offer(sum, index: firstIndex + i) }
+            i += 1
         }
     }
 

@@ -44,11 +44,21 @@ public enum LogitsProcessor {
     ///   - history: the sequence so far; ids outside the vocabulary are ignored.
     public static func apply(_ stages: [LogitsStage], to scores: UnsafeMutableBufferPointer<Float>,
                              history: TokenHistory, scratch: SamplingScratch) {
-        for stage in stages { apply(stage, to: scores, history: history, scratch: scratch) }
+        scratch.resetSupport()
+        for stage in stages { run(stage, on: scores, history: history, scratch: scratch) }
     }
 
+    /// One stage alone on a fresh row.
     public static func apply(_ stage: LogitsStage, to scores: UnsafeMutableBufferPointer<Float>,
                              history: TokenHistory, scratch: SamplingScratch) {
+        scratch.resetSupport()
+        run(stage, on: scores, history: history, scratch: scratch)
+    }
+
+    /// The stages after the first filter keep −∞ as −∞, so the support it leaves stays valid (the penalty
+    /// and the n-gram ban come first in HF's order anyway).
+    private static func run(_ stage: LogitsStage, on scores: UnsafeMutableBufferPointer<Float>,
+                            history: TokenHistory, scratch: SamplingScratch) {
         switch stage {
         case .repetitionPenalty(let penalty): repetitionPenalty(scores, penalty: penalty, history: history, scratch: scratch)
         case .noRepeatNgram(let n): banRepeatedNgrams(scores, n: n, history: history)
@@ -106,26 +116,94 @@ public enum LogitsProcessor {
     }
 
     /// k = min(max(k, 1), vocab) (HF's `min_tokens_to_keep` = 1 and its safety clamp); scores below the
-    /// k-th largest become −∞.
-    static func topK(_ x: UnsafeMutableBufferPointer<Float>, k: Int, scratch: SamplingScratch) {
+    /// k-th largest become −∞, and the rest (k and any ties) become the row's support.
+    static func topK(_ x: UnsafeMutableBufferPointer<Float>, k: Int, scratch s: SamplingScratch) {
         let k = min(max(k, 1), x.count)
-        guard k < x.count else { return }
-        let kth = RadixSelect.kthLargest(UnsafeBufferPointer(x), k: k, scratch: scratch)
-        for i in x.indices where x[i] < kth { x[i] = -.infinity }
+        guard k < x.count, let base = x.baseAddress else { return }
+        let row = UnsafeBufferPointer(x)
+        let kth = k <= s.heapCapacity ? RadixSelect.kthLargestByHeap(row, k: k, scratch: s)
+                                      : RadixSelect.kthLargest(row, k: k, scratch: s)
+        let n = x.count
+        let kv = FVec(repeating: kth), removed = FVec(repeating: -.infinity)
+        var count = 0
+        var i = 0
+        while i + lanes <= n {
+            let v = load(base + i)
+            let below = v .< kv
+            if all(below) {
+                store(removed, base + i)
+            } else {
+                for j in 0..<lanes {
+                    if below[j] { base[i + j] = -.infinity } else { s.support[count] = Int32(i + j); count += 1 }
+                }
+            }
+            i += lanes
+        }
+        while i < n {
+            if base[i] < kth { base[i] = -.infinity } else { s.support[count] = Int32(i); count += 1 }
+            i += 1
+        }
+        s.supportCount = count
+        s.hasSupport = true
+        s.supportWeighted = false
     }
 
-    /// The nucleus (`RadixSelect.nucleus`); p ≥ 1 changes nothing (HF does not add the warper).
-    static func topP(_ x: UnsafeMutableBufferPointer<Float>, p: Float, scratch: SamplingScratch) {
+    /// The nucleus (`RadixSelect.nucleus`) over the support when a filter left one, else over the row;
+    /// p ≥ 1 changes nothing (HF does not add the warper). Leaves the kept ids as the support, weighted.
+    static func topP(_ x: UnsafeMutableBufferPointer<Float>, p: Float, scratch s: SamplingScratch) {
         guard p < 1 else { return }
         let row = UnsafeBufferPointer(x)
-        let m = RowMath.max(row)
-        guard m > -.infinity else { return }
-        _ = RowMath.exponentials(row, max: m, into: scratch.weights)
-        let cut = RadixSelect.nucleus(row, weights: scratch.weights, p: Double(p), scratch: scratch)
-        for i in x.indices {
+        let members: UnsafePointer<Int32>? = s.hasSupport ? UnsafePointer(s.support) : nil
+        let count = s.hasSupport ? s.supportCount : x.count
+        guard weigh(row, members: members, count: count, scratch: s) else { return }
+        let cut = RadixSelect.nucleus(row, weights: s.weights, p: Double(p), members: members, count: count, scratch: s)
+        var kept = 0
+        var total: Double = 0
+        @inline(__always) func visit(_ i: Int) {
             let v = x[i]
-            if v < cut.value || (v == cut.value && i < cut.firstKeptId) { x[i] = -.infinity }
+            if v < cut.value || (v == cut.value && i < cut.firstKeptId) {
+                x[i] = -.infinity
+            } else {
+                s.support[kept] = Int32(i)
+                kept += 1
+                total += Double(s.weights[i])
+            }
         }
+        if let ids = members {
+            for j in 0..<count { visit(Int(ids[j])) }
+        } else {
+            for i in 0..<count { visit(i) }
+        }
+        s.supportCount = kept
+        s.hasSupport = true
+        s.supportWeighted = true
+        s.supportTotal = total
+    }
+
+    /// weights[i] = e^(x[i] − max) for the members (all of x when nil), max taken over them. False when
+    /// every member is −∞.
+    static func weigh(_ x: UnsafeBufferPointer<Float>, members: UnsafePointer<Int32>?, count: Int,
+                      scratch s: SamplingScratch) -> Bool {
+        guard let ids = members else {
+            let m = RowMath.max(x)
+            guard m > -.infinity else { return false }
+            _ = RowMath.exponentials(x, max: m, into: s.weights)
+            return true
+        }
+        var m = -Float.infinity
+        for j in 0..<count { m = Swift.max(m, x[Int(ids[j])]) }
+        guard m > -.infinity else { return false }
+        let mv = FVec(repeating: m)
+        var j = 0
+        while j + lanes <= count {
+            var v = FVec()
+            for l in 0..<lanes { v[l] = x[Int(ids[j + l])] }
+            let e = expNonPositive(v - mv)
+            for l in 0..<lanes { s.weights[Int(ids[j + l])] = e[l] }
+            j += lanes
+        }
+        while j < count { s.weights[Int(ids[j])] = expNonPositive(x[Int(ids[j])] - m); j += 1 }
+        return true
     }
 
     /// Log-softmax in place, as torch computes it: (x − max) − log Σ e^(x − max), the sum in Double.

@@ -15,8 +15,23 @@ public final class SamplingScratch {
     /// (⌈vocab / 64⌉) a bitset over token ids, all clear between calls (repetition penalty's dedup).
     let marks: UnsafeMutablePointer<UInt64>
     let markWords: Int
+    /// (min(vocab, heapLimit)) the min-heap of top-k's k best values.
+    let heap: UnsafeMutablePointer<Float>
+    let heapCapacity: Int
+
+    /// The row being processed, once a filter has run: every score outside `support[0..<supportCount]`
+    /// (ids ascending) is −∞, so later stages and the draw visit only these. `supportWeighted`: `weights`
+    /// holds e^(x − max) for each of them and `supportTotal` their sum in id order (top-p leaves it so).
+    /// Valid only within one `LogitsProcessor.apply` and the draw right after it on the same row.
+    let support: UnsafeMutablePointer<Int32>
+    var supportCount = 0
+    var hasSupport = false
+    var supportWeighted = false
+    var supportTotal: Double = 0
 
     static let bins = 2048
+    /// Up to this k, top-k keeps a heap (one pass, mostly vector compares); above, three radix passes.
+    static let heapLimit = 4096
 
     /// - Parameter vocabSize: the row length every call will use (at least 1).
     public init(vocabSize: Int) {
@@ -30,11 +45,21 @@ public final class SamplingScratch {
         markWords = (n + 63) / 64
         marks = .allocate(capacity: markWords)
         marks.initialize(repeating: 0, count: markWords)
+        heapCapacity = min(n, Self.heapLimit)
+        heap = .allocate(capacity: heapCapacity)
+        support = .allocate(capacity: n)
     }
 
     deinit {
         weights.deallocate(); keys.deallocate(); ids.deallocate()
         binCount.deallocate(); binMass.deallocate(); marks.deallocate()
+        heap.deallocate(); support.deallocate()
+    }
+
+    /// Forgets the support: the next row starts dense.
+    func resetSupport() {
+        hasSupport = false
+        supportWeighted = false
     }
 
     /// Sets the bit of `id`; returns false when it was already set.
@@ -106,6 +131,43 @@ enum RadixSelect {
         return value(ofKey: prefix)
     }
 
+    /// The k-th largest value of `x` (1 ≤ k ≤ min(x.count, heap capacity)) with a size-k min-heap; once
+    /// full, a block of 8 is looked at lane by lane only when one of them beats the heap's minimum.
+    static func kthLargestByHeap(_ x: UnsafeBufferPointer<Float>, k: Int, scratch s: SamplingScratch) -> Float {
+        guard let base = x.baseAddress else { return -.infinity }
+        let h = UnsafeMutableBufferPointer(start: s.heap, count: k)
+        let n = x.count
+        var i = 0
+        while i < k {   // fill, sifting each value up
+            var c = i
+            h[c] = base[i]
+            while c > 0, h[(c - 1) / 2] > h[c] { h.swapAt(c, (c - 1) / 2); c = (c - 1) / 2 }
+            i += 1
+        }
+        @inline(__always) func offer(_ v: Float) {
+            guard v > h[0] else { return }
+            h[0] = v
+            var c = 0
+            while true {
+                let l = 2 * c + 1, r = l + 1
+                var m = c
+                if l < k, h[l] < h[m] { m = l }
+                if r < k, h[r] < h[m] { m = r }
+                if m == c { break }
+                h.swapAt(c, m)
+                c = m
+            }
+        }
+        while i < n, i % lanes != 0 { offer(base[i]); i += 1 }
+        while i + lanes <= n {
+            let v = load(base + i)
+            if any(v .> FVec(repeating: h[0])) { for j in 0..<lanes { offer(v[j]) } }
+            i += lanes
+        }
+        while i < n { offer(base[i]); i += 1 }
+        return h[0]
+    }
+
     /// Where top-p cuts: the kept tokens are those above `value`, and those equal to it with id ≥ `firstKeptId`.
     struct NucleusCut { var value: Float; var firstKeptId: Int }
 
@@ -114,15 +176,17 @@ enum RadixSelect {
     /// set, found descending: the smallest prefix (value descending, higher id first among equals) after
     /// which the remaining mass Z − head is ≤ (1 − p)·Z. Masses are the f32 weights e^(x − max), summed in
     /// Double; Z is their sum in the order the walk visits the bins, so the walk always ends.
+    /// - Parameter members: the ids to consider (ascending), or nil for every id of `x`.
     static func nucleus(_ x: UnsafeBufferPointer<Float>, weights w: UnsafePointer<Float>, p: Double,
-                        scratch s: SamplingScratch) -> NucleusCut {
+                        members ids: UnsafePointer<Int32>?, count: Int, scratch s: SamplingScratch) -> NucleusCut {
         let spec0 = levels[0]
         s.clearBins(Int(spec0.mask) + 1)
-        for i in x.indices {
+        @inline(__always) func count0(_ i: Int) {
             let b = Int(orderKey(x[i]) >> spec0.shift)
             s.binCount[b] += 1
             s.binMass[b] += Double(w[i])
         }
+        if let ids { for j in 0..<count { count0(Int(ids[j])) } } else { for i in 0..<count { count0(i) } }
         var total: Double = 0
         for b in stride(from: Int(spec0.mask), through: 0, by: -1) { total += s.binMass[b] }
         let tailLimit = (1 - p) * total
@@ -144,10 +208,11 @@ enum RadixSelect {
         var bin = crossing(Int(spec0.mask) + 1)
         var prefix = UInt32(bin) << spec0.shift
         var members = 0
-        for i in x.indices {
+        @inline(__always) func gather0(_ i: Int) {
             let key = orderKey(x[i])
             if key >> spec0.shift == UInt32(bin) { s.keys[members] = key; s.ids[members] = Int32(i); members += 1 }
         }
+        if let ids { for j in 0..<count { gather0(Int(ids[j])) } } else { for i in 0..<count { gather0(i) } }
         for spec in levels.dropFirst() {
             s.clearBins(Int(spec.mask) + 1)
             for j in 0..<members {

@@ -30,6 +30,32 @@ public enum TokenDraw {
 
     /// The greedy choice: the first id with the largest score (nil when every score is −∞).
     public static func argmax(_ scores: UnsafeBufferPointer<Float>) -> Int? { RowMath.argmax(scores) }
+
+    /// `draw` over the support a filter left in `scratch` for this very row (the same rule: the support is
+    /// in id order and every other weight is 0), reusing top-p's weights when it ran last.
+    static func drawFromSupport(_ scores: UnsafeBufferPointer<Float>, uniform u: Double, scratch s: SamplingScratch) -> Int? {
+        let ids = s.support
+        let count = s.supportCount
+        if !s.supportWeighted {
+            guard LogitsProcessor.weigh(scores, members: UnsafePointer(ids), count: count, scratch: s) else { return nil }
+            var total: Double = 0
+            for j in 0..<count { total += Double(s.weights[Int(ids[j])]) }
+            s.supportTotal = total
+            s.supportWeighted = true
+        }
+        let target = u * s.supportTotal
+        var acc: Double = 0
+        var lastPositive = -1
+        for j in 0..<count {
+            let id = Int(ids[j])
+            let w = s.weights[id]
+            guard w > 0 else { continue }
+            acc += Double(w)
+            if acc > target { return id }
+            lastPositive = id
+        }
+        return lastPositive >= 0 ? lastPositive : nil
+    }
 }
 
 /// One sequence's state for greedy decoding or sampling: its tokens (for the repetition penalty and the
@@ -99,8 +125,14 @@ public struct SequenceSampler: Sendable {
         let history = TokenHistory(prompt: tokens[...])
         LogitsProcessor.apply(stages, to: logits, history: history, scratch: scratch)
         let row = UnsafeBufferPointer(logits)
-        let choice = parameters.doSample ? TokenDraw.draw(row, uniform: rng.uniform(), scratch: scratch)
-                                         : TokenDraw.argmax(row)
+        let choice: Int?
+        if !parameters.doSample {
+            choice = TokenDraw.argmax(row)
+        } else if scratch.hasSupport {
+            choice = TokenDraw.drawFromSupport(row, uniform: rng.uniform(), scratch: scratch)
+        } else {
+            choice = TokenDraw.draw(row, uniform: rng.uniform(), scratch: scratch)
+        }
         guard let id = choice else { throw SamplingError.noTokenLeft(step: generated.count) }
         let token = Int32(id)
         tokens.append(token)

@@ -72,9 +72,22 @@ enum RowMath {
     /// emits NaN would make its softmax NaN. Returns true when anything was replaced.
     @discardableResult
     static func sanitize(_ x: UnsafeMutableBufferPointer<Float>) -> Bool {
+        guard let base = x.baseAddress else { return false }
+        let n = x.count
+        let inf = FVec(repeating: .infinity)
         var changed = false
-        for i in x.indices where !(x[i] < .infinity) {
-            x[i] = x[i].isNaN ? -.infinity : .greatestFiniteMagnitude
+        var i = 0
+        while i + lanes <= n {
+            if any(.!(load(base + i) .< inf)) { changed = sanitize(base + i, count: lanes) || changed }
+            i += lanes
+        }
+        return sanitize(base + i, count: n - i) || changed
+    }
+
+    private static func sanitize(_ p: UnsafeMutablePointer<Float>, count: Int) -> Bool {
+        var changed = false
+        for j in 0..<count where !(p[j] < .infinity) {
+            p[j] = p[j].isNaN ? -.infinity : .greatestFiniteMagnitude
             changed = true
         }
         return changed

@@ -5,7 +5,7 @@ import XCTest
 /// The seeded generator and the draw: the same outputs as the Python statement of xoshiro256** and of the
 /// draw rule (rng.json, sampling.json), sequences independent of the batch around them, and draws whose
 /// frequencies match the processed distribution.
-final class SamplingTests: XCTestCase {
+final class SeededSamplingTests: XCTestCase {
     struct RNGCase: Decodable { let seed: String; let stream: Int; let next: [String]; let uniform: [Double] }
     struct RNGFile: Decodable { let cases: [RNGCase] }
 
