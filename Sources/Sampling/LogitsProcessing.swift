@@ -156,7 +156,9 @@ public enum LogitsProcessor {
         let members: UnsafePointer<Int32>? = s.hasSupport ? UnsafePointer(s.support) : nil
         let count = s.hasSupport ? s.supportCount : x.count
         guard weigh(row, members: members, count: count, scratch: s) else { return }
-        let cut = RadixSelect.nucleus(row, weights: s.weights, p: Double(p), members: members, count: count, scratch: s)
+        let cut = count <= RadixSelect.sortLimit
+            ? RadixSelect.nucleusBySorting(row, weights: s.weights, p: Double(p), members: members, count: count, scratch: s)
+            : RadixSelect.nucleus(row, weights: s.weights, p: Double(p), members: members, count: count, scratch: s)
         var kept = 0
         var total: Double = 0
         @inline(__always) func visit(_ i: Int) {

@@ -168,6 +168,48 @@ enum RadixSelect {
         return h[0]
     }
 
+    /// At or below this many members, top-p sorts them (in place) instead of three histogram levels.
+    static let sortLimit = 2048
+
+    /// `nucleus` for a few members: the same walk over them sorted by value descending, higher id first
+    /// among equals (an in-place heapsort of their ids in `scratch.ids`, nothing allocated).
+    static func nucleusBySorting(_ x: UnsafeBufferPointer<Float>, weights w: UnsafePointer<Float>, p: Double,
+                                 members ids: UnsafePointer<Int32>?, count: Int, scratch s: SamplingScratch) -> NucleusCut {
+        let order = UnsafeMutableBufferPointer(start: s.ids, count: count)
+        for j in 0..<count { order[j] = ids.map { $0[j] } ?? Int32(j) }
+        // "a before b" in the walk: the larger value, then the larger id.
+        @inline(__always) func before(_ a: Int32, _ b: Int32) -> Bool {
+            let va = x[Int(a)], vb = x[Int(b)]
+            return va > vb || (va == vb && a > b)
+        }
+        // Heapsort with the walk's last element at the root, so the array ends in walk order.
+        func siftDown(_ start: Int, _ end: Int) {
+            var root = start
+            while true {
+                let l = 2 * root + 1, r = l + 1
+                var m = root
+                if l < end, before(order[m], order[l]) { m = l }
+                if r < end, before(order[m], order[r]) { m = r }
+                if m == root { return }
+                order.swapAt(root, m)
+                root = m
+            }
+        }
+        for start in stride(from: count / 2 - 1, through: 0, by: -1) { siftDown(start, count) }
+        for end in stride(from: count - 1, to: 0, by: -1) { order.swapAt(0, end); siftDown(0, end) }
+        var total: Double = 0
+        for j in 0..<count { total += Double(w[Int(order[j])]) }
+        let tailLimit = (1 - p) * total
+        var head: Double = 0
+        for j in 0..<count {
+            head += Double(w[Int(order[j])])
+            if total - head <= tailLimit || j == count - 1 {
+                return NucleusCut(value: x[Int(order[j])], firstKeptId: Int(order[j]))
+            }
+        }
+        return NucleusCut(value: -.infinity, firstKeptId: 0)
+    }
+
     /// Where top-p cuts: the kept tokens are those above `value`, and those equal to it with id ≥ `firstKeptId`.
     struct NucleusCut { var value: Float; var firstKeptId: Int }
 

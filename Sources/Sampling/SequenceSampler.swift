@@ -122,8 +122,11 @@ public struct SequenceSampler: Sendable {
             throw SamplingError.logitsShape(count: logits.count, expected: vocabSize)
         }
         RowMath.sanitize(logits)
-        let history = TokenHistory(prompt: tokens[...])
-        LogitsProcessor.apply(stages, to: logits, history: history, scratch: scratch)
+        // The history's slice must be gone before `tokens.append`, or the append copies the whole sequence.
+        do {
+            let history = TokenHistory(prompt: tokens[...])
+            LogitsProcessor.apply(stages, to: logits, history: history, scratch: scratch)
+        }
         let row = UnsafeBufferPointer(logits)
         let choice: Int?
         if !parameters.doSample {

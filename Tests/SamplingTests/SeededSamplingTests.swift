@@ -22,6 +22,7 @@ final class SeededSamplingTests: XCTestCase {
         let tokens: [Int32]
     }
     struct ChiSquare: Decodable {
+        let name: String
         let logits: [Float]
         let input_ids: [Int32]
         let params: Fixture.Params
@@ -33,7 +34,7 @@ final class SeededSamplingTests: XCTestCase {
         let false_failure_probability: Double
         let threshold: Double
     }
-    struct SamplingFile: Decodable { let sequences: [Sequence]; let chi_square: ChiSquare }
+    struct SamplingFile: Decodable { let sequences: [Sequence]; let chi_square: [ChiSquare] }
 
     /// xoshiro256** seeded through SplitMix64, its jump() streams and its doubles, bit for bit.
     func testGeneratorMatchesTheReference() throws {
@@ -98,13 +99,31 @@ final class SeededSamplingTests: XCTestCase {
         XCTAssertNotEqual(a.seed, b.seed)  // equal with probability 2^-64
     }
 
-    /// 100,000 draws from one processed distribution (penalty, temperature, top-k, top-p) against its
-    /// reference probabilities: no draw outside the kept set, and Pearson's chi-square below the
-    /// threshold that a correct sampler exceeds with probability 1e-6 (the reference computes it from
-    /// the chi-square distribution with degrees of freedom = kept tokens − 1; every expected count ≥ 5).
-    /// The seed is fixed, so the outcome is deterministic.
+    /// Pearson's chi-square of `counts` against the case's probabilities, after checking that no draw fell
+    /// outside the kept set.
+    private func assertMatches(_ counts: [Int], _ c: ChiSquare, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(c.support.reduce(0) { $0 + counts[$1] }, c.draws, "\(c.name): draws outside the kept set", file: file, line: line)
+        var chi = 0.0
+        for (id, p) in zip(c.support, c.probabilities) {
+            let expected = p * Double(c.draws)
+            chi += (Double(counts[id]) - expected) * (Double(counts[id]) - expected) / expected
+        }
+        XCTAssertEqual(c.degrees_of_freedom, c.support.count - 1, file: file, line: line)
+        XCTAssertLessThan(chi, c.threshold, "\(c.name): chi-square \(chi) with \(c.degrees_of_freedom) degrees of freedom",
+                          file: file, line: line)
+    }
+
+    private func chiSquareCase(_ name: String) throws -> ChiSquare {
+        try XCTUnwrap(try Fixture.load("sampling.json", as: SamplingFile.self).chi_square.first { $0.name == name })
+    }
+
+    /// 60,000 draws from one processed row (penalty, temperature, top-k, top-p) against its reference
+    /// probabilities: none outside the kept set, and Pearson's chi-square below the threshold a correct
+    /// sampler exceeds with probability 1e-6 (the reference computes it from the chi-square distribution
+    /// with degrees of freedom = kept tokens − 1; every expected count is ≥ 5). The seed is fixed, so the
+    /// outcome is deterministic.
     func testDrawFrequenciesMatchTheDistribution() throws {
-        let c = try Fixture.load("sampling.json", as: SamplingFile.self).chi_square
+        let c = try chiSquareCase("row")
         let scratch = SamplingScratch(vocabSize: c.logits.count)
         let (_, row) = c.logits.withRow {
             LogitsProcessor.apply(c.params.sampling().stages, to: $0, history: TokenHistory(prompt: c.input_ids[...]),
@@ -118,13 +137,23 @@ final class SeededSamplingTests: XCTestCase {
                 if let id = TokenDraw.draw(r, uniform: g.uniform(), scratch: scratch) { counts[id] += 1 }
             }
         }
-        XCTAssertEqual(c.support.reduce(0) { $0 + counts[$1] }, c.draws, "draws outside the kept set")
-        var chi = 0.0
-        for (id, p) in zip(c.support, c.probabilities) {
-            let expected = p * Double(c.draws)
-            chi += (Double(counts[id]) - expected) * (Double(counts[id]) - expected) / expected
+        assertMatches(counts, c)
+    }
+
+    /// The same check end to end through `SequenceSampler` (temperature, top-k, top-p, then the draw
+    /// from the kept set), fed the same raw row at every step.
+    func testSamplerFrequenciesMatchTheDistribution() throws {
+        let c = try chiSquareCase("sampler")
+        let params = c.params.sampling(maxNewTokens: c.draws, seed: Fixture.hex(c.seed))
+        var sampler = try SequenceSampler(parameters: params, prompt: c.input_ids, vocabSize: c.logits.count, modelEOS: [],
+                                          limits: SamplingLimits(maxNewTokens: c.draws))
+        let scratch = SamplingScratch(vocabSize: c.logits.count)
+        var counts = [Int](repeating: 0, count: c.logits.count)
+        var row = c.logits
+        while !sampler.isFinished {
+            _ = row.withUnsafeMutableBufferPointer { $0.update(from: c.logits) }
+            counts[Int(try row.withUnsafeMutableBufferPointer { try sampler.next(logits: $0, scratch: scratch) })] += 1
         }
-        XCTAssertEqual(c.degrees_of_freedom, c.support.count - 1)
-        XCTAssertLessThan(chi, c.threshold, "chi-square \(chi) with \(c.degrees_of_freedom) degrees of freedom")
+        assertMatches(counts, c)
     }
 }

@@ -305,9 +305,9 @@ def processor_cases():
         chain, margin = apply_chain(params, input_ids, logits)
         assert exact or margin > 4, (name, margin)
         probs = softmax64(chain)
-        case["stages"] = stages
+        case["stages"] = stages if len(stages) > 1 else {}  # a single stage is the chain
         case["chain"] = {"scores": floats(chain), "kept": kept(chain),
-                         "probabilities": [float(p) for p in probs],
+                         "probabilities": [float(probs[i]) for i in kept(chain)],  # of the kept ids, in order
                          "argmax": int(np.argmax(chain))}
         cases.append(case)
 
@@ -338,6 +338,13 @@ def processor_cases():
         add(f"flat8_topp_{p}", flat8, [0], {**sample, "top_p": p}, exact=True)
     flat4 = np.full(4, 2.5, dtype=np.float32)
     add("flat4_topp_0.6", flat4, [0], {**sample, "top_p": 0.6}, exact=True)
+    # Above Sources/Sampling's sort limit (2,048 members) top-p goes through the radix levels: the same
+    # ties, exactly on the boundary, and a cut inside a group of equal values.
+    flat2100 = np.zeros(2100, dtype=np.float32)
+    add("flat2100_topp_0.5", flat2100, [0], {**sample, "top_p": 0.5}, exact=True)
+    levels = (np.arange(2100) % 7).astype(np.float32) * np.float32(0.5)
+    add("levels2100_topp_0.6", levels, [0], {**sample, "top_p": 0.6})
+    add("levels2100_temp_topp_0.3", levels, [0], {**sample, "temperature": 0.25, "top_p": 0.3})
     # One dominant token: top-p keeps it alone (min_tokens_to_keep = 1).
     dom = np.array([-20.0, 30.0, -20.0, -20.0], dtype=np.float32)
     add("dominant_topp", dom, [0], {**sample, "top_p": 0.5}, exact=True)
@@ -421,6 +428,7 @@ def sampling_fixture():
         ("sample_topk_topp_temp", {"do_sample": True, "top_k": 10, "top_p": 0.9, "temperature": 0.8}, 7, 0),
         ("sample_same_seed_stream1", {"do_sample": True, "top_k": 10, "top_p": 0.9, "temperature": 0.8}, 7, 1),
         ("sample_plain", {"do_sample": True}, 12345, 0),
+        ("sample_topk_only", {"do_sample": True, "top_k": 5, "temperature": 0.6}, 99, 0),
         ("sample_penalty_ngram", {"do_sample": True, "top_k": 0, "top_p": 0.95, "repetition_penalty": 1.4,
                                   "no_repeat_ngram_size": 2, "temperature": 1.3}, 2024, 2),
         ("greedy_ngram", {"no_repeat_ngram_size": 2}, 0, 0),
@@ -433,24 +441,29 @@ def sampling_fixture():
                      "max_new": max_new, "params": params, "seed": f"{seed:016x}", "stream": stream,
                      "tokens": tokens})
 
-    # Chi-square: draws from one processed distribution against its probabilities.
+    # Chi-square: draws from a processed distribution against its probabilities. "row": the draw alone on
+    # one processed row (a static history for the penalty); "sampler": SequenceSampler end to end, the same
+    # raw row every step, so only history-free stages (temperature, top-k, top-p).
     rng = np.random.default_rng(99)
     logits = rng.normal(0, 1.5, size=48).astype(np.float32)
-    params = {"do_sample": True, "top_k": 24, "top_p": 0.97, "temperature": 0.9, "repetition_penalty": 1.2}
-    ids = [3, 9, 27, 41]
-    chain, margin = apply_chain(params, ids, logits)
-    assert margin > 4, margin
-    probs = softmax64(chain)
-    support = np.flatnonzero(probs > 0)
-    draws = 100_000
-    expected = probs[support] * draws
-    assert expected.min() >= 5, expected.min()  # the chi-square approximation's usual condition
-    df = len(support) - 1
-    false_failure = 1e-6
-    threshold = chi2_quantile_upper(df, false_failure)
-    chi = {"logits": floats(logits), "input_ids": ids, "params": params, "seed": f"{0x5EED:016x}", "draws": draws,
-           "support": [int(i) for i in support], "probabilities": [float(p) for p in probs[support]],
-           "degrees_of_freedom": df, "false_failure_probability": false_failure, "threshold": threshold}
+    chi = []
+    for name, params, ids, draws, seed in (
+        ("row", {"do_sample": True, "top_k": 24, "top_p": 0.97, "temperature": 0.9, "repetition_penalty": 1.2},
+         [3, 9, 27, 41], 60_000, 0x5EED),
+        ("sampler", {"do_sample": True, "top_k": 20, "top_p": 0.9, "temperature": 1.3}, [], 60_000, 0xC0FFEE),
+    ):
+        chain, margin = apply_chain(params, ids, logits)
+        assert margin > 4, margin
+        probs = softmax64(chain)
+        support = np.flatnonzero(probs > 0)
+        expected = probs[support] * draws
+        assert expected.min() >= 5, expected.min()  # the chi-square approximation's usual condition
+        df = len(support) - 1
+        false_failure = 1e-6
+        chi.append({"name": name, "logits": floats(logits), "input_ids": ids, "params": params,
+                    "seed": f"{seed:016x}", "draws": draws, "support": [int(i) for i in support],
+                    "probabilities": [float(p) for p in probs[support]], "degrees_of_freedom": df,
+                    "false_failure_probability": false_failure, "threshold": chi2_quantile_upper(df, false_failure)})
     return {"sequences": seqs, "chi_square": chi}
 
 
