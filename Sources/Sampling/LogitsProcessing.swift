@@ -37,13 +37,19 @@ public struct TokenHistory {
 
 /// Applies logits stages to one row of scores (`vocab` floats, overwritten in place).
 public enum LogitsProcessor {
+    /// NaN becomes −∞ and +∞ the largest finite float, so the stages see ordered values (the samplers do
+    /// this first). Returns true when anything was replaced.
+    @discardableResult
+    public static func sanitize(_ scores: UnsafeMutableBufferPointer<Float>) -> Bool { RowMath.sanitize(scores) }
+
     /// Applies `stages` in order.
     /// - Parameters:
-    ///   - scores: one row (the scratch's vocabulary size); NaN and +∞ must already be gone (the samplers
-    ///     call `RowMath.sanitize`).
-    ///   - history: the sequence so far; ids outside the vocabulary are ignored.
+    ///   - scores: one row of at most the scratch's vocabulary size (a longer row is a programming error
+    ///     and traps rather than writing past the scratch); NaN and +∞ must already be gone (`sanitize`).
+    ///   - history: the sequence so far; ids outside the row are ignored.
     public static func apply(_ stages: [LogitsStage], to scores: UnsafeMutableBufferPointer<Float>,
                              history: TokenHistory, scratch: SamplingScratch) {
+        precondition(scores.count <= scratch.vocabSize, "a row of \(scores.count) scores for a scratch of \(scratch.vocabSize)")
         scratch.resetSupport()
         for stage in stages { run(stage, on: scores, history: history, scratch: scratch) }
     }
@@ -51,6 +57,7 @@ public enum LogitsProcessor {
     /// One stage alone on a fresh row.
     public static func apply(_ stage: LogitsStage, to scores: UnsafeMutableBufferPointer<Float>,
                              history: TokenHistory, scratch: SamplingScratch) {
+        precondition(scores.count <= scratch.vocabSize, "a row of \(scores.count) scores for a scratch of \(scratch.vocabSize)")
         scratch.resetSupport()
         run(stage, on: scores, history: history, scratch: scratch)
     }

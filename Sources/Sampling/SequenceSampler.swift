@@ -12,6 +12,7 @@ public enum FinishReason: Hashable, Sendable {
 public enum TokenDraw {
     /// - Returns: the chosen id, or nil when every score is −∞.
     public static func draw(_ scores: UnsafeBufferPointer<Float>, uniform u: Double, scratch: SamplingScratch) -> Int? {
+        precondition(scores.count <= scratch.vocabSize, "a row of \(scores.count) scores for a scratch of \(scratch.vocabSize)")
         let m = RowMath.max(scores)
         guard m > -.infinity else { return nil }
         let w = scratch.weights
