@@ -3,10 +3,11 @@ import Foundation
 import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
+// Sampling (logits processors, seeded RNG, beam search) depends on nothing,
 // {Wire, Engine, Tokenizer, Identity, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
 // {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
-// The engine's SIMD kernels need AVX2/FMA codegen (x86-64-v3, any x86 CPU since 2013-15) or Swift
-// falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
+// The SIMD kernels of the engine and of Sampling need AVX2/FMA codegen (x86-64-v3, any x86 CPU since
+// 2013-15) or Swift falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
 var engineSettings: [SwiftSetting] = []
 #if arch(x86_64)
 if ProcessInfo.processInfo.environment["AXON_PORTABLE"] != "1" {
@@ -50,6 +51,8 @@ let package = Package(
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
         // Translation between the network's standard token space and the model's.
         .target(name: "TokenTranslation", dependencies: ["Tokenizer"]),
+        // Choosing tokens: Hugging Face's logits processors, seeded sampling, beam search (docs/GENERATION.md).
+        .target(name: "Sampling", swiftSettings: engineSettings),
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
@@ -64,6 +67,8 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenTranslationTests", dependencies: ["TokenTranslation", "Tokenizer", "GGUF", "TestSupport"]),
+        // Wire only to check that the wire's defaults are Sampling's.
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer", "GGUF", "Identity"],
