@@ -26,6 +26,18 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case rowTooLong(row: Int, length: Int, max: Int)
     /// More logit positions were requested than the result buffer holds.
     case tooManyLogitPositions(count: Int, max: Int)
+    /// A sequence handle that was released, or never issued by this engine.
+    case unknownSequence(SequenceID)
+    /// Every sequence slot is in use (`EngineOptions.maxSequences`).
+    case tooManySequences(max: Int)
+    /// A cached forward pass got a different number of sequences than the batch has rows.
+    case sequenceCountMismatch(rows: Int, sequences: Int)
+    /// Two rows of one cached forward pass name the same sequence.
+    case duplicateSequence(row: Int, SequenceID)
+    /// A row would make its sequence longer than `EngineOptions.maxSeq`.
+    case sequenceTooLong(row: Int, length: Int, max: Int)
+    /// The KV cache has too few free blocks for the batch; nothing was changed.
+    case kvCacheFull(neededBlocks: Int, freeBlocks: Int, blockTokens: Int)
 
     public var description: String {
         switch self {
@@ -57,6 +69,18 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
             return "row \(row) has \(length) tokens, at most \(max) are allowed (EngineOptions.maxSeq)"
         case .tooManyLogitPositions(let count, let max):
             return "logits were requested at \(count) positions but the result holds at most \(max) (EngineOptions.maxLogitRows); use forward(_:eachLogits:) to stream them"
+        case .unknownSequence(let id):
+            return "\(id) is not live in this engine (released, or issued by another engine)"
+        case .tooManySequences(let max):
+            return "all \(max) sequence slots are in use (EngineOptions.maxSequences); release finished sequences first"
+        case .sequenceCountMismatch(let rows, let sequences):
+            return "the batch has \(rows) rows but \(sequences) sequences were given (one per row)"
+        case .duplicateSequence(let row, let id):
+            return "row \(row) names \(id), which an earlier row of the batch already extends"
+        case .sequenceTooLong(let row, let length, let max):
+            return "row \(row) would make its sequence \(length) tokens long, at most \(max) are allowed (EngineOptions.maxSeq)"
+        case .kvCacheFull(let needed, let free, let blockTokens):
+            return "the KV cache needs \(needed) more blocks of \(blockTokens) positions for this batch but has \(free) free (EngineOptions.kvCacheBytes); release sequences or retry later"
         }
     }
 }

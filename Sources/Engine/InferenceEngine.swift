@@ -15,6 +15,9 @@ public final class InferenceEngine: @unchecked Sendable {
 
     let weights: ModelWeights
     let state: RunState
+    /// Keys and values of live sequences, for `forward(_:sequences:logits:)` (KVCache.swift).
+    let cache: KVCache
+    let cachedScratch: CachedAttentionScratch
     private let itemLock = NSLock()
     private var nextItem = 0
 
@@ -40,6 +43,8 @@ public final class InferenceEngine: @unchecked Sendable {
         self.options = options
         weights = try ModelWeights(config: config, source: source)
         state = RunState(config: config, options: options)
+        cache = try KVCache(config: config, options: options)
+        cachedScratch = CachedAttentionScratch(config: config, options: options)
         BLASThreads.set(options.threads)
     }
 
@@ -54,11 +59,13 @@ public final class InferenceEngine: @unchecked Sendable {
     ///   until the next call on this engine.
     /// - Throws: `EngineError` for an empty batch or row, out-of-vocabulary ids, or sizes over the options.
     public func forward(_ batch: RaggedBatch, logits selection: LogitsSelection) throws -> ForwardResult {
-        try validate(batch)
-        if selection == .all, batch.tokenCount > options.maxLogitRows {
-            throw EngineError.tooManyLogitPositions(count: batch.tokenCount, max: options.maxLogitRows)
-        }
+        try validate(batch, logits: selection)
         runLayers(batch)
+        return selectLogits(batch, selection)
+    }
+
+    /// The LM head over the positions `selection` picks, after `runLayers`.
+    func selectLogits(_ batch: RaggedBatch, _ selection: LogitsSelection) -> ForwardResult {
         let start = now()
         switch selection {
         case .none:
@@ -107,7 +114,7 @@ public final class InferenceEngine: @unchecked Sendable {
                              hidden: UnsafePointer(state.normed), logits: UnsafePointer(state.logits))
     }
 
-    private func validate(_ batch: RaggedBatch) throws {
+    func validate(_ batch: RaggedBatch) throws {
         guard batch.rowCount > 0 else { throw EngineError.emptyBatch }
         guard batch.rowCount <= options.maxRows else { throw EngineError.tooManyRows(count: batch.rowCount, max: options.maxRows) }
         guard batch.tokenCount <= options.maxBatchTokens else {
@@ -130,7 +137,10 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Embeddings, every layer, and the final norm into `state.normed` (tokens × hidden).
     /// What varies by family is read from `config.family` and `config.layers`.
-    private func runLayers(_ batch: RaggedBatch) {
+    /// Without a step, positions restart at 0 in every row and attention stays within the row; with
+    /// one (begun by `KVCache.begin`), row r continues its sequence: its positions start at the
+    /// sequence's cached length and it attends over the cache too (CachedAttention.swift).
+    func runLayers(_ batch: RaggedBatch, step: CacheStep? = nil) {
         let c = config, family = c.family, s = state, w = weights
         let n = batch.tokenCount, h = c.hiddenSize, qkvW = c.qkvWidth, f = c.ffnSize, attnW = c.attentionWidth
         let eps = Float(c.rmsEps)
@@ -158,11 +168,15 @@ public final class InferenceEngine: @unchecked Sendable {
             record(\.projections, since: start)
 
             start = now()
-            prepareQK(batch, layer: layer, rope: s.ropeTables[s.layerRope[l]])
+            prepareQK(batch, layer: layer, rope: s.ropeTables[s.layerRope[l]], rowStarts: step?.starts)
             record(\.rope, since: start)
 
             start = now()
-            attention(batch, window: c.layers[l].window)
+            if let step {
+                cachedAttention(batch, layer: l, step: step)
+            } else {
+                attention(batch, window: c.layers[l].window)
+            }
             record(\.attention, since: start)
 
             start = now()
@@ -209,9 +223,11 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// Per token, at its position within its row: add the q/k/v biases, RMSNorm each q and k head,
-    /// and rotate q and k by RoPE (whichever of these the family uses).
-    private func prepareQK(_ batch: RaggedBatch, layer: ModelWeights.Layer, rope table: RopeTable) {
+    /// Per token, at its position (its index in its row, plus `rowStarts[row]` when given): add the
+    /// q/k/v biases, RMSNorm each q and k head, and rotate q and k by RoPE (whichever of these the
+    /// family uses).
+    private func prepareQK(_ batch: RaggedBatch, layer: ModelWeights.Layer, rope table: RopeTable,
+                           rowStarts: UnsafePointer<Int32>?) {
         let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth, style = c.family.rope
         let eps = Float(c.rmsEps)
         batch.rowOffsets.withUnsafeBufferPointer { offsets in
@@ -220,7 +236,7 @@ public final class InferenceEngine: @unchecked Sendable {
                 // Row of token t: the last offset ≤ t (rows are few; a binary search keeps it O(log rows)).
                 var lo = 0, hi = offsets.count - 1
                 while hi - lo > 1 { let mid = (lo + hi) / 2; if offsets[mid] <= t { lo = mid } else { hi = mid } }
-                let pos = t - offsets[lo]
+                let pos = t - offsets[lo] + (rowStarts.map { Int($0[lo]) } ?? 0)
                 let row = s.qkv + t * qkvW
                 if let bias = layer.qkvBias { add(bias, into: row, n: qkvW) }
                 if let qNorm = layer.qNorm, let kNorm = layer.kNorm {
@@ -272,16 +288,24 @@ public final class InferenceEngine: @unchecked Sendable {
                 qs -= block
             }
         }
-        let workers = min(options.threads, count)
+        runItems(count, workers: min(options.threads, count)) { i, worker in
+            attend(s.items[i], window: window, scratch: s.attentionScratch(worker: worker))
+        }
+    }
+
+    /// Runs `body(item, worker)` for items 0..<count on `workers` of the engine's threads (inline
+    /// when one), each claiming the next item from a shared counter, with OpenBLAS pinned to one thread.
+    func runItems(_ count: Int, workers: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
         if workers <= 1 {
-            for i in 0..<count { attend(s.items[i], window: window, scratch: s.attentionScratch(worker: 0)) }
+            for i in 0..<count { body(i, 0) }
             return
         }
         BLASThreads.set(1)
         nextItem = 0
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let scratch = s.attentionScratch(worker: worker)
-            while let i = claimItem(limit: count) { attend(s.items[i], window: window, scratch: scratch) }
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                while let i = claimItem(limit: count) { body(i, worker) }
+            }
         }
         BLASThreads.set(options.threads)
     }
@@ -299,32 +323,42 @@ public final class InferenceEngine: @unchecked Sendable {
     /// its first query to its last query); masked softmax; O = S·V; O is scattered back to each head's
     /// slot of `state.attn`. Query p sees keys p − window < k ≤ p (all k ≤ p without a window).
     private func attend(_ item: AttentionItem, window: Int?, scratch: AttentionScratch) {
-        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth, attnW = c.attentionWidth
-        let group = c.headCount / c.kvHeadCount
+        let c = config, hd = c.headDim
         let rowStart = Int(item.rowStart), qs = Int(item.queryStart), nq = Int(item.queryCount), kvHead = Int(item.kvHead)
         let firstKey = window.map { max(0, qs - $0 + 1) } ?? 0
+        let k = state.qkv + (rowStart + firstKey) * c.qkvWidth + c.headCount * hd + kvHead * hd
+        attendBlock(firstToken: rowStart + qs, count: nq, kvHead: kvHead, firstPosition: qs, firstKey: firstKey,
+                    keys: k, values: k + c.kvWidth, ld: c.qkvWidth, window: window, scratch: scratch)
+    }
+
+    /// The products of `attend` for `count` queries from flat token `firstToken` (at positions from
+    /// `firstPosition`) against the keys and values of positions `firstKey` through the last query's,
+    /// rows `ld` floats apart.
+    func attendBlock(firstToken: Int, count nq: Int, kvHead: Int, firstPosition qs: Int, firstKey: Int,
+                     keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, ld: Int,
+                     window: Int?, scratch: AttentionScratch) {
+        let c = config, s = state, hd = c.headDim, qkvW = c.qkvWidth, attnW = c.attentionWidth
+        let group = c.headCount / c.kvHeadCount
         let keys = qs + nq - firstKey, m = group * nq
         for j in 0..<group {
             let head = kvHead * group + j
             for i in 0..<nq {
-                (scratch.queries + (j * nq + i) * hd).update(from: s.qkv + (rowStart + qs + i) * qkvW + head * hd, count: hd)
+                (scratch.queries + (j * nq + i) * hd).update(from: s.qkv + (firstToken + i) * qkvW + head * hd, count: hd)
             }
         }
-        let k = s.qkv + (rowStart + firstKey) * qkvW + c.headCount * hd + kvHead * hd
-        let v = k + c.kvWidth
-        sgemm(m: m, n: keys, k: hd, alpha: Float(c.attentionScale), a: scratch.queries, lda: hd, b: k, ldb: qkvW,
+        sgemm(m: m, n: keys, k: hd, alpha: Float(c.attentionScale), a: scratch.queries, lda: hd, b: k, ldb: ld,
               transposeB: true, c: scratch.scores, ldc: keys)
         for r in 0..<m {
             let p = qs + r % nq   // this query's position; its keys are indexed from firstKey
             let first = window.map { max(0, p - $0 + 1) - firstKey } ?? 0
             softmaxRange(scratch.scores + r * keys, first: first, valid: p + 1 - firstKey, total: keys)
         }
-        sgemm(m: m, n: hd, k: keys, a: scratch.scores, lda: keys, b: v, ldb: qkvW, transposeB: false,
+        sgemm(m: m, n: hd, k: keys, a: scratch.scores, lda: keys, b: v, ldb: ld, transposeB: false,
               c: scratch.output, ldc: hd)
         for j in 0..<group {
             let head = kvHead * group + j
             for i in 0..<nq {
-                (s.attn + (rowStart + qs + i) * attnW + head * hd).update(from: scratch.output + (j * nq + i) * hd, count: hd)
+                (s.attn + (firstToken + i) * attnW + head * hd).update(from: scratch.output + (j * nq + i) * hd, count: hd)
             }
         }
     }

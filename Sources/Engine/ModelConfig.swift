@@ -229,15 +229,23 @@ public struct EngineOptions: Sendable {
     public var maxLogitRows: Int
     /// Collect per-phase timings into `InferenceEngine.timings` (a few clock reads per layer).
     public var collectTimings: Bool
+    /// Bytes of the KV cache pool for incremental decoding (reserved at load, touched as blocks are
+    /// first used). 0 disables the cache: every cached forward pass is then `kvCacheFull`.
+    public var kvCacheBytes: Int
+    /// Most live sequences (forks included) in the KV cache.
+    public var maxSequences: Int
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatchTokens: Int = 4096,
-                maxRows: Int = 64, maxSeq: Int = 2048, maxLogitRows: Int = 512, collectTimings: Bool = false) {
+                maxRows: Int = 64, maxSeq: Int = 2048, maxLogitRows: Int = 512, collectTimings: Bool = false,
+                kvCacheBytes: Int = 256 << 20, maxSequences: Int = 256) {
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
         self.maxRows = maxRows
         self.maxSeq = maxSeq
         self.maxLogitRows = maxLogitRows
         self.collectTimings = collectTimings
+        self.kvCacheBytes = kvCacheBytes
+        self.maxSequences = maxSequences
     }
 
     func validate(for config: ModelConfig) throws {
@@ -253,6 +261,14 @@ public struct EngineOptions: Sendable {
         }
         guard (maxRows...maxBatchTokens).contains(maxLogitRows) else {
             throw EngineError.invalidOptions("maxLogitRows is \(maxLogitRows), expected maxRows (\(maxRows))...maxBatchTokens (\(maxBatchTokens))")
+        }
+        let blockBytes = KVCache.bytesPerBlock(config)
+        let maxCacheBytes = min(1 << 40, Int(Int32.max) * blockBytes)
+        guard (0...maxCacheBytes).contains(kvCacheBytes) else {
+            throw EngineError.invalidOptions("kvCacheBytes is \(kvCacheBytes), expected 0...\(maxCacheBytes)")
+        }
+        guard (1...1 << 16).contains(maxSequences) else {
+            throw EngineError.invalidOptions("maxSequences is \(maxSequences), expected 1...\(1 << 16)")
         }
     }
 }

@@ -82,8 +82,12 @@ class FamilyModel:
             return g / (1.0 + np.exp(-g))
         return 0.5 * g * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (g + 0.044715 * g ** 3)))
 
-    def forward(self, ids):
-        """One row: positions 0..<T, causal. Returns the final-normed hidden states (T, dim)."""
+    def forward(self, ids, reorder=None):
+        """One row: positions 0..<T, causal. Returns the final-normed hidden states (T, dim).
+
+        With a list `reorder`, appends the variance per element of the last position's final-normed
+        hidden state that reordering the fp32 sums of the residual products moves it by (see
+        `reorder_variance`)."""
         T, hd, H, KV = len(ids), self.head_dim, self.n_head, self.n_kv
         x = self.emb[np.asarray(ids)].astype(self.dtype)
         if self.fam["embed_scale"]:
@@ -114,16 +118,57 @@ class FamilyModel:
                 e = np.exp(s - s.max(axis=1, keepdims=True))
                 e /= e.sum(axis=1, keepdims=True)
                 o[:, h] = e @ v[:, h // group]
-            a = o.reshape(T, H * hd) @ self.W(p + "attn_output.weight").T
+            o = o.reshape(T, H * hd)
+            a = o @ self.W(p + "attn_output.weight").T
+            variance = None if reorder is None else self.reorder_variance(p + "attn_output.weight", o[-1])
             if self.fam["post_norms"]:
+                if variance is not None:
+                    variance *= self.rmsnorm_gain(a[-1], self.w[p + "post_attention_norm.weight"])
                 a = self.rmsnorm(a, self.w[p + "post_attention_norm.weight"])
             x = x + a
             m = self.rmsnorm(x, self.w[p + "ffn_norm.weight"])
-            d = (self.act(m @ self.W(p + "ffn_gate.weight").T) * (m @ self.W(p + "ffn_up.weight").T)) @ self.W(p + "ffn_down.weight").T
+            f = self.act(m @ self.W(p + "ffn_gate.weight").T) * (m @ self.W(p + "ffn_up.weight").T)
+            d = f @ self.W(p + "ffn_down.weight").T
+            if reorder is not None:
+                down = self.reorder_variance(p + "ffn_down.weight", f[-1])
+                if self.fam["post_norms"]:
+                    down *= self.rmsnorm_gain(d[-1], self.w[p + "post_ffw_norm.weight"])
+                variance += down
+                reorder.append(variance)
             if self.fam["post_norms"]:
                 d = self.rmsnorm(d, self.w[p + "post_ffw_norm.weight"])
             x = x + d
+        if reorder is not None:
+            # Carried through the final norm; the result replaces the per-layer terms.
+            total = np.sum(reorder, axis=0) * self.rmsnorm_gain(x[-1], self.w["output_norm.weight"])
+            reorder[:] = [total]
         return self.rmsnorm(x, self.w["output_norm.weight"])
+
+    # An fp32 sum of K terms t_k, accumulated in some order, rounds each partial sum S_k once (FMA)
+    # with an error uniform in ±u·|S_k|, variance u²/3·S_k². For terms of random sign E[S_k²] = k·mean(t²),
+    # so over the K partial sums the variance is u²/3 · K²/2 · mean(t²) = u²/6 · K · Σt²; two orders
+    # that share no partial sums differ by twice that: u²/3 · K · Σt². Each residual product adds this
+    # per output element; the errors of different products are independent, so variances add.
+    U = 2.0 ** -24
+
+    def reorder_variance(self, name, a):
+        """Per output element of W·a: the variance of the difference of two fp32 summation orders."""
+        terms = self.w[name].astype(np.float64) * np.asarray(a, dtype=np.float64)
+        return self.U ** 2 / 3 * terms.shape[1] * (terms ** 2).sum(axis=1)
+
+    def rmsnorm_gain(self, x, w):
+        """(w / rms(x))²: to first order an RMSNorm scales a small error in x by w / rms(x) per element."""
+        x = np.asarray(x, dtype=np.float64)
+        return (w.astype(np.float64) / np.sqrt(np.mean(x * x) + self.eps)) ** 2
+
+    def reorder_logit_sigma(self, hidden_variance):
+        """Standard deviation of every logit e·h (vocab,) when h moves by independent errors of the
+        given variances (the soft cap, when present, only shrinks errors)."""
+        out = np.empty(self.out.shape[0])
+        for v in range(0, self.out.shape[0], 16384):
+            e = self.out[v:v + 16384].astype(np.float64)
+            out[v:v + 16384] = np.sqrt((e * e) @ hidden_variance)
+        return out
 
     def logits(self, hidden_rows, chunk=16384):
         """(rows, vocab); the head is converted a chunk of the vocabulary at a time (Gemma's is 262,144 rows)."""
