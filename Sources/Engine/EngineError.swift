@@ -26,6 +26,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case rowTooLong(row: Int, length: Int, max: Int)
     /// More logit positions were requested than the result buffer holds.
     case tooManyLogitPositions(count: Int, max: Int)
+    /// A `.positions` selection names a token index outside the batch.
+    case logitPositionOutOfRange(index: Int, tokens: Int)
 
     public var description: String {
         switch self {
@@ -57,6 +59,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
             return "row \(row) has \(length) tokens, at most \(max) are allowed (EngineOptions.maxSeq)"
         case .tooManyLogitPositions(let count, let max):
             return "logits were requested at \(count) positions but the result holds at most \(max) (EngineOptions.maxLogitRows); use forward(_:eachLogits:) to stream them"
+        case .logitPositionOutOfRange(let index, let tokens):
+            return "logits were requested at token index \(index), outside the batch's \(tokens) tokens"
         }
     }
 }
