@@ -12,7 +12,8 @@ public struct PhraseDistribution: Equatable, Sendable {
     public var probabilities: [Float]
     /// `phrases[c]` is the network ids of candidate c.
     public var phrases: [[Int32]]
-    /// (1 − Σ probabilities) / (network vocabulary − k), the probability of each phrase not listed.
+    /// (1 − Σ probabilities) / (network vocabulary − k), the probability of each phrase not listed
+    /// (k as asked: fewer than k phrases may exist, and an answer pads them with probability 0).
     public var floor: Float
 }
 
@@ -38,6 +39,9 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
     private let modelOffsets: [Int]
     /// Whether model token i has text (control tokens do not).
     private let modelHasText: [Bool]
+    /// The most bytes any model token stands for: no phrase is longer (each network token has at
+    /// least one byte, and a phrase spells at most one model token's bytes).
+    public let maxModelTokenBytes: Int
     /// Model ids with text, sorted by their bytes: the tokens starting with given bytes form one range.
     private let sortedByBytes: [Int32]
     /// The phrase of every model token on its own; token i is `phraseIDs[phraseOffsets[i]..<phraseOffsets[i+1]]`.
@@ -72,6 +76,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         }
         modelBytes = bytes
         modelOffsets = offsets
+        maxModelTokenBytes = max(1, zip(offsets.dropFirst(), offsets).map { $0 - $1 }.max() ?? 1)
         modelHasText = hasText
         phraseIDs = phrases
         self.phraseOffsets = phraseOffsets
@@ -150,7 +155,8 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
             .prefix(k)
         let probabilities = ranked.map(\.value)
         let listed = probabilities.reduce(0, +)
-        let unlisted = network.vocabSize - probabilities.count
+        // The contract's floor counts k slots as listed, even when fewer phrases than k exist.
+        let unlisted = network.vocabSize - min(k, network.vocabSize)
         return PhraseDistribution(probabilities: probabilities, phrases: ranked.map(\.key),
                                   floor: unlisted > 0 ? max(0, 1 - listed) / Float(unlisted) : 0)
     }
@@ -198,8 +204,18 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
     ///   - k: top-k to list; 0 lists every network token (ids in order, probabilities as given).
     public func nextTokens(_ row: RowAlignment, k: Int,
                            probabilitiesAt: (Int) -> UnsafeBufferPointer<Float>) -> [NetworkTokenDistribution] {
+        var answers: [NetworkTokenDistribution] = []
+        answers.reserveCapacity(row.networkEnds.count)
+        forEachNextToken(row, k: k, probabilitiesAt: probabilitiesAt) { _, answer in answers.append(answer) }
+        return answers
+    }
+
+    /// `nextTokens`, one network position at a time: `body` gets each position's distribution in
+    /// order, so full distributions (k = 0) need not all be held at once.
+    public func forEachNextToken(_ row: RowAlignment, k: Int, probabilitiesAt: (Int) -> UnsafeBufferPointer<Float>,
+                                 body: (_ position: Int, _ distribution: NetworkTokenDistribution) -> Void) {
         var aggregate = [Float](repeating: 0, count: network.vocabSize)
-        return row.networkEnds.map { end in
+        for (position, end) in row.networkEnds.enumerated() {
             for index in aggregate.indices { aggregate[index] = 0 }
             if let i = row.modelPosition(endingAt: end) {
                 let p = probabilitiesAt(i)
@@ -209,7 +225,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
             } else {
                 accumulateInside(row, end: end, into: &aggregate, probabilitiesAt: probabilitiesAt)
             }
-            return Self.select(aggregate, k: k)
+            body(position, Self.select(aggregate, k: k))
         }
     }
 
