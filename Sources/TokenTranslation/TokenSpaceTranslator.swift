@@ -62,13 +62,14 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         var phrases: [Int32] = [], phraseOffsets = [0]
         offsets.reserveCapacity(model.vocabSize + 1)
         phraseOffsets.reserveCapacity(model.vocabSize + 1)
+        let encoder = network.makeByteEncoder()
         for id in 0..<Int32(model.vocabSize) {
             let text = model.textBytes(of: id) ?? []
             hasText.append(!text.isEmpty)
             bytes += text
             offsets.append(bytes.count)
             if !text.isEmpty {
-                phrases += network.encode(bytes: text)
+                phrases += encoder.encode(bytes: text)
             } else if id == modelEOS, let networkEOS {
                 phrases.append(networkEOS)
             }
@@ -174,6 +175,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
               let lastNetworkBytes = network.textBytes(of: lastNetwork) else { return nil }
         var exact: Float = 0
         var extensions: [([Int32], Float)] = []
+        let encoder = network.makeByteEncoder()
         for t in candidates(startingWith: remainder) {
             let p = healed[Int(t)]
             guard p > 0 else { continue }
@@ -185,8 +187,8 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
             let added = Array(bytes.dropFirst(remainder.count))
             // The network tokenizer put a boundary where the text ends; a continuation that would
             // make it merge the last network token with what follows contradicts that boundary.
-            guard network.encode(bytes: lastNetworkBytes + added).first == lastNetwork else { continue }
-            extensions.append((network.encode(bytes: added), p))
+            guard encoder.encode(bytes: lastNetworkBytes + added).first == lastNetwork else { continue }
+            extensions.append((encoder.encode(bytes: added), p))
         }
         let total = exact + extensions.reduce(0) { $0 + $1.1 }
         guard total > 0, total.isFinite else { return nil }
@@ -241,9 +243,10 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         let prefix = Array(row.text[row.modelEnds[i - 1]..<end])
         var total: Float = 0
         var picked: [(Int32, Float)] = []
+        let encoder = network.makeByteEncoder()
         for t in candidates(startingWith: prefix) where p[Int(t)] > 0 {
             let bytes = modelTokenBytes(t)
-            guard bytes.count > prefix.count, let first = network.encode(bytes: Array(bytes.dropFirst(prefix.count))).first
+            guard bytes.count > prefix.count, let first = encoder.encode(bytes: Array(bytes.dropFirst(prefix.count))).first
             else { continue }
             picked.append((first, p[Int(t)]))
             total += p[Int(t)]
