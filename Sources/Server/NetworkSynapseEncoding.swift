@@ -122,31 +122,45 @@ extension SynapseEncoder {
                                 _ placements: [RowPlacement], _ output: BackendOutput, _ dtype: DataType,
                                 k: Int) -> [Tensor] {
         let batch = request.batch
-        let full = ProbabilityRow(vocab: vocabSize), healed = ProbabilityRow(vocab: vocabSize)
-        let answers: [PhraseDistribution?] = zip(rows, placements).map { row, placement in
-            let (healedPosition, fullPosition) = space.translator.nextPositions(row)
-            guard let last = logitRow(output, placement, token: fullPosition) else { return nil }
-            let after = full.fill(last, source: fullPosition)
-            let before = healedPosition.flatMap { position in
-                logitRow(output, placement, token: position).map { healed.fill($0, source: position) }
+        // Rows are translated on every core (the engine is idle while a batch is encoded), each
+        // worker with its own two distributions.
+        var answers = [PhraseDistribution?](repeating: nil, count: rows.count)
+        let workers = max(1, min(rows.count, ProcessInfo.processInfo.activeProcessorCount))
+        answers.withUnsafeMutableBufferPointer { out in
+            let out = out
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                let full = ProbabilityRow(vocab: vocabSize), healed = ProbabilityRow(vocab: vocabSize)
+                for r in stride(from: worker, to: rows.count, by: workers) {
+                    let (row, placement) = (rows[r], placements[r])
+                    let (healedPosition, fullPosition) = space.translator.nextPositions(row)
+                    guard let last = logitRow(output, placement, token: fullPosition) else { continue }
+                    full.source = nil
+                    healed.source = nil
+                    let after = full.fill(last, source: fullPosition)
+                    let before = healedPosition.flatMap { position in
+                        logitRow(output, placement, token: position).map { healed.fill($0, source: position) }
+                    }
+                    out[r] = space.translator.nextPhrases(row, healed: before, full: after, k: k)
+                }
             }
-            full.source = nil
-            healed.source = nil
-            return space.translator.nextPhrases(row, healed: before, full: after, k: k)
         }
         let width = max(1, answers.compactMap { $0?.phrases.map(\.count).max() }.max() ?? 1)
         var probabilities = FloatTensorWriter(count: batch * k, dtype: dtype)
-        var phrases = [Int32](repeating: -1, count: batch * k * width)
+        // INT32 little-endian, −1 (all bits set) wherever no id is written.
+        var phraseBytes = [UInt8](repeating: 0xFF, count: batch * k * width * 4)
         var floors = FloatTensorWriter(count: batch, dtype: dtype)
-        for (r, answer) in answers.enumerated() {
-            guard let answer else { continue }
-            answer.probabilities.withUnsafeBufferPointer { probabilities.write($0, at: r * k) }
-            for (c, phrase) in answer.phrases.enumerated() {
-                for (i, id) in phrase.enumerated() { phrases[(r * k + c) * width + i] = id }
+        phraseBytes.withUnsafeMutableBytes { raw in
+            for (r, answer) in answers.enumerated() {
+                guard let answer else { continue }
+                answer.probabilities.withUnsafeBufferPointer { probabilities.write($0, at: r * k) }
+                for (c, phrase) in answer.phrases.enumerated() {
+                    for (i, id) in phrase.enumerated() {
+                        raw.storeBytes(of: id.littleEndian, toByteOffset: ((r * k + c) * width + i) * 4, as: Int32.self)
+                    }
+                }
+                floors.write(answer.floor, at: r)
             }
-            floors.write(answer.floor, at: r)
         }
-        let phraseBytes = phrases.map(\.littleEndian).withUnsafeBytes { Array($0) }
         return [probabilities.tensor(shape: [batch, k]),
                 Tensor(buffer: phraseBytes, shape: [batch, k, width].map(Int64.init), dtype: .int32),
                 floors.tensor(shape: [batch])]
