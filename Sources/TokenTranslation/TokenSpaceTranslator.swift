@@ -107,7 +107,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         var modelIDs: [Int32] = modelBOS.map { [$0] } ?? []
         var modelEnds: [Int] = modelBOS == nil ? [] : [0]
         var end = 0
-        for id in model.encode(bytes: text) {
+        for id in modelTokens(ofPrefix: text) {
             end += modelTokenBytes(id).count
             modelIDs.append(id)
             modelEnds.append(end)
@@ -117,6 +117,26 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         }
         return RowAlignment(text: text, networkIDs: networkIDs, networkEnds: networkEnds, modelIDs: modelIDs,
                             modelEnds: modelEnds, firstTextPosition: modelBOS == nil ? 0 : 1)
+    }
+
+    /// The model's tokens of `text` as it reads them when the text goes on. A text that ends in
+    /// whitespace can be tokenized otherwise on its own: GPT-2-style split rules keep a whitespace
+    /// run whole at the very end of a text but give its last character to what follows (".\n\n"
+    /// alone ends in one token "\n\n", followed by a word it is "\n" "\n"), and the model, which
+    /// never saw "\n\n" before a word, would then predict as if the paragraph went on blank. So such
+    /// a text is tokenized with a letter after it, and the tokens within the text are kept (the
+    /// rest, if a token crossed the text's end, tokenized on its own).
+    private func modelTokens(ofPrefix text: [UInt8]) -> [Int32] {
+        guard let last = text.last, [0x20, 0x0A, 0x09, 0x0D].contains(last) else { return model.encode(bytes: text) }
+        var ids: [Int32] = [], end = 0
+        for id in model.encode(bytes: text + [UInt8(ascii: "x")]) {
+            let next = end + modelTokenBytes(id).count
+            guard next <= text.count else { break }
+            ids.append(id)
+            end = next
+        }
+        if end < text.count { ids += model.encode(bytes: Array(text[end...])) }
+        return ids
     }
 
     /// The model positions whose next-token probabilities `nextPhrases` reads: `full`, after the
