@@ -177,7 +177,7 @@ struct Serve: ParsableCommand {
             throw Failure("--network-tokenizer \(path) cannot be loaded: \(error) (expected GPT-2 ranks in tiktoken format: Models/fetch gpt2)")
         }
         let space = NetworkTokenSpace(standard: standard, model: model)
-        logger.info("network space: \(space.name) from \(path) (sha256 \(space.sha256.prefix(12))…, \(space.vocabSize) tokens), translator built in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        logger.info("network space: \(space.name) from \(path) (sha256 \(space.sha256.prefix(12))…, \(space.vocabSize) tokens; phrases at most \(space.maxPhraseLength) long), translator built in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
         return space
     }
 }

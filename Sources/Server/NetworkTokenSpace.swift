@@ -17,8 +17,9 @@ public final class NetworkTokenSpace: Sendable {
 
     /// Valid network ids are `0..<vocabSize` (50,257 for GPT-2).
     public var vocabSize: Int { translator.networkVocabSize }
-    /// No phrase of any answer is longer (a phrase spells at most one model token's bytes).
-    var maxPhraseLength: Int { translator.maxModelTokenBytes }
+    /// No phrase of any answer is longer (a phrase spells at most one model token's bytes): what
+    /// validation reserves for a next-phrase answer's width L.
+    public var maxPhraseLength: Int { translator.maxModelTokenBytes }
 
     /// - Parameters:
     ///   - standard: the network's standard tokenizer (`Tokenizer.networkStandard(ranksPath:)`).
