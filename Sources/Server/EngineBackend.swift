@@ -15,9 +15,10 @@ public final class EngineBackend: InferenceBackend {
     /// Loads the model from a parsed GGUF file.
     /// - Throws: `EngineError` when the model or the limits are unusable.
     public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int) throws {
+        // Logit rows held at once: a chunk of streamed positions, and each row's last two (`.lastTwo`).
         let options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                     maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
-                                    maxLogitRows: max(maxRows, min(512, maxBatchTokens)))
+                                    maxLogitRows: max(maxRows, min(maxBatchTokens, max(512, 2 * maxRows))))
         engine = try InferenceEngine(file: file, options: options)
         var info = modelInfo
         info.vocabSize = engine.config.vocabSize
@@ -33,6 +34,11 @@ public final class EngineBackend: InferenceBackend {
         switch logits {
         case .none, .last:
             result = try engine.forward(batch, logits: logits == .last ? .last : .none)
+        case .lastTwo:
+            // Each row's last two flat indices, the one before the last first (one for a one-token row).
+            let offsets = batch.rowOffsets
+            let positions = (0..<rows.count).flatMap { r in max(offsets[r], offsets[r + 1] - 2)..<offsets[r + 1] }
+            result = try engine.forward(batch, logits: .positions(positions))
         case .all:
             if allLogits.count < tokens * v { allLogits = [Float](repeating: 0, count: tokens * v) }
             let offsets = batch.rowOffsets
@@ -50,6 +56,10 @@ public final class EngineBackend: InferenceBackend {
         case .last:
             let lastView = UnsafeBufferPointer(start: result.lastLogits(row: 0)?.baseAddress, count: rows.count * v)
             try body(BackendOutput(hidden: hiddenView, logits: lastView, logitsWanted: .last))
+        case .lastTwo:
+            let selected = rows.reduce(0) { $0 + min(2, $1.count) }
+            let selectedView = UnsafeBufferPointer(start: result.selectedLogits(0)?.baseAddress, count: selected * v)
+            try body(BackendOutput(hidden: hiddenView, logits: selectedView, logitsWanted: .lastTwo))
         case .all:
             try allLogits.withUnsafeBufferPointer { all in
                 try body(BackendOutput(hidden: hiddenView, logits: UnsafeBufferPointer(rebasing: all[0..<(tokens * v)]),
