@@ -184,6 +184,8 @@ final class CachedAttentionScratch {
     let items: UnsafeMutablePointer<CachedAttentionItem>   // ((maxBatchTokens / queryBlock + maxRows) · kvHeads)
     private let arena: UnsafeMutablePointer<Float>        // per worker: keys (maxSeq, hd), values (maxSeq, hd)
     private let stride: Int
+    private let maxSeq: Int
+    private let headDim: Int
 
     init(config c: ModelConfig, options o: EngineOptions) {
         let capacity = (o.maxBatchTokens / RunState.queryBlock + o.maxRows) * c.kvHeadCount
@@ -195,9 +197,6 @@ final class CachedAttentionScratch {
         maxSeq = o.maxSeq
         headDim = c.headDim
     }
-
-    private let maxSeq: Int
-    private let headDim: Int
 
     func gather(worker: Int) -> (keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
         let base = arena + worker * stride

@@ -193,6 +193,24 @@ final class EngineKVCacheTests: XCTestCase {
         try assertDecodeMatchesFullPrefill("gemma3")
     }
 
+    /// A first chunk whose query blocks all have more than one query reads its keys in place and
+    /// makes the cache-less pass's calls with the same shapes: exactly the same logits.
+    func testAFirstPrefillThroughTheCacheEqualsTheCachelessPassExactly() throws {
+        let engine = try smolLM2(), rows = try ReferenceFixture.reference().rows.prefix(3).map(\.ids)
+        XCTAssertEqual(rows.map(\.count), [512, 90, 12])
+        let batch = RaggedBatch(rows: rows)
+        let cacheless = try engine.forward(batch, logits: .last)
+        let expected = try rows.indices.map { (Array(cacheless.hidden(row: $0)), Array(try XCTUnwrap(cacheless.lastLogits(row: $0)))) }
+        let sequences = try rows.map { _ in try engine.newSequence() }
+        defer { for s in sequences { engine.release(s) } }
+        let result = try engine.forward(batch, sequences: sequences, logits: .last)
+        for r in rows.indices {
+            XCTAssertEqual(Array(result.hidden(row: r)), expected[r].0, "row \(r) hidden")
+            XCTAssertEqual(Array(try XCTUnwrap(result.lastLogits(row: r))), expected[r].1, "row \(r) logits")
+        }
+        XCTAssertEqual(try sequences.map { try engine.cachedLength(of: $0) }, [512, 90, 12])
+    }
+
     // MARK: Mixed batches
 
     /// Prefill chunks (from an empty and from a cached sequence), decode tokens (one at a block
