@@ -121,9 +121,10 @@ final class EngineKVCacheTests: XCTestCase {
         print("greedy with the cache = greedy by recompute; smallest top-2 margin \(run.margins.min() ?? 0)")
     }
 
-    /// The reference recomputes in float64; our logits differ from it by one fp32 pass's rounding,
-    /// whose σ is at most the fixture's `max_sigma` (2.6e-5, Tolerance.swift), so a top-2 margin over
-    /// 1e-3 (a logit moving by half of it is ~19σ) fixes the top-1. The reference's own tokens are fed at every step (teacher forcing), so each step
+    /// The reference recomputes in float64; our logits differ from it by one fp32 pass's rounding.
+    /// Two fp32 orders differ by σ ≤ the fixture's `max_sigma` (2.6e-5, Tolerance.swift) per logit,
+    /// so one order against exact arithmetic moves the top-2 margin by about that σ: a margin over
+    /// 1e-3 (~38σ) fixes the top-1. The reference's own tokens are fed at every step (teacher forcing), so each step
     /// compares the same context; and free-running greedy with the cache equals the reference's
     /// tokens up to its first near-tie.
     func testGreedyDecodingAgreesWithTheFloat64ReferenceWhereverItsMarginExceeds1e3() throws {
