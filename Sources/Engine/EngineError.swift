@@ -72,7 +72,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
         case .tooManyLogitPositions(let count, let max):
             return "logits were requested at \(count) positions but the result holds at most \(max) (EngineOptions.maxLogitRows); use forward(_:eachLogits:) to stream them"
         case .unknownSequence(let id):
-            return "\(id) is not live in this engine (released, or issued by another engine)"
+            return "\(id) is not a live sequence of this engine (it was released, or never issued here)"
         case .tooManySequences(let max):
             return "all \(max) sequence slots are in use (EngineOptions.maxSequences); release finished sequences first"
         case .sequenceCountMismatch(let rows, let sequences):

@@ -29,8 +29,9 @@ public struct KVCacheUsage: Sendable, Equatable {
 
 /// Paged keys and values of every live sequence, in one pool allocated at load.
 ///
-/// A block holds `blockTokens` consecutive positions of one layer: K as (kvHeads, blockTokens,
-/// headDim) then V the same, so one KV head's keys in a block are contiguous. Each sequence has,
+/// A block holds `blockTokens` consecutive positions of one layer: K transposed, (kvHeads, headDim,
+/// blockTokens), so one dimension of a head's 16 keys is two SIMD vectors (a decode query's scores
+/// are broadcast FMAs, no horizontal sums), then V as (kvHeads, blockTokens, headDim). Each sequence has,
 /// per layer, a table from logical block (position / blockTokens) to a physical block, or −1.
 /// Blocks are reference-counted: `fork` shares every block, and a shared block that is still being
 /// filled is copied before it is written (copy-on-write). Full blocks are never written again.
@@ -42,7 +43,8 @@ public struct KVCacheUsage: Sendable, Equatable {
 /// Nothing here allocates after init: sequence slots, tables and the per-step row arrays are
 /// sized from `EngineOptions`.
 final class KVCache {
-    static let blockTokens = 16
+    /// Two `Vec`s: the decode kernel (`blockScores`) relies on it.
+    static let blockTokens = 2 * vecWidth
 
     let layerCount: Int
     let kvHeads: Int
@@ -57,7 +59,7 @@ final class KVCache {
     let maxBlocksPerSequence: Int
     let maxSeq: Int
 
-    private let pool: UnsafeMutablePointer<Float>        // (totalBlocks, 2, kvHeads, blockTokens, headDim), mmap'ed
+    private let pool: UnsafeMutablePointer<Float>        // (totalBlocks, K: (kvHeads, headDim, blockTokens), V: (kvHeads, blockTokens, headDim)), mmap'ed
     private let poolBytes: Int
     private let refCounts: UnsafeMutablePointer<Int32>   // (totalBlocks) holders of each block; 0 = free
     private let freeList: UnsafeMutablePointer<Int32>    // (totalBlocks) stack of free blocks, lowest id on top
@@ -259,15 +261,18 @@ final class KVCache {
         }
     }
 
-    /// Base of one KV head's keys (then, `valueOffset` floats later, its values) in the block that
-    /// holds `position` of layer `layer`; the position's key is at `+ (position % blockTokens) · headDim`.
+    /// One KV head's keys, (headDim, blockTokens), in the block that holds `position` of layer
+    /// `layer`: dimension d of the key at `position` is at `d · blockTokens + position % blockTokens`.
     @inline(__always) func keys(slot: Int, layer: Int, position: Int, kvHead: Int) -> UnsafeMutablePointer<Float> {
         let b = Int(table(slot, layer)[position / Self.blockTokens])
         return pool + b * blockFloats + kvHead * Self.blockTokens * headDim
     }
 
-    /// Floats from a head's keys to its values within a block.
-    var valueOffset: Int { kvHeads * Self.blockTokens * headDim }
+    /// One KV head's values, (blockTokens, headDim), in the block that holds `position`: the value at
+    /// `position` is the row `position % blockTokens`.
+    @inline(__always) func values(slot: Int, layer: Int, position: Int, kvHead: Int) -> UnsafeMutablePointer<Float> {
+        keys(slot: slot, layer: layer, position: position, kvHead: kvHead) + kvHeads * Self.blockTokens * headDim
+    }
 
     // MARK: Steps
 
@@ -336,11 +341,11 @@ final class KVCache {
     /// Copies one token's keys and values (`k`, then `v`, each kvHeads·headDim floats) into the
     /// block of `position`.
     @inline(__always) func store(slot: Int, layer: Int, position: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>) {
-        let hd = headDim, offset = (position % Self.blockTokens) * hd
+        let hd = headDim, bt = Self.blockTokens, i = position % bt
         for g in 0..<kvHeads {
-            let dst = keys(slot: slot, layer: layer, position: position, kvHead: g) + offset
-            dst.update(from: k + g * hd, count: hd)
-            (dst + valueOffset).update(from: v + g * hd, count: hd)
+            let keys = self.keys(slot: slot, layer: layer, position: position, kvHead: g) + i
+            for d in 0..<hd { keys[d * bt] = k[g * hd + d] }
+            (values(slot: slot, layer: layer, position: position, kvHead: g) + i * hd).update(from: v + g * hd, count: hd)
         }
     }
 }

@@ -233,7 +233,8 @@ public struct EngineOptions: Sendable {
     /// Bytes of the KV cache pool for incremental decoding (reserved at load, touched as blocks are
     /// first used). 0 disables the cache: every cached forward pass is then `kvCacheFull`.
     public var kvCacheBytes: Int
-    /// Most live sequences (forks included) in the KV cache.
+    /// Most live sequences (forks included) in the KV cache, up to 4,096 (each slot reserves a block
+    /// table of layers × ⌈maxSeq / 16⌉ entries).
     public var maxSequences: Int
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatchTokens: Int = 4096,
@@ -268,8 +269,8 @@ public struct EngineOptions: Sendable {
         guard (0...maxCacheBytes).contains(kvCacheBytes) else {
             throw EngineError.invalidOptions("kvCacheBytes is \(kvCacheBytes), expected 0...\(maxCacheBytes)")
         }
-        guard (1...1 << 16).contains(maxSequences) else {
-            throw EngineError.invalidOptions("maxSequences is \(maxSequences), expected 1...\(1 << 16)")
+        guard (1...4096).contains(maxSequences) else {
+            throw EngineError.invalidOptions("maxSequences is \(maxSequences), expected 1...4096")
         }
     }
 }

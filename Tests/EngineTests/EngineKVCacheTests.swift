@@ -121,9 +121,10 @@ final class EngineKVCacheTests: XCTestCase {
         print("greedy with the cache = greedy by recompute; smallest top-2 margin \(run.margins.min() ?? 0)")
     }
 
-    /// The reference recomputes in float64; our logits differ from it by one fp32 pass's rounding,
-    /// whose σ is at most the fixture's `max_sigma` (2.6e-5, Tolerance.swift), so a top-2 margin over
-    /// 1e-3 (a logit moving by half of it is ~19σ) fixes the top-1. The reference's own tokens are fed at every step (teacher forcing), so each step
+    /// The reference recomputes in float64; our logits differ from it by one fp32 pass's rounding.
+    /// Two fp32 orders differ by σ ≤ the fixture's `max_sigma` (2.6e-5, Tolerance.swift) per logit,
+    /// so one order against exact arithmetic moves the top-2 margin by about that σ: a margin over
+    /// 1e-3 (~38σ) fixes the top-1. The reference's own tokens are fed at every step (teacher forcing), so each step
     /// compares the same context; and free-running greedy with the cache equals the reference's
     /// tokens up to its first near-tie.
     func testGreedyDecodingAgreesWithTheFloat64ReferenceWhereverItsMarginExceeds1e3() throws {
@@ -191,6 +192,24 @@ final class EngineKVCacheTests: XCTestCase {
         let engine = try family("gemma3")
         XCTAssertLessThan(engine.config.layers[0].window ?? .max, 16, "the window is shorter than a block, so blocks leave it")
         try assertDecodeMatchesFullPrefill("gemma3")
+    }
+
+    /// A first chunk whose query blocks all have more than one query reads its keys in place and
+    /// makes the cache-less pass's calls with the same shapes: exactly the same logits.
+    func testAFirstPrefillThroughTheCacheEqualsTheCachelessPassExactly() throws {
+        let engine = try smolLM2(), rows = try ReferenceFixture.reference().rows.prefix(3).map(\.ids)
+        XCTAssertEqual(rows.map(\.count), [512, 90, 12])
+        let batch = RaggedBatch(rows: rows)
+        let cacheless = try engine.forward(batch, logits: .last)
+        let expected = try rows.indices.map { (Array(cacheless.hidden(row: $0)), Array(try XCTUnwrap(cacheless.lastLogits(row: $0)))) }
+        let sequences = try rows.map { _ in try engine.newSequence() }
+        defer { for s in sequences { engine.release(s) } }
+        let result = try engine.forward(batch, sequences: sequences, logits: .last)
+        for r in rows.indices {
+            XCTAssertEqual(Array(result.hidden(row: r)), expected[r].0, "row \(r) hidden")
+            XCTAssertEqual(Array(try XCTUnwrap(result.lastLogits(row: r))), expected[r].1, "row \(r) logits")
+        }
+        XCTAssertEqual(try sequences.map { try engine.cachedLength(of: $0) }, [512, 90, 12])
     }
 
     // MARK: Mixed batches
