@@ -1,0 +1,98 @@
+// Weight conversion at load: int8 per-row quantization, binary16 and bfloat16 rounding.
+#include "CKernels.h"
+
+#include <math.h>
+#include <string.h>
+
+ptrdiff_t axon_quantize_s8_rows(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                                int8_t *q, float *scales) {
+    ptrdiff_t nonFinite = 0;
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const float *row = w + r * k;
+        int8_t *out = q + r * k;
+        float maxAbs = 0;
+        ptrdiff_t bad = 0;
+        for (ptrdiff_t i = 0; i < k; i++) {
+            float a = fabsf(row[i]);
+            if (!isfinite(a)) bad++;
+            else if (a > maxAbs) maxAbs = a;
+        }
+        if (bad) {
+            nonFinite += bad;
+            scales[r] = NAN;
+            memset(out, 0, (size_t)k);
+            continue;
+        }
+        float scale = maxAbs / 127.0f;
+        scales[r] = scale;
+        if (scale == 0) {   // an all-zero row (or one below the smallest normal / 127: exactly zero scale)
+            memset(out, 0, (size_t)k);
+            continue;
+        }
+        // In double the quotient of two floats is never rounded across a half-integer, so the
+        // rounding decision is the exact one and |w − q·scale| ≤ scale / 2 holds exactly.
+        for (ptrdiff_t i = 0; i < k; i++) {
+            double v = nearbyint((double)row[i] / (double)scale);
+            if (v > 127) v = 127;
+            if (v < -127) v = -127;
+            out[i] = (int8_t)v;
+        }
+    }
+    return nonFinite;
+}
+
+static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+// f32 → binary16, round to nearest even, by integer arithmetic (no F16C needed).
+static inline uint16_t f32_to_f16(float f, int *overflow) {
+    uint32_t u = bits_of(f);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t mag = u & 0x7fffffffu;
+    if (mag >= 0x7f800000u) {                       // inf or NaN
+        return (uint16_t)(sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0));
+    }
+    if (mag >= 0x477ff000u) {                       // ≥ 65520: rounds to infinity
+        *overflow = 1;
+        return (uint16_t)(sign | 0x7c00u);
+    }
+    if (mag < 0x38800000u) {                        // below 2^-14: subnormal half (or zero)
+        // Add 0.5 so the float adder aligns the value to the half's subnormal step 2^-24 with
+        // round-to-nearest-even, then read off the low mantissa bits.
+        float shifted = float_of(mag) + 0.5f;
+        return (uint16_t)(sign | (bits_of(shifted) - bits_of(0.5f)));
+    }
+    uint32_t odd = (mag >> 13) & 1u;
+    mag += 0xc8000fffu + odd;                       // rebias exponent (−112 << 23) and round
+    return (uint16_t)(sign | (mag >> 13));
+}
+
+ptrdiff_t axon_convert_f16(const float *src, ptrdiff_t count, uint16_t *dst) {
+    ptrdiff_t overflows = 0;
+    for (ptrdiff_t i = 0; i < count; i++) {
+        int overflow = 0;
+        dst[i] = f32_to_f16(src[i], &overflow);
+        overflows += overflow;
+    }
+    return overflows;
+}
+
+void axon_convert_bf16(const float *src, ptrdiff_t count, uint16_t *dst) {
+    for (ptrdiff_t i = 0; i < count; i++) {
+        uint32_t u = bits_of(src[i]);
+        if ((u & 0x7fffffffu) > 0x7f800000u) { dst[i] = (uint16_t)((u >> 16) | 0x40u); continue; }
+        u += 0x7fffu + ((u >> 16) & 1u);
+        dst[i] = (uint16_t)(u >> 16);
+    }
+}
+
+float axon_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    if (exponent == 0x1f) return float_of(sign | 0x7f800000u | (mantissa << 13));
+    if (exponent == 0) {   // subnormal or zero: mantissa · 2^-24, exact in f32
+        float v = (float)mantissa * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
