@@ -24,6 +24,12 @@ public enum DecodePrecision: String, CaseIterable, Sendable, CustomStringConvert
         }
     }
 
+    /// The LM head's precision when the projections run at this one: f16 for both reduced
+    /// precisions. Measured on SmolLM2 over 512 positions (docs/ENGINE.md): an f16 head moves
+    /// logits by at most 0.02 and agrees with f32 everywhere; an int8 head moves them by up to 0.66
+    /// and, under int8 projections, falls below llama.cpp's own agreement with fp32.
+    public var headPrecision: DecodePrecision { self == .f32 ? .f32 : .f16 }
+
     /// Bytes the decode path reads per weight of an [n][k] matrix (int8 adds its row scales).
     public func bytesPerWeight(columns k: Int) -> Double {
         switch self {

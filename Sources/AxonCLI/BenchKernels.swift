@@ -1,0 +1,99 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// `axon bench-kernels`: the decode path's matrix products (every projection of every layer and
+/// the LM head, as one decode step makes them) at each precision, against the memory read rate.
+struct BenchKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-kernels",
+        abstract: "Time one decode step's weight products (f32 sgemm, f16, int8) in GB/s and tokens/s-equivalent.")
+    @OptionGroup var modelOption: ModelOption
+
+    @Option(help: "Threads for the kernels and sgemm (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Comma-separated activation row counts (decode batch sizes).")
+    var rows: String = "1,16"
+
+    @Option(help: "Comma-separated projection precisions: f32, f16, int8.")
+    var precision: String = "f32,f16,int8"
+
+    @Option(help: "The LM head's precision: f32, f16, int8, or 'same' as the projections.")
+    var head: String = "same"
+
+    @Option(help: "Instruction-set paths: 'best', or 'all' this CPU supports (scalar is slow at 16 rows).")
+    var paths: String = "best"
+
+    @Option(help: "Timed steps per configuration (after one warm-up); the best is reported.")
+    var repeats: Int = 20
+
+    @Flag(help: "Print one JSON object and nothing else.")
+    var json = false
+
+    func run() throws {
+        let rowCounts = try rows.split(separator: ",").map { item -> Int in
+            guard let r = Int(item), (1...256).contains(r) else { throw ValidationError("--rows: '\(item)' is not 1...256") }
+            return r
+        }
+        let precisions = try precision.split(separator: ",").map { item -> DecodePrecision in
+            guard let p = DecodePrecision(rawValue: String(item)) else { throw ValidationError("--precision: '\(item)' is not f32, f16 or int8") }
+            return p
+        }
+        let headPrecision: DecodePrecision?
+        if head == "same" { headPrecision = nil } else {
+            guard let p = DecodePrecision(rawValue: head) else { throw ValidationError("--head: '\(head)' is not f32, f16, int8 or same") }
+            headPrecision = p
+        }
+        guard ["best", "all"].contains(paths) else { throw ValidationError("--paths must be best or all") }
+        guard repeats >= 1, (1...256).contains(threads) else { throw ValidationError("--repeats ≥ 1 and --threads 1...256") }
+        let path = try modelOption.resolvedPath()
+        let engine = try InferenceEngine(path: path, options: EngineOptions(threads: threads, maxBatchTokens: 64, maxRows: 1, maxSeq: 64,
+                                                                           maxLogitRows: 1))
+        let kernelPaths = paths == "all" ? DecodeKernelPath.supported.reversed() : [DecodeKernelPath.best]
+        var results: [DecodeKernelBenchmark.Result] = []
+        for p in precisions {
+            for kernelPath in (p == .f32 && (headPrecision ?? p) == .f32 ? [DecodeKernelPath.best] : kernelPaths) {
+                let weights = try engine.makeProjectionWeights(precision: p, headPrecision: headPrecision ?? p, path: kernelPath)
+                for r in rowCounts {
+                    let result = DecodeKernelBenchmark.run(weights, rows: r, repeats: kernelPath == .scalar ? min(repeats, 2) : repeats)
+                    results.append(result)
+                    if !json { print(Self.text(result)) }
+                }
+            }
+        }
+        let oneThread = MemoryReadProbe.gigabytesPerSecond(threads: 1)
+        let allThreads = MemoryReadProbe.gigabytesPerSecond(threads: threads)
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
+        if json {
+            let report = Report(model: URL(fileURLWithPath: path).lastPathComponent, threads: threads,
+                                memory_read_gb_per_s_1_thread: oneThread, memory_read_gb_per_s: allThreads, load_average_1min: load,
+                                machine: MachineLine(SystemInfo.current()), results: results)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(String(format: "memory read: %.1f GB/s on 1 thread, %.1f GB/s on %d; load average %@", oneThread, allThreads, threads, load))
+            print("machine: \(SystemInfo.current().line)")
+        }
+    }
+
+    static func text(_ r: DecodeKernelBenchmark.Result) -> String {
+        var s = String(format: "%@ (head %@) %@, %d row%@, %d threads: %.3f ms/step, %.1f GB/s, %.0f tokens/s-equivalent, %.0f GFLOP/s",
+                       r.precision, r.headPrecision, r.path, r.rows, r.rows == 1 ? "" : "s", r.threads, r.secondsPerStep * 1e3,
+                       r.gigabytesPerSecond, r.tokensPerSecond, r.gflops)
+        s += "\n   " + r.parts.map { String(format: "%@ %dx%d×%d %.2f ms %.1f GB/s", $0.name, $0.rows, $0.columns, $0.count, $0.seconds * 1e3, $0.gigabytesPerSecond) }
+            .joined(separator: "; ")
+        return s
+    }
+
+    struct Report: Encodable {
+        let model: String
+        let threads: Int
+        let memory_read_gb_per_s_1_thread: Double
+        let memory_read_gb_per_s: Double
+        let load_average_1min: String
+        let machine: MachineLine
+        let results: [DecodeKernelBenchmark.Result]
+    }
+}
