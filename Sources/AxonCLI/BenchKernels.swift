@@ -19,8 +19,8 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Comma-separated projection precisions: f32, f16, int8.")
     var precision: String = "f32,f16,int8"
 
-    @Option(help: "The LM head's precision: f32, f16, int8, or 'same' as the projections.")
-    var head: String = "same"
+    @Option(help: "The LM head's precision: f32, f16, int8, or 'default' (f16 under reduced projections, as the decode path runs it).")
+    var head: String = "default"
 
     @Option(help: "Instruction-set paths: 'best', or 'all' this CPU supports (scalar is slow at 16 rows).")
     var paths: String = "best"
@@ -41,8 +41,8 @@ struct BenchKernels: ParsableCommand {
             return p
         }
         let headPrecision: DecodePrecision?
-        if head == "same" { headPrecision = nil } else {
-            guard let p = DecodePrecision(rawValue: head) else { throw ValidationError("--head: '\(head)' is not f32, f16, int8 or same") }
+        if head == "default" { headPrecision = nil } else {
+            guard let p = DecodePrecision(rawValue: head) else { throw ValidationError("--head: '\(head)' is not f32, f16, int8 or default") }
             headPrecision = p
         }
         guard ["best", "all"].contains(paths) else { throw ValidationError("--paths must be best or all") }
@@ -53,8 +53,14 @@ struct BenchKernels: ParsableCommand {
         let kernelPaths = paths == "all" ? DecodeKernelPath.supported.reversed() : [DecodeKernelPath.best]
         var results: [DecodeKernelBenchmark.Result] = []
         for p in precisions {
-            for kernelPath in (p == .f32 && (headPrecision ?? p) == .f32 ? [DecodeKernelPath.best] : kernelPaths) {
-                let weights = try engine.makeProjectionWeights(precision: p, headPrecision: headPrecision ?? p, path: kernelPath)
+            for kernelPath in (p == .f32 && (headPrecision ?? p.headPrecision) == .f32 ? [DecodeKernelPath.best] : kernelPaths) {
+                let buildStart = DispatchTime.now().uptimeNanoseconds
+                let weights = try engine.makeProjectionWeights(precision: p, headPrecision: headPrecision, path: kernelPath)
+                let buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - buildStart) * 1e-9
+                if !json, p != .f32 {
+                    print(String(format: "%@ copies (head %@): %.1f MB, built in %.2f s", p.rawValue, weights.headPrecision.rawValue,
+                                 Double(weights.copyBytes) / 1e6, buildSeconds))
+                }
                 for r in rowCounts {
                     let result = DecodeKernelBenchmark.run(weights, rows: r, repeats: kernelPath == .scalar ? min(repeats, 2) : repeats)
                     results.append(result)

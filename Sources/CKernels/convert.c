@@ -1,6 +1,7 @@
 // Weight conversion at load: int8 per-row quantization, binary16 and bfloat16 rounding.
 #include "CKernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -14,8 +15,8 @@ ptrdiff_t axon_quantize_s8_rows(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdi
         ptrdiff_t bad = 0;
         for (ptrdiff_t i = 0; i < k; i++) {
             float a = fabsf(row[i]);
-            if (!isfinite(a)) bad++;
-            else if (a > maxAbs) maxAbs = a;
+            bad += !(a <= FLT_MAX);              // NaN or infinite
+            maxAbs = a > maxAbs ? a : maxAbs;    // (maxps: vectorizes; NaNs are counted above)
         }
         if (bad) {
             nonFinite += bad;
@@ -25,17 +26,21 @@ ptrdiff_t axon_quantize_s8_rows(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdi
         }
         float scale = maxAbs / 127.0f;
         scales[r] = scale;
-        if (scale == 0) {   // an all-zero row (or one below the smallest normal / 127: exactly zero scale)
+        if (scale == 0) {   // an all-zero row (or one whose maximum / 127 underflows to zero)
             memset(out, 0, (size_t)k);
             continue;
         }
-        // In double the quotient of two floats is never rounded across a half-integer, so the
-        // rounding decision is the exact one and |w − q·scale| ≤ scale / 2 holds exactly.
+        // w / scale is a quotient of two floats: unless it is a half-integer exactly, it lies at least
+        // 2^-25 (relative) from one, far beyond the 2^-52 error of w · (1/scale) in double. So the
+        // rounding decision is the exact one, and |w − q·scale| ≤ scale / 2 holds exactly.
+        // Adding and removing 1.5·2^52 rounds |v| < 2^51 to the nearest integer, ties to even (the
+        // default rounding mode), in two vectorizable adds.
+        double inverse = 1.0 / (double)scale;
+        const double magic = 6755399441055744.0;
         for (ptrdiff_t i = 0; i < k; i++) {
-            double v = nearbyint((double)row[i] / (double)scale);
-            if (v > 127) v = 127;
-            if (v < -127) v = -127;
-            out[i] = (int8_t)v;
+            double v = ((double)row[i] * inverse + magic) - magic;
+            v = v > 127 ? 127 : (v < -127 ? -127 : v);
+            out[i] = (int8_t)(int)v;
         }
     }
     return nonFinite;
@@ -67,7 +72,34 @@ static inline uint16_t f32_to_f16(float f, int *overflow) {
     return (uint16_t)(sign | (mag >> 13));
 }
 
-ptrdiff_t axon_convert_f16(const float *src, ptrdiff_t count, uint16_t *dst) {
+#if defined(__x86_64__)
+#include <immintrin.h>
+// F16C's conversion rounds to nearest even like f32_to_f16; overflow is counted from |v| ≥ 65520.
+__attribute__((target("avx2,f16c"))) static ptrdiff_t convert_f16_f16c(const float *src, ptrdiff_t count, uint16_t *dst) {
+    ptrdiff_t overflows = 0, i = 0;
+    const __m256 limit = _mm256_set1_ps(65520.0f), absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (; i + 8 <= count; i += 8) {
+        __m256 v = _mm256_loadu_ps(src + i);
+        __m256 a = _mm256_and_ps(v, absMask);
+        // finite (a ≤ FLT_MAX) and a ≥ 65520: rounds to infinity
+        __m256 over = _mm256_and_ps(_mm256_cmp_ps(a, limit, _CMP_GE_OQ),
+                                    _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ));
+        overflows += __builtin_popcount((unsigned)_mm256_movemask_ps(over));
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < count; i++) {
+        int overflow = 0;
+        dst[i] = f32_to_f16(src[i], &overflow);
+        overflows += overflow;
+    }
+    return overflows;
+}
+#endif
+
+ptrdiff_t axon_convert_f16(int isa, const float *src, ptrdiff_t count, uint16_t *dst) {
+#if defined(__x86_64__)
+    if (isa >= AXON_ISA_AVX2 && axon_isa_supported(AXON_ISA_AVX2)) return convert_f16_f16c(src, count, dst);
+#endif
     ptrdiff_t overflows = 0;
     for (ptrdiff_t i = 0; i < count; i++) {
         int overflow = 0;

@@ -37,11 +37,14 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public var byteCount: Int { rows * columns * format.elementSize + (scales == nil ? 0 : rows * 4) }
 
     /// Rounds `weights` (rows × columns f32, row-major) into a new copy, on `threads` threads.
-    /// - Parameter name: the tensor, for error messages.
+    /// - Parameters:
+    ///   - name: the tensor, for error messages.
+    ///   - path: the instruction set for the f16 conversion (F16C from AVX2 up; the same results).
     /// - Throws: `DecodeWeightsError` for an empty or oversized shape, a non-finite weight, or
     ///   (f16) a weight outside binary16's range.
     public init(format: Format, rows: Int, columns: Int, weights: UnsafePointer<Float>, name: String = "matrix",
-                threads: Int = 1) throws {
+                threads: Int = 1, path: DecodeKernelPath = .best) throws {
+        precondition(path.isSupported, "\(path) kernels are not supported on this CPU")
         guard rows > 0, columns > 0, rows <= 1 << 30 / columns else {
             throw DecodeWeightsError.invalidShape(matrix: name, rows: rows, columns: columns)
         }
@@ -63,7 +66,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
                 problems[w] = axon_quantize_s8_rows(weights, k, r0, r1, values.assumingMemoryBound(to: Int8.self), scales)
             case .f16:
                 let nonFinite = (0..<count).reduce(0) { $0 + (source[$1].isFinite ? 0 : 1) }
-                problems[w] = nonFinite + axon_convert_f16(source, count, values.assumingMemoryBound(to: UInt16.self) + r0 * k)
+                problems[w] = nonFinite + axon_convert_f16(path.rawValue, source, count, values.assumingMemoryBound(to: UInt16.self) + r0 * k)
             case .bf16:
                 problems[w] = (0..<count).reduce(0) { $0 + (source[$1].isFinite ? 0 : 1) }
                 axon_convert_bf16(source, count, values.assumingMemoryBound(to: UInt16.self) + r0 * k)
@@ -110,7 +113,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     /// y[i·ldy + j] = Σₖ x[i·ldx + k]·W[j][k] for rows i < m and all outputs j, or y += that with
-    /// `accumulate`. Outputs are split into contiguous blocks over `threads` workers
+    /// `accumulate`. Outputs are split into contiguous blocks run on `threads` workers
     /// (DispatchQueue.concurrentPerform), when the product is large enough to pay for them.
     /// - Precondition: `path` is supported, ldx ≥ columns, ldy ≥ rows.
     public func multiply(_ x: UnsafePointer<Float>, rows m: Int, stride ldx: Int, into y: UnsafeMutablePointer<Float>,
@@ -143,11 +146,20 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// Fewest multiply-adds worth handing to another thread (a concurrentPerform round trip costs
     /// a few microseconds; this is about 1 µs of kernel time).
     static let minimumWorkPerThread = 1 << 16
+    /// Multiply-adds per block when a product is split finer than one block per thread (about
+    /// 10 µs at 16 rows): libdispatch hands blocks to whichever worker is free, so a thread that
+    /// another process delays holds up one small block, not half the product.
+    static let blockWork = 1 << 20
+    /// At most this many blocks per thread.
+    static let maximumBlocksPerThread = 8
     /// Output blocks are multiples of this (the kernels' tile widths 8, 6 and 3 divide it).
     static let outputAlignment = 24
 
+    /// Blocks to split a product of `work` multiply-adds over `outputs` outputs into.
     static func workers(threads: Int, outputs: Int, work: Int) -> Int {
-        max(1, min(threads, outputs / outputAlignment, work / minimumWorkPerThread))
+        guard threads > 1 else { return 1 }
+        let wanted = min(threads * maximumBlocksPerThread, max(threads, work / blockWork))
+        return max(1, min(wanted, outputs / outputAlignment, work / minimumWorkPerThread))
     }
 
     /// Start of part `part` of `count` outputs split into `parts` blocks aligned to `outputAlignment`.

@@ -16,6 +16,13 @@ final class DecodePrecisionAccuracyTests: XCTestCase {
     /// The issue's bound on |mean loss − f32's| (issue 14, "Accuracy").
     static let lossBound = 0.01
 
+    /// The configurations `--decode-precision f16|int8` runs (`DecodePrecision.headPrecision`: the
+    /// head in f16 under either). The others are measured and printed for docs/ENGINE.md, not held
+    /// to the bars: an int8 head falls below the agreement bar on Gemma (488/512) and, under int8
+    /// projections, on SmolLM2 (491/512); int8 projections with an f32 head sit one position under
+    /// Gemma's (498/512, the f16 head 499).
+    static let offered = ["projections f16, head f16", "projections int8, head f16"]
+
     /// Mean loss, agreement and logit distance of one configuration against the f32 path.
     struct Figures: CustomStringConvertible {
         var name = ""
@@ -125,17 +132,13 @@ final class DecodePrecisionAccuracyTests: XCTestCase {
         XCTAssertEqual(fixture.ids.count, 512)
         let figures = try measure(modelPath: TestPaths.defaultModel(), ids: fixture.ids,
                                   projectionFormats: [nil, .f16, .bf16, .int8], headFormats: [.f16, .int8])
-        // The configurations `--decode-precision` offers. An int8 head is measured, not offered: with
-        // int8 projections it fell below the agreement bar (491/512, docs/ENGINE.md).
-        assertWithinBars(figures, agreementBar: fixture.fp32_llama_agreement,
-                         configurations: ["projections f16, head f16", "projections int8, head f32", "projections int8, head f16"])
+        assertWithinBars(figures, agreementBar: fixture.fp32_llama_agreement, configurations: Self.offered)
     }
 
     func testGemma3DecodePrecisionsStayWithinTheLossAndAgreementBars() throws {
         let fixture = try JSONDecoder().decode(GemmaFixture.self, from: ReferenceFixture.load("gemma3_agreement.json"))
         let figures = try measure(modelPath: EngineGemmaTests.modelPath(), ids: fixture.ids,
                                   projectionFormats: [nil, .f16, .int8], headFormats: [.f16, .int8])
-        assertWithinBars(figures, agreementBar: fixture.reference_llama_agreement,
-                         configurations: ["projections f16, head f16", "projections int8, head f32", "projections int8, head f16"])
+        assertWithinBars(figures, agreementBar: fixture.reference_llama_agreement, configurations: Self.offered)
     }
 }

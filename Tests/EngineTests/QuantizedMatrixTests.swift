@@ -82,11 +82,13 @@ final class QuantizedMatrixTests: XCTestCase {
         var w = g.fill(2000, scale: 4)
         w += [0, -0.0, 65504, -65504, 65519.99, 6.1e-5, 6.0e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1e-9, -3.0e-6,
               1 + 0x1p-11, 1 + 3 * 0x1p-11, 1 + 0x1p-12, 2049, 2051]   // boundaries, subnormals, ties
-        let q = try QuantizedMatrix(format: .f16, rows: 1, columns: w.count, weights: w, name: "test")
-        XCTAssertEqual(q.byteCount, w.count * 2)
-        XCTAssertNil(q.withInt8Storage { _, _ in 0 })
-        for (c, v) in w.enumerated() {
-            XCTAssertEqual(q.dequantizedDouble(row: 0, column: c).bitPattern, Double(Float(Float16(v))).bitPattern, "\(v)")
+        for path in DecodeKernelPath.supported {   // F16C from AVX2 up, integer arithmetic in scalar
+            let q = try QuantizedMatrix(format: .f16, rows: 1, columns: w.count, weights: w, name: "test", path: path)
+            XCTAssertEqual(q.byteCount, w.count * 2)
+            XCTAssertNil(q.withInt8Storage { _, _ in 0 })
+            for (c, v) in w.enumerated() {
+                XCTAssertEqual(q.dequantizedDouble(row: 0, column: c).bitPattern, Double(Float(Float16(v))).bitPattern, "\(path) \(v)")
+            }
         }
         #endif
     }
@@ -114,13 +116,16 @@ final class QuantizedMatrixTests: XCTestCase {
                 XCTAssertEqual(error as? DecodeWeightsError, .notRepresentable(matrix: "blk.0.x", count: 1, format: format))
             }
         }
-        let big: [Float] = [1, 70_000, -65_520, 65_504]
-        XCTAssertThrowsError(try QuantizedMatrix(format: .f16, rows: 1, columns: 4, weights: big, name: "w")) { error in
-            XCTAssertEqual(error as? DecodeWeightsError, .notRepresentable(matrix: "w", count: 2, format: .f16))
-            XCTAssertTrue("\(error)".contains("65504"))
+        // Nine values, so the F16C loop (8 at a time) and its tail both see an overflow.
+        let big: [Float] = [1, 70_000, -65_520, 65_504, 65_519, 0, 0, 0, -1e6]
+        for path in DecodeKernelPath.supported {
+            XCTAssertThrowsError(try QuantizedMatrix(format: .f16, rows: 1, columns: 9, weights: big, name: "w", path: path)) { error in
+                XCTAssertEqual(error as? DecodeWeightsError, .notRepresentable(matrix: "w", count: 3, format: .f16))
+                XCTAssertTrue("\(error)".contains("65504"))
+            }
         }
-        XCTAssertNoThrow(try QuantizedMatrix(format: .int8, rows: 1, columns: 4, weights: big, name: "w"))
-        XCTAssertNoThrow(try QuantizedMatrix(format: .bf16, rows: 1, columns: 4, weights: big, name: "w"))
+        XCTAssertNoThrow(try QuantizedMatrix(format: .int8, rows: 1, columns: 9, weights: big, name: "w"))
+        XCTAssertNoThrow(try QuantizedMatrix(format: .bf16, rows: 1, columns: 9, weights: big, name: "w"))
         XCTAssertThrowsError(try QuantizedMatrix(format: .int8, rows: 0, columns: 4, weights: big, name: "w"))
     }
 

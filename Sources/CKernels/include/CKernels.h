@@ -44,9 +44,10 @@ void axon_decode_gemm(int isa, int format, const float *x, ptrdiff_t ldx, ptrdif
 ptrdiff_t axon_quantize_s8_rows(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
                                 int8_t *q, float *scales);
 
-/// count values to binary16, round to nearest even (overflow to ±inf, NaN kept NaN).
+/// count values to binary16, round to nearest even (overflow to ±inf, NaN kept NaN), with F16C
+/// when `isa` is AVX2 or wider and supported, else in integer arithmetic (the same results).
 /// Returns the number of finite inputs that became infinite (|v| ≥ 65520).
-ptrdiff_t axon_convert_f16(const float *src, ptrdiff_t count, uint16_t *dst);
+ptrdiff_t axon_convert_f16(int isa, const float *src, ptrdiff_t count, uint16_t *dst);
 
 /// count values to bfloat16, round to nearest even (NaN kept NaN).
 void axon_convert_bf16(const float *src, ptrdiff_t count, uint16_t *dst);
