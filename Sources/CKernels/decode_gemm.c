@@ -28,6 +28,12 @@
 #define PREFETCH_HINT _MM_HINT_T0
 #endif
 
+// The last step of a row whose k is not a multiple of the lanes loads a full vector of weights,
+// reading up to one vector past the row (into the next row, or the matrix's padding: see the
+// header), and multiplies the lanes past k by x lanes loaded as zero. Every stored weight is finite,
+// so those lanes add exactly 0. (A copy into a zeroed buffer would call memcpy, and the compiler then
+// spills an accumulator of the hot loop around the call.)
+
 static inline ptrdiff_t element_size(int format) { return format == AXON_WEIGHT_S8 ? 1 : 2; }
 
 // MARK: - Scalar (any CPU)
@@ -79,13 +85,6 @@ ALWAYS_INLINE AVX2 __m256 avx2_weights(const int format, const void *w, ptrdiff_
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-// The last k % 8 weights of a row, zero-padded to 8.
-ALWAYS_INLINE AVX2 __m256 avx2_weights_tail(const int format, const void *w, ptrdiff_t i, ptrdiff_t rem) {
-    _Alignas(16) uint8_t buffer[16] = {0};
-    memcpy(buffer, (const uint8_t *)w + i * element_size(format), (size_t)(rem * element_size(format)));
-    return avx2_weights(format, buffer, 0);
-}
-
 static const int32_t avx2_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
 ALWAYS_INLINE AVX2 float avx2_sum(__m256 v) {
@@ -104,13 +103,13 @@ ALWAYS_INLINE AVX2 void avx2_tile(const int MR, const int NR, const int format, 
         for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
     // The hardware prefetchers cannot learn NR interleaved row streams of k bytes each: fetch the
     // weight block PREFETCH_TILES tiles ahead (contiguous, NR·k elements) at the rate this tile reads.
-    const char *ahead = (const char *)w + (j0 + PREFETCH_TILES * NR) * k * element_size(format);
-    const int prefetch = j0 + (PREFETCH_TILES + 1) * NR <= n_end;
+    // (Near the end of the outputs it fetches the current block again, which costs nothing.)
+    const ptrdiff_t ahead_tiles = j0 + (PREFETCH_TILES + 1) * NR <= n_end ? PREFETCH_TILES : 0;
+    const char *ahead = (const char *)w + (j0 + ahead_tiles * NR) * k * element_size(format);
     const ptrdiff_t step = NR * 8 * element_size(format);
     ptrdiff_t c = 0;
     for (; c + 8 <= k; c += 8) {
-        if (prefetch)
-            for (ptrdiff_t b = 0; b < step; b += 64) _mm_prefetch(ahead + c * NR * element_size(format) + b, PREFETCH_HINT);
+        for (ptrdiff_t b = 0; b < step; b += 64) _mm_prefetch(ahead + c * NR * element_size(format) + b, PREFETCH_HINT);
         __m256 wv[AVX2_NR_ONE];
         for (int j = 0; j < NR; j++) wv[j] = avx2_weights(format, w, (j0 + j) * k + c);
         for (int i = 0; i < MR; i++) {
@@ -122,7 +121,7 @@ ALWAYS_INLINE AVX2 void avx2_tile(const int MR, const int NR, const int format, 
         ptrdiff_t rem = k - c;
         __m256i mask = _mm256_loadu_si256((const __m256i *)(avx2_mask_table + 8 - rem));
         __m256 wv[AVX2_NR_ONE];
-        for (int j = 0; j < NR; j++) wv[j] = avx2_weights_tail(format, w, (j0 + j) * k + c, rem);
+        for (int j = 0; j < NR; j++) wv[j] = avx2_weights(format, w, (j0 + j) * k + c);   // reads past the row: see the header
         for (int i = 0; i < MR; i++) {
             __m256 xv = _mm256_maskload_ps(x + i * ldx + c, mask);
             for (int j = 0; j < NR; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
@@ -203,12 +202,6 @@ ALWAYS_INLINE AVX512 __m512 avx512_weights(const int format, const void *w, ptrd
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-ALWAYS_INLINE AVX512 __m512 avx512_weights_tail(const int format, const void *w, ptrdiff_t i, ptrdiff_t rem) {
-    _Alignas(32) uint8_t buffer[32] = {0};
-    memcpy(buffer, (const uint8_t *)w + i * element_size(format), (size_t)(rem * element_size(format)));
-    return avx512_weights(format, buffer, 0);
-}
-
 ALWAYS_INLINE AVX512 float avx512_sum(__m512 v) {
     __m256 lo = _mm512_castps512_ps256(v);
     __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
@@ -225,13 +218,13 @@ ALWAYS_INLINE AVX512 void avx512_tile(const int MR, const int NR, const int form
     __m512 acc[AVX512_MR][AVX512_NR_ONE];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    const char *ahead = (const char *)w + (j0 + PREFETCH_TILES * NR) * k * element_size(format);
-    const int prefetch = j0 + (PREFETCH_TILES + 1) * NR <= n_end;
+    // (Near the end of the outputs it fetches the current block again, which costs nothing.)
+    const ptrdiff_t ahead_tiles = j0 + (PREFETCH_TILES + 1) * NR <= n_end ? PREFETCH_TILES : 0;
+    const char *ahead = (const char *)w + (j0 + ahead_tiles * NR) * k * element_size(format);
     const ptrdiff_t step = NR * 16 * element_size(format);
     ptrdiff_t c = 0;
     for (; c + 16 <= k; c += 16) {
-        if (prefetch)
-            for (ptrdiff_t b = 0; b < step; b += 64) _mm_prefetch(ahead + c * NR * element_size(format) + b, PREFETCH_HINT);
+        for (ptrdiff_t b = 0; b < step; b += 64) _mm_prefetch(ahead + c * NR * element_size(format) + b, PREFETCH_HINT);
         __m512 wv[AVX512_NR_ONE];
         for (int j = 0; j < NR; j++) wv[j] = avx512_weights(format, w, (j0 + j) * k + c);
         for (int i = 0; i < MR; i++) {
@@ -243,7 +236,7 @@ ALWAYS_INLINE AVX512 void avx512_tile(const int MR, const int NR, const int form
         ptrdiff_t rem = k - c;
         __mmask16 mask = (__mmask16)((1u << rem) - 1);
         __m512 wv[AVX512_NR_ONE];
-        for (int j = 0; j < NR; j++) wv[j] = avx512_weights_tail(format, w, (j0 + j) * k + c, rem);
+        for (int j = 0; j < NR; j++) wv[j] = avx512_weights(format, w, (j0 + j) * k + c);
         for (int i = 0; i < MR; i++) {
             __m512 xv = _mm512_maskz_loadu_ps(mask, x + i * ldx + c);
             for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);

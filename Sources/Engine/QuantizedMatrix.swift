@@ -28,7 +28,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let format: Format
     public let rows: Int
     public let columns: Int
-    /// (rows, columns) elements of `format`, 64-byte aligned.
+    /// (rows, columns) elements of `format`, 64-byte aligned, then AXON_WEIGHT_PADDING zero bytes.
     let values: UnsafeMutableRawPointer
     /// (rows) f32 scales for int8, nil otherwise.
     let scales: UnsafeMutablePointer<Float>?
@@ -51,7 +51,10 @@ public final class QuantizedMatrix: @unchecked Sendable {
         self.format = format
         self.rows = rows
         self.columns = columns
-        values = UnsafeMutableRawPointer.allocate(byteCount: (rows * columns * format.elementSize + 63) & ~63, alignment: 64)
+        // The kernels read up to AXON_WEIGHT_PADDING bytes past the last row: zeros.
+        let bytes = rows * columns * format.elementSize, padding = Int(AXON_WEIGHT_PADDING)
+        values = UnsafeMutableRawPointer.allocate(byteCount: (bytes + padding + 63) & ~63, alignment: 64)
+        (values + bytes).initializeMemory(as: UInt8.self, repeating: 0, count: (bytes + padding + 63) & ~63 - bytes)
         scales = format == .int8 ? UnsafeMutablePointer<Float>.allocate(capacity: rows) : nil
         let workers = max(1, min(threads, rows / 64))
         let problems = UnsafeMutablePointer<Int>.allocate(capacity: workers)

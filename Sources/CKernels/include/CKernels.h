@@ -8,6 +8,9 @@
 // once per step). Weights are row-major [n][k] (a weight stored [out][in]); activations are f32.
 // Wrapped by Swift types in Sources/Engine (QuantizedMatrix, DecodeKernelPath): call from there.
 
+/// Bytes past a weight matrix the kernels may read (one AVX-512 vector of f16).
+#define AXON_WEIGHT_PADDING 64
+
 /// Weight element formats. S8: int8 symmetric per output row, value = q · scales[row].
 /// F16: IEEE binary16. BF16: the high half of an f32.
 typedef enum {
@@ -34,6 +37,8 @@ int axon_isa_lanes(int isa);
 /// n0 ≤ j < n1; with `accumulate`, y += that instead. W is row-major with row stride k.
 /// Each output's summation order depends only on `isa` and k, never on m, n0 or n1.
 /// `isa` must be supported (see axon_isa_supported); scales is ignored unless S8.
+/// W must be readable for AXON_WEIGHT_PADDING bytes past its last element, holding finite values
+/// there (zeros): a row's last step reads a full vector (QuantizedMatrix allocates the padding).
 void axon_decode_gemm(int isa, int format, const float *x, ptrdiff_t ldx, ptrdiff_t m,
                       const void *w, const float *scales, ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1,
                       float *y, ptrdiff_t ldy, int accumulate);
