@@ -16,10 +16,10 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Comma-separated activation row counts (decode batch sizes).")
     var rows: String = "1,16"
 
-    @Option(help: "Comma-separated projection precisions: f32, f16, int8.")
-    var precision: String = "f32,f16,int8"
+    @Option(help: "Comma-separated projection formats: f32 (the engine's weights on OpenBLAS), f16, bf16, int8 (per row), int8Block32 (what --decode-precision int8 runs).")
+    var formats: String = "f32,f16,int8Block32,int8"
 
-    @Option(help: "The LM head's precision: f32, f16, int8, or 'default' (f16 under reduced projections, as the decode path runs it).")
+    @Option(help: "The LM head's format: f32, f16, bf16, int8, int8Block32, or 'default' (the decode path's: f32 beside f32 projections, else int8Block32).")
     var head: String = "default"
 
     @Option(help: "Instruction-set paths: 'best', or 'all' this CPU supports (scalar is slow at 16 rows).")
@@ -36,15 +36,15 @@ struct BenchKernels: ParsableCommand {
             guard let r = Int(item), (1...256).contains(r) else { throw ValidationError("--rows: '\(item)' is not 1...256") }
             return r
         }
-        let precisions = try precision.split(separator: ",").map { item -> DecodePrecision in
-            guard let p = DecodePrecision(rawValue: String(item)) else { throw ValidationError("--precision: '\(item)' is not f32, f16 or int8") }
-            return p
+        func format(_ name: Substring, option: String) throws -> QuantizedMatrix.Format? {
+            if name == "f32" { return nil }
+            guard let f = QuantizedMatrix.Format(rawValue: String(name)) else {
+                throw ValidationError("\(option): '\(name)' is not f32, \(QuantizedMatrix.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return f
         }
-        let headPrecision: DecodePrecision?
-        if head == "default" { headPrecision = nil } else {
-            guard let p = DecodePrecision(rawValue: head) else { throw ValidationError("--head: '\(head)' is not f32, f16, int8 or default") }
-            headPrecision = p
-        }
+        let projectionFormats = try formats.split(separator: ",").map { try format($0, option: "--formats") }
+        let headChoice: QuantizedMatrix.Format?? = head == "default" ? nil : .some(try format(Substring(head), option: "--head"))
         guard ["best", "all"].contains(paths) else { throw ValidationError("--paths must be best or all") }
         guard repeats >= 1, (1...256).contains(threads) else { throw ValidationError("--repeats ≥ 1 and --threads 1...256") }
         let path = try modelOption.resolvedPath()
@@ -52,13 +52,14 @@ struct BenchKernels: ParsableCommand {
                                                                            maxLogitRows: 1))
         let kernelPaths = paths == "all" ? DecodeKernelPath.supported.reversed() : [DecodeKernelPath.best]
         var results: [DecodeKernelBenchmark.Result] = []
-        for p in precisions {
-            for kernelPath in (p == .f32 && (headPrecision ?? p.headPrecision) == .f32 ? [DecodeKernelPath.best] : kernelPaths) {
+        for f in projectionFormats {
+            let headFormat = headChoice ?? (f == nil ? nil : DecodePrecision.int8.headFormat)
+            for kernelPath in (f == nil && headFormat == nil ? [DecodeKernelPath.best] : kernelPaths) {
                 let buildStart = DispatchTime.now().uptimeNanoseconds
-                let weights = try engine.makeProjectionWeights(precision: p, headPrecision: headPrecision, path: kernelPath)
+                let weights = try engine.makeProjectionWeights(format: f, headFormat: headFormat, path: kernelPath)
                 let buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - buildStart) * 1e-9
-                if !json, p != .f32 {
-                    print(String(format: "%@ copies (head %@): %.1f MB, built in %.2f s", p.rawValue, weights.headPrecision.rawValue,
+                if !json, weights.copyBytes > 0 {
+                    print(String(format: "%@ copies (head %@): %.1f MB, built in %.2f s", f?.rawValue ?? "f32", headFormat?.rawValue ?? "f32",
                                  Double(weights.copyBytes) / 1e6, buildSeconds))
                 }
                 for r in rowCounts {
@@ -86,7 +87,7 @@ struct BenchKernels: ParsableCommand {
 
     static func text(_ r: DecodeKernelBenchmark.Result) -> String {
         var s = String(format: "%@ (head %@) %@, %d row%@, %d threads: %.3f ms/step, %.1f GB/s, %.0f tokens/s-equivalent, %.0f GFLOP/s",
-                       r.precision, r.headPrecision, r.path, r.rows, r.rows == 1 ? "" : "s", r.threads, r.secondsPerStep * 1e3,
+                       r.format, r.headFormat, r.path, r.rows, r.rows == 1 ? "" : "s", r.threads, r.secondsPerStep * 1e3,
                        r.gigabytesPerSecond, r.tokensPerSecond, r.gflops)
         s += "\n   " + r.parts.map { String(format: "%@ %dx%d×%d %.2f ms %.1f GB/s", $0.name, $0.rows, $0.columns, $0.count, $0.seconds * 1e3, $0.gigabytesPerSecond) }
             .joined(separator: "; ")

@@ -5,42 +5,54 @@
 #include <math.h>
 #include <string.h>
 
+// One span of weights (a row, or a block of one) to int8 with one scale: returns the non-finite count.
+static ptrdiff_t quantize_span(const float *w, ptrdiff_t count, int8_t *out, float *scale_out) {
+    float maxAbs = 0;
+    ptrdiff_t bad = 0;
+    for (ptrdiff_t i = 0; i < count; i++) {
+        float a = fabsf(w[i]);
+        bad += !(a <= FLT_MAX);              // NaN or infinite
+        maxAbs = a > maxAbs ? a : maxAbs;    // (maxps: vectorizes; NaNs are counted above)
+    }
+    if (bad) {
+        *scale_out = NAN;
+        memset(out, 0, (size_t)count);
+        return bad;
+    }
+    float scale = maxAbs / 127.0f;
+    *scale_out = scale;
+    if (scale == 0) {   // all zero (or a maximum whose 1/127 underflows to zero)
+        memset(out, 0, (size_t)count);
+        return 0;
+    }
+    // The quotient of two floats is correctly rounded in double and never rounded across a
+    // half-integer (a half-integer quotient is exact), so the rounding decision is the exact one,
+    // ties to even, and |w − q·scale| ≤ scale / 2 holds exactly. Adding and removing 1.5·2^52 rounds
+    // |v| < 2^51 to the nearest integer, ties to even (the default rounding mode), in two adds that
+    // vectorize. (w · (1/scale) would be faster, but it can move an exact tie off its half-integer.)
+    for (ptrdiff_t i = 0; i < count; i++) {
+        double v = ((double)w[i] / (double)scale + 6755399441055744.0) - 6755399441055744.0;
+        v = v > 127 ? 127 : (v < -127 ? -127 : v);
+        out[i] = (int8_t)(int)v;
+    }
+    return 0;
+}
+
 ptrdiff_t axon_quantize_s8_rows(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
                                 int8_t *q, float *scales) {
     ptrdiff_t nonFinite = 0;
+    for (ptrdiff_t r = r0; r < r1; r++) nonFinite += quantize_span(w + r * k, k, q + r * k, scales + r);
+    return nonFinite;
+}
+
+ptrdiff_t axon_quantize_s8_blocks(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                                  int8_t *q, float *scales) {
+    const ptrdiff_t blocks = (k + AXON_WEIGHT_BLOCK - 1) / AXON_WEIGHT_BLOCK;
+    ptrdiff_t nonFinite = 0;
     for (ptrdiff_t r = r0; r < r1; r++) {
-        const float *row = w + r * k;
-        int8_t *out = q + r * k;
-        float maxAbs = 0;
-        ptrdiff_t bad = 0;
-        for (ptrdiff_t i = 0; i < k; i++) {
-            float a = fabsf(row[i]);
-            bad += !(a <= FLT_MAX);              // NaN or infinite
-            maxAbs = a > maxAbs ? a : maxAbs;    // (maxps: vectorizes; NaNs are counted above)
-        }
-        if (bad) {
-            nonFinite += bad;
-            scales[r] = NAN;
-            memset(out, 0, (size_t)k);
-            continue;
-        }
-        float scale = maxAbs / 127.0f;
-        scales[r] = scale;
-        if (scale == 0) {   // an all-zero row (or one whose maximum / 127 underflows to zero)
-            memset(out, 0, (size_t)k);
-            continue;
-        }
-        // w / scale is a quotient of two floats: unless it is a half-integer exactly, it lies at least
-        // 2^-25 (relative) from one, far beyond the 2^-52 error of w · (1/scale) in double. So the
-        // rounding decision is the exact one, and |w − q·scale| ≤ scale / 2 holds exactly.
-        // Adding and removing 1.5·2^52 rounds |v| < 2^51 to the nearest integer, ties to even (the
-        // default rounding mode), in two vectorizable adds.
-        double inverse = 1.0 / (double)scale;
-        const double magic = 6755399441055744.0;
-        for (ptrdiff_t i = 0; i < k; i++) {
-            double v = ((double)row[i] * inverse + magic) - magic;
-            v = v > 127 ? 127 : (v < -127 ? -127 : v);
-            out[i] = (int8_t)(int)v;
+        for (ptrdiff_t b = 0; b < blocks; b++) {
+            ptrdiff_t start = b * AXON_WEIGHT_BLOCK, count = k - start < AXON_WEIGHT_BLOCK ? k - start : AXON_WEIGHT_BLOCK;
+            nonFinite += quantize_span(w + r * k + start, count, q + r * k + start, scales + r * blocks + b);
         }
     }
     return nonFinite;

@@ -18,8 +18,9 @@ public enum DecodeKernelBenchmark {
     }
 
     public struct Result: Sendable, Encodable {
-        public let precision: String
-        public let headPrecision: String
+        /// The projections' format ("f32" for the engine's own weights) and the head's.
+        public let format: String
+        public let headFormat: String
         public let path: String
         public let rows: Int
         public let threads: Int
@@ -35,14 +36,14 @@ public enum DecodeKernelBenchmark {
         public let parameters: Int
 
         enum CodingKeys: String, CodingKey {
-            case precision, head_precision, path, rows, threads, seconds_per_step, bytes_per_step, gb_per_s,
+            case format, head_format, path, rows, threads, seconds_per_step, bytes_per_step, gb_per_s,
                  tokens_per_s, gflops, parts
         }
 
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(precision, forKey: .precision)
-            try c.encode(headPrecision, forKey: .head_precision)
+            try c.encode(format, forKey: .format)
+            try c.encode(headFormat, forKey: .head_format)
             try c.encode(path, forKey: .path)
             try c.encode(rows, forKey: .rows)
             try c.encode(threads, forKey: .threads)
@@ -115,8 +116,8 @@ public enum DecodeKernelBenchmark {
             parameters += shape.rows * shape.columns * count
             parts.append(Part(name: name, rows: shape.rows, columns: shape.columns, count: count, seconds: bestParts[i], bytes: bytes))
         }
-        return Result(precision: weights.precision.rawValue, headPrecision: weights.headPrecision.rawValue,
-                      path: weights.precision == .f32 && weights.headPrecision == .f32 ? "OpenBLAS" : weights.path.description,
+        return Result(format: weights.format?.rawValue ?? "f32", headFormat: weights.headFormat?.rawValue ?? "f32",
+                      path: weights.format == nil && weights.headFormat == nil ? "OpenBLAS" : weights.path.description,
                       rows: m, threads: weights.threads, secondsPerStep: best, bytesPerStep: weights.bytesPerToken,
                       parts: parts, parameters: parameters)
     }

@@ -9,8 +9,10 @@ public enum DecodePrecision: String, CaseIterable, Sendable, CustomStringConvert
     case f32
     /// IEEE binary16 copies: 2 bytes a weight, relative rounding ≤ 2⁻¹¹.
     case f16
-    /// int8 symmetric per output row (one f32 scale per row): 1 byte a weight, rounding ≤ scale/2.
-    /// The layout `dnnl_gemm_u8s8s32` takes as its s8 operand (weights [n][k], per-row scales).
+    /// int8 symmetric per block of 32 columns (Q8_0's blocks, f32 scales apart): 1.125 bytes a
+    /// weight, rounding ≤ the block's scale/2. Per-row scales (`QuantizedMatrix.Format.int8`, the
+    /// s8 operand `dnnl_gemm_u8s8s32` takes) read 1 byte a weight but fell below the agreement bar
+    /// on Gemma 3 (498/512 against 499; blocks: 505); see docs/ENGINE.md.
     case int8
 
     public var description: String { rawValue }
@@ -20,22 +22,23 @@ public enum DecodePrecision: String, CaseIterable, Sendable, CustomStringConvert
         switch self {
         case .f32: return nil
         case .f16: return .f16
-        case .int8: return .int8
+        case .int8: return .int8Block32
         }
     }
 
-    /// The LM head's precision when the projections run at this one: f16 for both reduced
-    /// precisions. Measured on SmolLM2 over 512 positions (docs/ENGINE.md): an f16 head moves
-    /// logits by at most 0.02 and agrees with f32 everywhere; an int8 head moves them by up to 0.66
-    /// and, under int8 projections, falls below llama.cpp's own agreement with fp32.
-    public var headPrecision: DecodePrecision { self == .f32 ? .f32 : .f16 }
+    /// The LM head's format when the projections run at this precision (nil: the engine's f32
+    /// head). Both reduced precisions read the head as int8 per block of 32 columns: a Q8_0 head (the
+    /// token embeddings of SmolLM2 and Gemma 3 270M) comes back exactly, in 1.125 bytes a weight
+    /// against f16's 2. Measured over 512 positions (docs/ENGINE.md): per-row int8 heads fall below
+    /// the agreement bar (Gemma 3: 488/512), f16 heads pass at twice the bytes.
+    public var headFormat: QuantizedMatrix.Format? { self == .f32 ? nil : .int8Block32 }
 
-    /// Bytes the decode path reads per weight of an [n][k] matrix (int8 adds its row scales).
+    /// Bytes the decode path reads per weight of an [n][k] matrix (int8 adds its block scales).
     public func bytesPerWeight(columns k: Int) -> Double {
         switch self {
         case .f32: return 4
         case .f16: return 2
-        case .int8: return 1 + 4 / Double(max(k, 1))
+        case .int8: return 1 + 4 * Double((max(k, 1) + 31) / 32) / Double(max(k, 1))
         }
     }
 }

@@ -50,8 +50,10 @@ public final class ProjectionWeights: @unchecked Sendable {
         }
     }
 
-    public let precision: DecodePrecision
-    public let headPrecision: DecodePrecision
+    /// The projections' reduced-precision format, or nil when they are read in f32.
+    public let format: QuantizedMatrix.Format?
+    /// The head's reduced-precision format, or nil when it is read in f32.
+    public let headFormat: QuantizedMatrix.Format?
     /// The kernels' instruction-set path (the CPU's best unless chosen).
     public let path: DecodeKernelPath
     public let threads: Int
@@ -66,28 +68,29 @@ public final class ProjectionWeights: @unchecked Sendable {
 
     /// Builds the copies from the engine's f32 weights.
     /// - Throws: `DecodeWeightsError` naming a matrix the precision cannot hold.
-    init(weights: ModelWeights, config c: ModelConfig, precision: DecodePrecision, headPrecision: DecodePrecision,
+    init(weights: ModelWeights, config c: ModelConfig, format: QuantizedMatrix.Format?, headFormat: QuantizedMatrix.Format?,
          threads: Int, path: DecodeKernelPath = .best) throws {
         precondition(path.isSupported, "\(path) kernels are not supported on this CPU")
-        self.precision = precision
-        self.headPrecision = headPrecision
+        self.format = format
+        self.headFormat = headFormat
         self.path = path
         self.threads = threads
-        func matrix(_ pointer: UnsafePointer<Float>, rows: Int, columns: Int, precision: DecodePrecision, name: String) throws -> Matrix {
-            guard let format = precision.format else { return .f32(pointer, rows: rows, columns: columns) }
-            return .reduced(try QuantizedMatrix(format: format, rows: rows, columns: columns, weights: pointer, name: name, threads: threads))
+        func matrix(_ pointer: UnsafePointer<Float>, rows: Int, columns: Int, format: QuantizedMatrix.Format?, name: String) throws -> Matrix {
+            guard let format else { return .f32(pointer, rows: rows, columns: columns) }
+            return .reduced(try QuantizedMatrix(format: format, rows: rows, columns: columns, weights: pointer, name: name,
+                                                threads: threads, path: path))
         }
         let h = c.hiddenSize, f = c.ffnSize
         layers = try weights.layers.enumerated().map { l, layer in
             let p = "blk.\(l)."
             return [
-                try matrix(layer.qkv, rows: c.qkvWidth, columns: h, precision: precision, name: p + "attn_q|k|v"),
-                try matrix(layer.attnOutput, rows: h, columns: c.attentionWidth, precision: precision, name: p + "attn_output"),
-                try matrix(layer.gateUp, rows: 2 * f, columns: h, precision: precision, name: p + "ffn_gate|up"),
-                try matrix(layer.down, rows: h, columns: f, precision: precision, name: p + "ffn_down"),
+                try matrix(layer.qkv, rows: c.qkvWidth, columns: h, format: format, name: p + "attn_q|k|v"),
+                try matrix(layer.attnOutput, rows: h, columns: c.attentionWidth, format: format, name: p + "attn_output"),
+                try matrix(layer.gateUp, rows: 2 * f, columns: h, format: format, name: p + "ffn_gate|up"),
+                try matrix(layer.down, rows: h, columns: f, format: format, name: p + "ffn_down"),
             ]
         }
-        head = try matrix(weights.output, rows: c.vocabSize, columns: h, precision: headPrecision,
+        head = try matrix(weights.output, rows: c.vocabSize, columns: h, format: headFormat,
                           name: c.tiedOutput ? "token_embd (tied head)" : "output")
         let all = layers.flatMap { $0 } + [head]
         copyBytes = all.reduce(0) { total, m in if case .reduced = m { return total + m.bytesRead } else { return total } }
@@ -122,8 +125,8 @@ public final class ProjectionWeights: @unchecked Sendable {
         }
     }
 
-    /// The reduced-precision copy of a projection (nil at f32): the int8 copy is the s8 operand an
-    /// int8 GEMM can share (`QuantizedMatrix.withInt8Storage`).
+    /// The reduced-precision copy of a projection (nil at f32). A per-row int8 copy is the s8 operand
+    /// an int8 GEMM can share (`QuantizedMatrix.withInt8Storage`).
     public func quantized(_ p: Projection, layer: Int) -> QuantizedMatrix? {
         if case let .reduced(q) = layers[layer][p.rawValue] { return q }
         return nil
@@ -151,15 +154,20 @@ public final class ProjectionWeights: @unchecked Sendable {
 }
 
 extension InferenceEngine {
-    /// The decode path's weights for this engine at `precision` (projections) and `headPrecision`
-    /// (LM head; by default `precision.headPrecision`), on the engine's thread count. Copies are built from the engine's f32 weights,
-    /// which stay in place (prefill reads them); the result reads them too at f32, so it must not
-    /// outlive the engine.
+    /// The decode path's weights for this engine at `precision` (`precision.format` for the
+    /// projections, `precision.headFormat` for the LM head), on the engine's thread count. Copies
+    /// are built from the engine's f32 weights, which stay in place (prefill reads them); the
+    /// result reads them too at f32, so it must not outlive the engine.
     /// - Throws: `DecodeWeightsError` naming a matrix the precision cannot hold.
-    public func makeProjectionWeights(precision: DecodePrecision, headPrecision: DecodePrecision? = nil,
+    public func makeProjectionWeights(precision: DecodePrecision, path: DecodeKernelPath = .best) throws -> ProjectionWeights {
+        try makeProjectionWeights(format: precision.format, headFormat: precision.headFormat, path: path)
+    }
+
+    /// As `makeProjectionWeights(precision:path:)` with any formats (nil: f32), for measurements.
+    /// - Throws: `DecodeWeightsError` naming a matrix the format cannot hold.
+    public func makeProjectionWeights(format: QuantizedMatrix.Format?, headFormat: QuantizedMatrix.Format?,
                                       path: DecodeKernelPath = .best) throws -> ProjectionWeights {
-        try ProjectionWeights(weights: weights, config: config, precision: precision,
-                              headPrecision: headPrecision ?? precision.headPrecision,
+        try ProjectionWeights(weights: weights, config: config, format: format, headFormat: headFormat,
                               threads: options.threads, path: path)
     }
 }

@@ -11,16 +11,27 @@ import Dispatch
 public final class QuantizedMatrix: @unchecked Sendable {
     /// Element formats. `int8` is symmetric per row: W[r][c] ≈ q[r][c] · scale[r], q in −127…127,
     /// scale = max|W[r]| / 127, q rounded to nearest (even on ties), so |W − q·scale| ≤ scale/2.
-    /// `f16` and `bf16` round each weight to nearest even.
+    /// `int8Block32` is the same per block of 32 columns (Q8_0's values, with f32 scales apart): a
+    /// Q8_0 tensor comes back exactly. `f16` and `bf16` round each weight to nearest even.
     public enum Format: String, CaseIterable, Sendable {
-        case int8, f16, bf16
+        case int8, int8Block32, f16, bf16
 
-        var elementSize: Int { self == .int8 ? 1 : 2 }
+        var elementSize: Int { self == .int8 || self == .int8Block32 ? 1 : 2 }
         var kernelFormat: Int32 {
             switch self {
             case .int8: return Int32(AXON_WEIGHT_S8.rawValue)
+            case .int8Block32: return Int32(AXON_WEIGHT_S8_BLOCK32.rawValue)
             case .f16: return Int32(AXON_WEIGHT_F16.rawValue)
             case .bf16: return Int32(AXON_WEIGHT_BF16.rawValue)
+            }
+        }
+
+        /// Scales per row of `columns` weights.
+        func scaleCount(columns: Int) -> Int {
+            switch self {
+            case .int8: return 1
+            case .int8Block32: return (columns + Int(AXON_WEIGHT_BLOCK) - 1) / Int(AXON_WEIGHT_BLOCK)
+            case .f16, .bf16: return 0
             }
         }
     }
@@ -30,11 +41,11 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let columns: Int
     /// (rows, columns) elements of `format`, 64-byte aligned, then AXON_WEIGHT_PADDING zero bytes.
     let values: UnsafeMutableRawPointer
-    /// (rows) f32 scales for int8, nil otherwise.
+    /// (rows, format.scaleCount(columns:)) f32 scales for the int8 formats, nil otherwise.
     let scales: UnsafeMutablePointer<Float>?
 
     /// Bytes a full product reads: the elements plus the row scales.
-    public var byteCount: Int { rows * columns * format.elementSize + (scales == nil ? 0 : rows * 4) }
+    public var byteCount: Int { rows * columns * format.elementSize + rows * format.scaleCount(columns: columns) * 4 }
 
     /// Rounds `weights` (rows × columns f32, row-major) into a new copy, on `threads` threads.
     /// - Parameters:
@@ -55,7 +66,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let bytes = rows * columns * format.elementSize, padding = Int(AXON_WEIGHT_PADDING)
         values = UnsafeMutableRawPointer.allocate(byteCount: (bytes + padding + 63) & ~63, alignment: 64)
         (values + bytes).initializeMemory(as: UInt8.self, repeating: 0, count: (bytes + padding + 63) & ~63 - bytes)
-        scales = format == .int8 ? UnsafeMutablePointer<Float>.allocate(capacity: rows) : nil
+        let scaleCount = rows * format.scaleCount(columns: columns)
+        scales = scaleCount > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: scaleCount) : nil
         let workers = max(1, min(threads, rows / 64))
         let problems = UnsafeMutablePointer<Int>.allocate(capacity: workers)
         problems.initialize(repeating: 0, count: workers)
@@ -67,6 +79,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
             switch format {
             case .int8:
                 problems[w] = axon_quantize_s8_rows(weights, k, r0, r1, values.assumingMemoryBound(to: Int8.self), scales)
+            case .int8Block32:
+                problems[w] = axon_quantize_s8_blocks(weights, k, r0, r1, values.assumingMemoryBound(to: Int8.self), scales)
             case .f16:
                 let nonFinite = (0..<count).reduce(0) { $0 + (source[$1].isFinite ? 0 : 1) }
                 problems[w] = nonFinite + axon_convert_f16(path.rawValue, source, count, values.assumingMemoryBound(to: UInt16.self) + r0 * k)
@@ -93,6 +107,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let i = row * columns + column
         switch format {
         case .int8: return Double(values.assumingMemoryBound(to: Int8.self)[i]) * Double(scales?[row] ?? 0)
+        case .int8Block32:
+            let scale = scales?[row * format.scaleCount(columns: columns) + column / Int(AXON_WEIGHT_BLOCK)] ?? 0
+            return Double(values.assumingMemoryBound(to: Int8.self)[i]) * Double(scale)
         case .f16: return Double(axon_f16_to_f32(values.assumingMemoryBound(to: UInt16.self)[i]))
         case .bf16: return Double(Float(bitPattern: UInt32(values.assumingMemoryBound(to: UInt16.self)[i]) << 16))
         }
@@ -109,7 +126,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     /// The int8 elements [rows][columns] and per-row scales, for a GEMM that takes them as they are
-    /// (oneDNN's `dnnl_gemm_u8s8s32`); nil unless the format is int8. Valid only inside `body`.
+    /// (oneDNN's `dnnl_gemm_u8s8s32`); nil unless the format is `int8` (per row). Valid only inside `body`.
     public func withInt8Storage<R>(_ body: (_ values: UnsafePointer<Int8>, _ scales: UnsafePointer<Float>) throws -> R) rethrows -> R? {
         guard format == .int8, let scales else { return nil }
         return try body(UnsafePointer(values.assumingMemoryBound(to: Int8.self)), UnsafePointer(scales))

@@ -37,7 +37,8 @@ final class ProjectionWeightsTests: XCTestCase {
         for precision in DecodePrecision.allCases {
             for path in DecodeKernelPath.supported {
                 let weights = try engine.makeProjectionWeights(precision: precision, path: path)
-                XCTAssertEqual(weights.headPrecision, precision.headPrecision)
+                XCTAssertEqual(weights.format, precision.format)
+                XCTAssertEqual(weights.headFormat, precision.headFormat)
                 XCTAssertEqual(weights.layerCount, 2)
                 var expectedBytes = 0
                 for l in 0..<weights.layerCount {
@@ -79,7 +80,7 @@ final class ProjectionWeightsTests: XCTestCase {
                 let x = g.fill(m * e.columns)
                 var logits = [Float](repeating: 0, count: m * e.rows)
                 weights.head(x, rows: m, into: &logits)
-                let headFormat = weights.headPrecision.format
+                let headFormat = weights.headFormat
                 let head = try headFormat.map { try QuantizedMatrix(format: $0, rows: e.rows, columns: e.columns, weights: e.values) }
                 for i in 0..<m {
                     for j in 0..<e.rows {
@@ -90,7 +91,7 @@ final class ProjectionWeightsTests: XCTestCase {
                             magnitude += abs(t)
                         }
                         let bound = head == nil ? Double(e.columns + 1) * Double(Tolerance.u) * 1.01 * magnitude
-                                                : QuantizedMatrixTests.bound(k: e.columns, path: path, magnitude: magnitude)
+                                                : QuantizedMatrixTests.bound(k: e.columns, path: path, format: headFormat ?? .f16, magnitude: magnitude)
                         XCTAssertEqual(Double(logits[i * e.rows + j]), exact, accuracy: bound, "\(precision) head logit [\(i)][\(j)]")
                     }
                 }

@@ -20,13 +20,14 @@ final class QuantizedMatrixTests: XCTestCase {
     /// ⌈k/lanes⌉ fused multiply-adds (the product is exact inside an FMA: one rounding per step;
     /// the scalar path rounds the product and the sum, 2 per step), the lanes summed by a tree of
     /// log₂(lanes) adds, then the int8 row scale (1 rounding) and the optional add into y (1). The
-    /// weights are exact in f32 (int8 q, or the f16/bf16 value), so with n = steps + tree + 2
-    /// roundings the classic bound is |ŷ − y| ≤ γₙ·(Σ|x·w| + |y₀|), γₙ = n·u/(1 − n·u): a bound
-    /// for any order of those sums, never a fitted figure.
-    static func bound(k: Int, path: DecodeKernelPath, magnitude: Double) -> Double {
+    /// per-block format's weights enter as q·scale rounded once to f32 (1 more rounding per product).
+    /// Otherwise the weights are exact in f32 (int8 q, or the f16/bf16 value), so with n the most
+    /// roundings any product passes through, the classic bound is |ŷ − y| ≤ γₙ·(Σ|x·w| + |y₀|),
+    /// γₙ = n·u/(1 − n·u): a bound for any order of those sums, never a fitted figure.
+    static func bound(k: Int, path: DecodeKernelPath, format: QuantizedMatrix.Format, magnitude: Double) -> Double {
         let lanes = path.lanes
-        let steps = lanes == 1 ? 2 * k : (k + lanes - 1) / lanes
-        let n = Double(steps + lanes.trailingZeroBitCount + 2)
+        let steps = (lanes == 1 ? 2 : 1) * ((k + lanes - 1) / lanes)
+        let n = Double(steps + lanes.trailingZeroBitCount + 2 + (format == .int8Block32 ? 1 : 0))
         let u = Double(Tolerance.u)
         return n * u / (1 - n * u) * magnitude
     }
@@ -74,6 +75,39 @@ final class QuantizedMatrixTests: XCTestCase {
             XCTAssertEqual(values[4 * k + 9], -127)
             XCTAssertTrue((0..<k).allSatisfy { values[2 * k + $0] == 0 })
         })
+    }
+
+    func testInt8BlocksRoundWithinHalfTheirBlocksScale() throws {
+        var g = Generator(state: 8)
+        let rows = 3, k = 75   // two full blocks of 32 and one of 11
+        var w = g.fill(rows * k)
+        for c in 32..<64 { w[k + c] = 0 }                 // an all-zero block
+        for c in 64..<75 { w[2 * k + c] *= 1e3 }          // a block far larger than its neighbours
+        let q = try QuantizedMatrix(format: .int8Block32, rows: rows, columns: k, weights: w, name: "test")
+        XCTAssertEqual(q.byteCount, rows * k + rows * 3 * 4)
+        XCTAssertNil(q.withInt8Storage { _, _ in 0 })
+        for r in 0..<rows {
+            for b in 0..<3 {
+                let columns = (b * 32)..<min(k, (b + 1) * 32)
+                let scale = (columns.map { abs(w[r * k + $0]) }.max() ?? 0) / 127
+                for c in columns {
+                    let stored = q.dequantizedDouble(row: r, column: c)
+                    XCTAssertLessThanOrEqual(abs(Double(w[r * k + c]) - stored), Double(scale) / 2, "row \(r) column \(c)")
+                    // The stored value is an integer multiple of the block's scale, within ±127 of it.
+                    let steps = scale > 0 ? stored / Double(scale) : 0
+                    XCTAssertEqual(steps, steps.rounded())
+                    XCTAssertLessThanOrEqual(abs(steps), 127)
+                }
+            }
+        }
+        // A Q8_0 block (values q·d with max |q| = 127) comes back exactly.
+        let d = Float(Float16(0.0123))
+        let q8: [Float] = (0..<64).map { (c: Int) -> Float in
+            let q: Int = c % 32 == 0 ? 127 : (c * 37) % 255 - 127   // Q8_0 puts ±127 in each block
+            return Float(q) * d
+        }
+        let exact = try QuantizedMatrix(format: .int8Block32, rows: 1, columns: 64, weights: q8, name: "q8")
+        for c in 0..<64 { XCTAssertEqual(exact.dequantizedDouble(row: 0, column: c), Double(q8[c])) }
     }
 
     func testF16RoundsToNearestEvenAsSwiftsFloat16Does() throws {
@@ -145,7 +179,7 @@ final class QuantizedMatrixTests: XCTestCase {
                     magnitude += abs(p)
                 }
                 if let initial { exact += Double(initial[i * ldy + j]); magnitude += abs(Double(initial[i * ldy + j])) }
-                let error = abs(Double(y[i * ldy + j]) - exact), allowed = Self.bound(k: k, path: path, magnitude: magnitude)
+                let error = abs(Double(y[i * ldy + j]) - exact), allowed = Self.bound(k: k, path: path, format: q.format, magnitude: magnitude)
                 worst = max(worst, error / max(allowed, .leastNormalMagnitude))
                 if error > allowed {
                     XCTFail("\(q.format) \(path) m \(m) n \(n) k \(k): y[\(i)][\(j)] = \(y[i * ldy + j]), exact \(exact), error \(error) > \(allowed)",

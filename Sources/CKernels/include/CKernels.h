@@ -11,12 +11,17 @@
 /// Bytes past a weight matrix the kernels may read (one AVX-512 vector of f16).
 #define AXON_WEIGHT_PADDING 64
 
+/// Columns per scale of AXON_WEIGHT_S8_BLOCK32 (Q8_0's block).
+#define AXON_WEIGHT_BLOCK 32
+
 /// Weight element formats. S8: int8 symmetric per output row, value = q · scales[row].
-/// F16: IEEE binary16. BF16: the high half of an f32.
+/// F16: IEEE binary16. BF16: the high half of an f32. S8_BLOCK32: int8 symmetric per block of 32
+/// columns, value = q · scales[row · ⌈k/32⌉ + column / 32] (Q8_0's values, its scales in f32 apart).
 typedef enum {
     AXON_WEIGHT_S8 = 0,
     AXON_WEIGHT_F16 = 1,
     AXON_WEIGHT_BF16 = 2,
+    AXON_WEIGHT_S8_BLOCK32 = 3,
 } axon_weight_format;
 
 /// Instruction-set paths, slowest first. Scalar runs on any CPU (and any architecture).
@@ -33,10 +38,10 @@ int axon_isa_supported(int isa);
 /// lane partial sums, each over ceil(k / lanes) products.
 int axon_isa_lanes(int isa);
 
-/// y[i·ldy + j] = Σ_k x[i·ldx + k] · W[j][k] (· scales[j] for S8), for rows i < m and outputs
+/// y[i·ldy + j] = Σ_k x[i·ldx + k] · W[j][k] (with W's scales), for rows i < m and outputs
 /// n0 ≤ j < n1; with `accumulate`, y += that instead. W is row-major with row stride k.
 /// Each output's summation order depends only on `isa` and k, never on m, n0 or n1.
-/// `isa` must be supported (see axon_isa_supported); scales is ignored unless S8.
+/// `isa` must be supported (see axon_isa_supported); scales is ignored for F16 and BF16.
 /// W must be readable for AXON_WEIGHT_PADDING bytes past its last element, holding finite values
 /// there (zeros): a row's last step reads a full vector (QuantizedMatrix allocates the padding).
 void axon_decode_gemm(int isa, int format, const float *x, ptrdiff_t ldx, ptrdiff_t m,
@@ -48,6 +53,11 @@ void axon_decode_gemm(int isa, int format, const float *x, ptrdiff_t ldx, ptrdif
 /// Returns the number of non-finite weights met (their rows get scale NaN).
 ptrdiff_t axon_quantize_s8_rows(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
                                 int8_t *q, float *scales);
+
+/// As axon_quantize_s8_rows, with one scale per block of AXON_WEIGHT_BLOCK columns (the last block
+/// of a row may be shorter): scales[r · ⌈k/32⌉ + b].
+ptrdiff_t axon_quantize_s8_blocks(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                                  int8_t *q, float *scales);
 
 /// count values to binary16, round to nearest even (overflow to ±inf, NaN kept NaN), with F16C
 /// when `isa` is AVX2 or wider and supported, else in integer arithmetic (the same results).
