@@ -2,7 +2,7 @@
 import Foundation
 import PackageDescription
 
-// Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, GGUF <- Engine, AxonProto <- Wire, CSodium <- Identity,
+// Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
 // {Wire, Engine, Tokenizer, TokenTranslation, Identity, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
 // {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
@@ -39,7 +39,10 @@ let package = Package(
         // Library modules.
         .target(name: "GGUF"),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
-        .target(name: "Engine", dependencies: ["GGUF", "CBLAS"], swiftSettings: engineSettings),
+        // The decode path's reduced-precision kernels: C for AVX2 and AVX-512 functions chosen at run
+        // time (the CPU changes between sessions), built optimized in debug too so tests stay quick.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Engine", dependencies: ["GGUF", "CBLAS", "CKernels"], swiftSettings: engineSettings),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
         .target(name: "Server", dependencies: [
             "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "CLibUV",

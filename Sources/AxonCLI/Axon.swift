@@ -7,7 +7,7 @@ struct Axon: ParsableCommand {
         abstract: "A miner server for Bittensor-style networks: embeddings and next-token distributions from a GGUF model on CPU.",
         subcommands: [
             Serve.self, Query.self,
-            Run.self, Bench.self,
+            Run.self, Bench.self, BenchKernels.self,
             Tokenize.self, Detokenize.self,
             Inspect.self,
             Keygen.self, Score.self, LoadGen.self,

@@ -1,0 +1,73 @@
+#ifndef AXON_CKERNELS_H
+#define AXON_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Reduced-precision weight kernels for the engine's decode path (few activation rows, weights read
+// once per step). Weights are row-major [n][k] (a weight stored [out][in]); activations are f32.
+// Wrapped by Swift types in Sources/Engine (QuantizedMatrix, DecodeKernelPath): call from there.
+
+/// Bytes past a weight matrix the kernels may read (one AVX-512 vector of f16).
+#define AXON_WEIGHT_PADDING 64
+
+/// Columns per scale of AXON_WEIGHT_S8_BLOCK32 (Q8_0's block).
+#define AXON_WEIGHT_BLOCK 32
+
+/// Weight element formats. S8: int8 symmetric per output row, value = q · scales[row].
+/// F16: IEEE binary16. BF16: the high half of an f32. S8_BLOCK32: int8 symmetric per block of 32
+/// columns, value = q · scales[row · ⌈k/32⌉ + column / 32] (Q8_0's values, its scales in f32 apart).
+typedef enum {
+    AXON_WEIGHT_S8 = 0,
+    AXON_WEIGHT_F16 = 1,
+    AXON_WEIGHT_BF16 = 2,
+    AXON_WEIGHT_S8_BLOCK32 = 3,
+} axon_weight_format;
+
+/// Instruction-set paths, slowest first. Scalar runs on any CPU (and any architecture).
+typedef enum {
+    AXON_ISA_SCALAR = 0,
+    AXON_ISA_AVX2 = 1,     // AVX2 + FMA + F16C (x86-64-v3)
+    AXON_ISA_AVX512 = 2,   // AVX-512 F (with OS support for the zmm state)
+} axon_isa;
+
+/// 1 when this CPU and OS can run `isa` (CPUID and XGETBV, checked at run time), else 0.
+int axon_isa_supported(int isa);
+
+/// Vector lanes of `isa`'s accumulators: each output is the sum, in a fixed order, of that many
+/// lane partial sums, each over ceil(k / lanes) products.
+int axon_isa_lanes(int isa);
+
+/// y[i·ldy + j] = Σ_k x[i·ldx + k] · W[j][k] (with W's scales), for rows i < m and outputs
+/// n0 ≤ j < n1; with `accumulate`, y += that instead. W is row-major with row stride k.
+/// Each output's summation order depends only on `isa` and k, never on m, n0 or n1.
+/// `isa` must be supported (see axon_isa_supported); scales is ignored for F16 and BF16.
+/// W must be readable for AXON_WEIGHT_PADDING bytes past its last element, holding finite values
+/// there (zeros): a row's last step reads a full vector (QuantizedMatrix allocates the padding).
+void axon_decode_gemm(int isa, int format, const float *x, ptrdiff_t ldx, ptrdiff_t m,
+                      const void *w, const float *scales, ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1,
+                      float *y, ptrdiff_t ldy, int accumulate);
+
+/// Rows [r0, r1) of the f32 matrix w [n][k] to int8: scales[r] = max|w[r]| / 127 (0 for a zero
+/// row), q = round-to-nearest-even(w / scale) computed in double, in [-127, 127].
+/// Returns the number of non-finite weights met (their rows get scale NaN).
+ptrdiff_t axon_quantize_s8_rows(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                                int8_t *q, float *scales);
+
+/// As axon_quantize_s8_rows, with one scale per block of AXON_WEIGHT_BLOCK columns (the last block
+/// of a row may be shorter): scales[r · ⌈k/32⌉ + b].
+ptrdiff_t axon_quantize_s8_blocks(const float *w, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                                  int8_t *q, float *scales);
+
+/// count values to binary16, round to nearest even (overflow to ±inf, NaN kept NaN), with F16C
+/// when `isa` is AVX2 or wider and supported, else in integer arithmetic (the same results).
+/// Returns the number of finite inputs that became infinite (|v| ≥ 65520).
+ptrdiff_t axon_convert_f16(int isa, const float *src, ptrdiff_t count, uint16_t *dst);
+
+/// count values to bfloat16, round to nearest even (NaN kept NaN).
+void axon_convert_bf16(const float *src, ptrdiff_t count, uint16_t *dst);
+
+/// binary16 to f32 (exact).
+float axon_f16_to_f32(uint16_t h);
+
+#endif
