@@ -18,6 +18,10 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Keys and values of live sequences, for `forward(_:sequences:logits:)` (KVCache.swift).
     let cache: KVCache
     let cachedScratch: CachedAttentionScratch
+    /// The reduced-precision weights of decode steps (`options.decodePrecision`), nil at f32.
+    public let decodeWeights: ProjectionWeights?
+    /// The decode weights the current pass's LM head reads (set by `runLayers`; nil off decode steps).
+    private var decodeHead: ProjectionWeights?
     private let itemLock = NSLock()
     private var nextItem = 0
 
@@ -45,6 +49,9 @@ public final class InferenceEngine: @unchecked Sendable {
         state = RunState(config: config, options: options)
         cache = try KVCache(config: config, options: options)
         cachedScratch = CachedAttentionScratch(config: config, options: options)
+        decodeWeights = options.decodePrecision == .f32 ? nil
+            : try ProjectionWeights(weights: weights, config: config, format: options.decodePrecision.format,
+                                    headFormat: options.decodePrecision.headFormat, threads: options.threads)
         BLASThreads.set(options.threads)
     }
 
@@ -150,6 +157,9 @@ public final class InferenceEngine: @unchecked Sendable {
         let c = config, family = c.family, s = state, w = weights
         let n = batch.tokenCount, h = c.hiddenSize, qkvW = c.qkvWidth, f = c.ffnSize, attnW = c.attentionWidth
         let eps = Float(c.rmsEps)
+        // A decode step (a cached pass of few tokens) reads the reduced-precision copies, if any.
+        let reduced = step != nil && n <= options.decodeRowLimit ? decodeWeights : nil
+        decodeHead = reduced
 
         var start = now()
         let embeddingScale = family.scalesEmbedding ? Float(h).squareRoot() : 1
@@ -170,7 +180,7 @@ public final class InferenceEngine: @unchecked Sendable {
             record(\.norms, since: start)
 
             start = now()
-            sgemm(m: n, n: qkvW, k: h, a: s.normed, lda: h, b: layer.qkv, ldb: h, transposeB: true, c: s.qkv, ldc: qkvW)
+            multiply(.qkv, layer: l, reduced, m: n, n: qkvW, k: h, a: s.normed, lda: h, b: layer.qkv, c: s.qkv, ldc: qkvW)
             record(\.projections, since: start)
 
             start = now()
@@ -186,7 +196,8 @@ public final class InferenceEngine: @unchecked Sendable {
             record(\.attention, since: start)
 
             start = now()
-            project(m: n, n: h, k: attnW, a: s.attn, lda: attnW, b: layer.attnOutput, intoResidualWithNorm: layer.postAttnNorm)
+            project(.attentionOutput, layer: l, reduced, m: n, n: h, k: attnW, a: s.attn, lda: attnW, b: layer.attnOutput,
+                    intoResidualWithNorm: layer.postAttnNorm)
             record(\.projections, since: start)
 
             // Feed-forward block: x += [PostNorm] Wdown · (act(Wgate·m) ⊙ Wup·m), m = RMSNorm(x)·ffn_norm.
@@ -195,7 +206,7 @@ public final class InferenceEngine: @unchecked Sendable {
             record(\.norms, since: start)
 
             start = now()
-            sgemm(m: n, n: 2 * f, k: h, a: s.normed, lda: h, b: layer.gateUp, ldb: h, transposeB: true, c: s.ffn, ldc: 2 * f)
+            multiply(.gateUp, layer: l, reduced, m: n, n: 2 * f, k: h, a: s.normed, lda: h, b: layer.gateUp, c: s.ffn, ldc: 2 * f)
             record(\.projections, since: start)
 
             start = now()
@@ -203,7 +214,8 @@ public final class InferenceEngine: @unchecked Sendable {
             record(\.activation, since: start)
 
             start = now()
-            project(m: n, n: h, k: f, a: s.ffn, lda: 2 * f, b: layer.down, intoResidualWithNorm: layer.postFfnNorm)
+            project(.down, layer: l, reduced, m: n, n: h, k: f, a: s.ffn, lda: 2 * f, b: layer.down,
+                    intoResidualWithNorm: layer.postFfnNorm)
             record(\.projections, since: start)
         }
 
@@ -213,15 +225,29 @@ public final class InferenceEngine: @unchecked Sendable {
         if options.collectTimings { timings.forwardCount += 1; timings.tokens += n }
     }
 
+    /// c = a·bᵀ (c += with `accumulate`) for projection `p` of layer `l`: through the decode step's
+    /// reduced-precision copy when there is one, else f32 sgemm on `b`.
+    @inline(__always)
+    private func multiply(_ p: ProjectionWeights.Projection, layer l: Int, _ reduced: ProjectionWeights?,
+                          m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
+        if let reduced {
+            reduced.project(p, layer: l, a, stride: lda, rows: m, into: c, stride: ldc, accumulate: accumulate)
+        } else {
+            sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+        }
+    }
+
     /// x += a·bᵀ, or x += RMSNorm(a·bᵀ)·postNorm for families that norm a block's output.
-    private func project(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+    private func project(_ p: ProjectionWeights.Projection, layer l: Int, _ reduced: ProjectionWeights?,
+                         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
                          intoResidualWithNorm postNorm: UnsafeMutablePointer<Float>?) {
         let s = state
         guard let postNorm else {
-            sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, beta: 1, c: s.x, ldc: n)
+            multiply(p, layer: l, reduced, m: m, n: n, k: k, a: a, lda: lda, b: b, c: s.x, ldc: n, accumulate: true)
             return
         }
-        sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, c: s.blockOut, ldc: n)
+        multiply(p, layer: l, reduced, m: m, n: n, k: k, a: a, lda: lda, b: b, c: s.blockOut, ldc: n)
         let eps = Float(config.rmsEps)
         forEachToken(m) { t in
             rmsNorm(s.blockOut + t * n, weight: postNorm, out: s.blockOut + t * n, n: n, eps: eps)
@@ -374,7 +400,9 @@ public final class InferenceEngine: @unchecked Sendable {
     private func lmHead(_ hidden: UnsafePointer<Float>, rows: Int) {
         let v = config.vocabSize, h = config.hiddenSize
         // A few rows are matrix-vector products: sgemm would pack the whole head for each call.
-        if rows <= Self.gemvRowLimit {
+        if let reduced = decodeHead, rows <= options.decodeRowLimit {
+            reduced.head(hidden, rows: rows, into: state.logits)
+        } else if rows <= Self.gemvRowLimit {
             for r in 0..<rows {
                 sgemv(rows: v, columns: h, matrix: weights.output, vector: hidden + r * h, result: state.logits + r * v)
             }

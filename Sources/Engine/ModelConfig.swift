@@ -236,10 +236,18 @@ public struct EngineOptions: Sendable {
     /// Most live sequences (forks included) in the KV cache, up to 4,096 (each slot reserves a block
     /// table of layers × ⌈maxSeq / 16⌉ entries).
     public var maxSequences: Int
+    /// The weights a cached forward pass of at most `decodeRowLimit` tokens reads (a decode step):
+    /// f32 is the exact reference path; f16 and int8 are copies made at load (ProjectionWeights).
+    /// Prefill and every cache-less pass stay on the f32 weights through sgemm.
+    public var decodePrecision: DecodePrecision
+    /// Most tokens in a cached forward pass that still reads the decode weights; larger passes
+    /// (prefill chunks) use f32 sgemm, which wins once the weights are reused across enough rows.
+    public var decodeRowLimit: Int
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatchTokens: Int = 4096,
                 maxRows: Int = 64, maxSeq: Int = 2048, maxLogitRows: Int = 512, collectTimings: Bool = false,
-                kvCacheBytes: Int = 256 << 20, maxSequences: Int = 256) {
+                kvCacheBytes: Int = 256 << 20, maxSequences: Int = 256, decodePrecision: DecodePrecision = .f32,
+                decodeRowLimit: Int = 32) {
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
         self.maxRows = maxRows
@@ -248,6 +256,8 @@ public struct EngineOptions: Sendable {
         self.collectTimings = collectTimings
         self.kvCacheBytes = kvCacheBytes
         self.maxSequences = maxSequences
+        self.decodePrecision = decodePrecision
+        self.decodeRowLimit = decodeRowLimit
     }
 
     func validate(for config: ModelConfig) throws {
@@ -268,6 +278,9 @@ public struct EngineOptions: Sendable {
         let maxCacheBytes = min(1 << 40, Int(Int32.max) * blockBytes)
         guard (0...maxCacheBytes).contains(kvCacheBytes) else {
             throw EngineError.invalidOptions("kvCacheBytes is \(kvCacheBytes), expected 0...\(maxCacheBytes)")
+        }
+        guard decodeRowLimit >= 0 else {
+            throw EngineError.invalidOptions("decodeRowLimit is \(decodeRowLimit), expected 0 or more")
         }
         guard (1...4096).contains(maxSequences) else {
             throw EngineError.invalidOptions("maxSequences is \(maxSequences), expected 1...4096")
