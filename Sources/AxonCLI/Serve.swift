@@ -85,6 +85,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds before an idle connection, or a frame left incomplete, is closed.") var idleTimeout = 60.0
     @Option(help: "Deadline for requests with timeout_ms = 0.") var timeoutDefaultMs: UInt32 = 12_000
     @Option(help: "Log level: trace, debug (one line per request), info, warning, error.") var logLevel = "info"
+    @OptionGroup(title: "Generation (TEXT_SEQ_2_SEQ)") var generation: GenerationServeOptions
     @OptionGroup(title: "Identity and admission") var keyOption: KeyOption
     @OptionGroup(title: "Identity and admission") var admission: AdmissionOptions
     @Flag(help: ArgumentHelp("Serve a deterministic fake backend of the model's shape (server benchmarks).", visibility: .hidden))
@@ -136,6 +137,7 @@ struct Serve: ParsableCommand {
         config.idleTimeout = idleTimeout
         config.defaultTimeoutMs = timeoutDefaultMs
         config.handleSignals = true
+        generation.configure(&config)
         try admission.configure(&config, keyOption: keyOption, logger: logger)
         // The machine line, and one measured warning when OpenBLAS runs a slower core than the CPU
         // supports (before the server starts: the probe uses OpenBLAS's threads).

@@ -145,7 +145,7 @@ public final class AxonServer: @unchecked Sendable {
         abuse = AbuseLog(interval: configuration.abuseLogInterval, now: monotonicNanoseconds(), registry: counters.metrics.registry)
         let encoder = SynapseEncoder(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim)
         generation = try (backend as? GenerationBackend).map {
-            try GenerationService(backend: $0, configuration: configuration, samplingAvailable: false)
+            try GenerationService(backend: $0, configuration: configuration)
         }
         scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
                               maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,
@@ -603,6 +603,9 @@ public final class AxonServer: @unchecked Sendable {
 
     /// Timings of the most recent finished generations (at most 1,024), oldest first.
     public var recentGenerations: [GenerationRecord] { scheduler.recentGenerations }
+
+    /// Generations waiting, running and decoding, as of the worker's last step.
+    public var generationStatus: GenerationStatus { scheduler.generationStatus }
 
     /// The return code each admission refusal maps to (see docs/PROTOCOL.md).
     static func code(for rejection: AdmissionRejection) -> ReturnCode {

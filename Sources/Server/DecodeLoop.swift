@@ -29,9 +29,11 @@ struct BeamContinuation: Equatable {
 /// Chooses one row's tokens from the logits of its live sequences: greedy or sampling (one
 /// sequence) or beam search (several, forked from the prompt's).
 protocol RowDecoder {
-    /// `logits[i]` is live beam i's next-token distribution (a single beam right after the prompt).
+    /// `logits` holds one row of `vocab` next-token logits per live beam, beam i's at row i (a
+    /// single row right after the prompt); the decoder may overwrite them.
     /// - Returns: the beams to run next; empty once the row is finished.
-    mutating func advance(_ logits: [UnsafeBufferPointer<Float>]) -> [BeamContinuation]
+    /// - Throws: when no token can be chosen (the generation fails).
+    mutating func advance(_ logits: UnsafeMutableBufferPointer<Float>, vocab: Int) throws -> [BeamContinuation]
     /// The generated ids (final once finished; for streaming decoders, final as they come).
     var output: [Int32] { get }
     /// Whether each chosen token is final at once (it can be shown while the row goes on).
@@ -45,8 +47,8 @@ struct GreedyDecoder: RowDecoder {
     private(set) var output: [Int32] = []
     var streams: Bool { true }
 
-    mutating func advance(_ logits: [UnsafeBufferPointer<Float>]) -> [BeamContinuation] {
-        let token = Self.argmax(logits[0])
+    mutating func advance(_ logits: UnsafeMutableBufferPointer<Float>, vocab: Int) throws -> [BeamContinuation] {
+        let token = Self.argmax(UnsafeBufferPointer(rebasing: logits[0..<vocab]))
         output.append(token)
         return stops.contains(token) || output.count >= limit ? [] : [BeamContinuation(parent: 0, token: token)]
     }
@@ -62,6 +64,10 @@ struct GreedyDecoder: RowDecoder {
         return Int32(best)
     }
 }
+
+/// Whether logits processors, sampling and beam search are served (the Sampling module); until
+/// then only plain greedy decoding is.
+let samplingAvailable = false
 
 /// The decoder a row's parameters ask for.
 func makeRowDecoder(_ parameters: GenerationParameters, prompt: [Int32], limit: Int, row: Int) -> any RowDecoder {
@@ -249,6 +255,7 @@ final class DecodeLoop {
         report.entries = entries.count
         report.tokens = entries.reduce(0) { $0 + $1.tokens.count }
         let participants = Set(targets.map { ObjectIdentifier($0.owner) })
+        var undecidable: [(ActiveGeneration, String)] = []
         let start = monotonicNanoseconds()
         do {
             try backend.step(entries) { logits in
@@ -259,8 +266,12 @@ final class DecodeLoop {
                     let width = target.prefill == nil ? row.sequences.count : 1
                     defer { entry += width }
                     if let chunk = target.prefill, row.prefilled + chunk < row.prompt.count { continue }
-                    let views = (entry..<(entry + width)).map { UnsafeBufferPointer(rebasing: logits[($0 * vocab)..<(($0 + 1) * vocab)]) }
-                    row.continuations = row.decoder.advance(views)
+                    let rows = UnsafeMutableBufferPointer(rebasing: logits[(entry * vocab)..<((entry + width) * vocab)])
+                    do { row.continuations = try row.decoder.advance(rows, vocab: vocab) } catch {
+                        undecidable.append((target.owner, "no token could be chosen for row \(row.row): \(error)"))
+                        row.continuations = nil
+                        continue
+                    }
                     target.owner.generated += width
                     report.generatedTokens += width
                 }
@@ -279,7 +290,7 @@ final class DecodeLoop {
         for generation in active where participants.contains(ObjectIdentifier(generation)) {
             generation.mostStepRows = max(generation.mostStepRows, entries.count)
         }
-        var broken: [(ActiveGeneration, String)] = []
+        var broken = undecidable
         for target in targets {
             let row = target.row
             if let chunk = target.prefill { row.prefilled += chunk }

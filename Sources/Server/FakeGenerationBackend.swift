@@ -38,11 +38,26 @@ public final class FakeGenerationBackend: InferenceBackend, GenerationBackend, @
         public let description: String
     }
 
-    public init(vocabSize: Int = 1000, hiddenSize: Int = 16, kvCapacityBytes: Int = 64 << 20, kvBytesPerToken: Int = 1024,
-                maxSequences: Int = 64, maxStepRows: Int = 64, maxStepTokens: Int = 4096, maxSequenceLength: Int = 4096,
-                stepDelay: Double = 0, computeDelay: Double = 0) {
-        forwardBackend = FakeBackend(vocabSize: vocabSize, hiddenSize: hiddenSize, computeDelay: computeDelay)
-        modelInfo = forwardBackend.modelInfo
+    public convenience init(vocabSize: Int = 1000, hiddenSize: Int = 16, kvCapacityBytes: Int = 64 << 20, kvBytesPerToken: Int = 1024,
+                            maxSequences: Int = 64, maxStepRows: Int = 64, maxStepTokens: Int = 4096, maxSequenceLength: Int = 4096,
+                            stepDelay: Double = 0, computeDelay: Double = 0) {
+        self.init(forward: FakeBackend(vocabSize: vocabSize, hiddenSize: hiddenSize, computeDelay: computeDelay),
+                  kvCapacityBytes: kvCapacityBytes, kvBytesPerToken: kvBytesPerToken, maxSequences: maxSequences,
+                  maxStepRows: maxStepRows, maxStepTokens: maxStepTokens, maxSequenceLength: maxSequenceLength, stepDelay: stepDelay)
+    }
+
+    /// A fake with a real model's shape and tokenizer identity (`FakeBackend(modelInfo:)`).
+    public convenience init(modelInfo: ModelInfo, kvCapacityBytes: Int = 64 << 20, kvBytesPerToken: Int = 1024,
+                            maxSequences: Int = 64, maxStepRows: Int = 64, maxStepTokens: Int = 4096, maxSequenceLength: Int = 4096) {
+        self.init(forward: FakeBackend(modelInfo: modelInfo), kvCapacityBytes: kvCapacityBytes, kvBytesPerToken: kvBytesPerToken,
+                  maxSequences: maxSequences, maxStepRows: maxStepRows, maxStepTokens: maxStepTokens,
+                  maxSequenceLength: maxSequenceLength, stepDelay: 0)
+    }
+
+    private init(forward: FakeBackend, kvCapacityBytes: Int, kvBytesPerToken: Int, maxSequences: Int, maxStepRows: Int,
+                 maxStepTokens: Int, maxSequenceLength: Int, stepDelay: Double) {
+        forwardBackend = forward
+        modelInfo = forward.modelInfo
         self.kvCapacityBytes = kvCapacityBytes
         self.kvBytesPerToken = kvBytesPerToken
         self.maxSequences = maxSequences
@@ -110,7 +125,7 @@ public final class FakeGenerationBackend: InferenceBackend, GenerationBackend, @
 
     public func cachedLength(_ sequence: SequenceHandle) -> Int { lock.withLock { histories[sequence]?.count ?? 0 } }
 
-    public func step(_ entries: [StepEntry], body: (UnsafeBufferPointer<Float>) throws -> Void) throws {
+    public func step(_ entries: [StepEntry], body: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
         let pause = try lock.withLock { () -> Double in
             let tokens = entries.reduce(0) { $0 + $1.tokens.count }
             guard entries.count <= maxStepRows, tokens <= maxStepTokens else {
@@ -146,6 +161,6 @@ public final class FakeGenerationBackend: InferenceBackend, GenerationBackend, @
             let token = history[position], previous = position > 0 ? history[position - 1] : -1
             for k in 0..<v { scratch.append(FakeBackend.logitValue(token: token, previous: previous, position: position, vocab: k)) }
         }
-        try scratch.withUnsafeBufferPointer { try body($0) }
+        try scratch.withUnsafeMutableBufferPointer { try body($0) }
     }
 }

@@ -75,8 +75,9 @@ public protocol GenerationBackend: AnyObject {
     func cachedLength(_ sequence: SequenceHandle) -> Int
 
     /// Appends each entry's tokens to its sequence (no sequence twice) and passes `body` the logits
-    /// of each entry's last position, `[entries.count, vocab]`, valid only inside the call.
+    /// of each entry's last position, `[entries.count, vocab]`, valid only inside the call (the
+    /// body may overwrite them: samplers process logits in place).
     /// - Throws: before changing any sequence when the cache cannot hold the step (or an entry is
     ///   invalid); whatever the model throws otherwise.
-    func step(_ entries: [StepEntry], body: (UnsafeBufferPointer<Float>) throws -> Void) throws
+    func step(_ entries: [StepEntry], body: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws
 }

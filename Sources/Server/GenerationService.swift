@@ -19,7 +19,7 @@ struct GenerationService {
     let maxSequences: Int
 
     /// - Throws: `GenerationConfigurationError` for limits the backend cannot meet.
-    init(backend: GenerationBackend, configuration c: ServerConfiguration, samplingAvailable: Bool) throws {
+    init(backend: GenerationBackend, configuration c: ServerConfiguration) throws {
         let maxSequences = min(c.maxSequences, backend.maxSequences, backend.maxStepRows)
         let checks: [(String, Int, ClosedRange<Int>, String)] = [
             ("--max-new-tokens", c.maxNewTokens, 1...Int(Int32.max), "at least 1"),

@@ -151,6 +151,8 @@ final class Scheduler: @unchecked Sendable {
     private var generationQueue: [GenerationJob] = []
     /// Generations running, as of the worker's last step (for `isIdle` and the gauges).
     private var runningGenerations = 0
+    /// Rows of running generations past their prompt, as of the last step.
+    private var decodingRows = 0
     /// The worker's last turn was a generation step: a queued FORWARD batch goes next.
     private var lastTurnWasStep = false
     /// How long the last generation step took (the cost of the step ahead of a new FORWARD).
@@ -415,6 +417,16 @@ final class Scheduler: @unchecked Sendable {
 
 // MARK: - Generation
 
+/// What the generation side holds, as of the worker's last step.
+public struct GenerationStatus: Sendable, Equatable {
+    /// Generations waiting to start (for KV cache space, sequence slots, or the worker).
+    public var waiting: Int
+    /// Generations running.
+    public var running: Int
+    /// Rows of running generations whose prompt is in the cache (each decodes every step).
+    public var decodingRows: Int
+}
+
 /// When one finished generation's phases happened (monotonic nanoseconds), for `axon bench --decode`.
 public struct GenerationRecord: Sendable {
     public let requestID: UInt64
@@ -447,6 +459,10 @@ extension Scheduler {
         generationQueue.insert(job, at: index)
         condition.signal()
         return .queued
+    }
+
+    var generationStatus: GenerationStatus {
+        condition.withLock { GenerationStatus(waiting: generationQueue.count, running: runningGenerations, decodingRows: decodingRows) }
     }
 
     /// The finished generations' timings, oldest first (at most the last 1,024).
@@ -576,6 +592,7 @@ extension Scheduler {
     private func publishGenerationStateLocked() {
         guard let decode else { return }
         runningGenerations = decode.active.count
+        decodingRows = decode.active.reduce(0) { $0 + $1.rows.filter(\.isDecoding).count }
         let usage = decode.backend.kvUsage
         metrics?.generationState(activeSequences: usage.sequences, kvCacheBytes: usage.usedBytes)
     }
