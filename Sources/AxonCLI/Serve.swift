@@ -48,7 +48,7 @@ enum BackendLoader {
         let tokenizer = try TokenizerLoader.load(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
-            return Loaded(backend: FakeBackend(modelInfo: info), description: "fake backend shaped like \(info.name)",
+            return Loaded(backend: FakeGenerationBackend(modelInfo: info), description: "fake backend shaped like \(info.name)",
                           maxSeq: maxSeq, clampedToContext: clamped)
         }
         let backend = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxBatch,
