@@ -1,5 +1,6 @@
 import AxonClient
 import Foundation
+import Identity
 import Server
 import Wire
 import XCTest
@@ -340,5 +341,79 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(page.value("axon_forward_synapses_total", ["synapse": "TEXT_SEQ_2_SEQ"]), 2)
         XCTAssertEqual(page.value("axon_forward_codes_total", ["code": "Success"]), 2)
         XCTAssertGreaterThan(page.value("axon_engine_seconds_total", ["phase": "generate"]) ?? 0, 0)
+    }
+}
+
+/// Stake priority and the starvation guard order generations too: with room in the KV cache for
+/// one at a time, waiting generations start by stake, unregistered last, and one that has waited
+/// half its deadline goes first.
+final class GenerationPriorityTests: XCTestCase {
+    private let axonKey = AdmissionServerTests.key(1)
+    private let validator = AdmissionServerTests.key(2)    // stake 1000
+    private let smallStake = AdmissionServerTests.key(3)   // stake 5
+    private let stranger = AdmissionServerTests.key(6)     // not registered
+    private let prompt = Array(Int32(20)..<Int32(30))
+
+    private func server() throws -> Harness {
+        let store = MetagraphStore(try Metagraph(netuid: 7, block: 100, neurons: [
+            Neuron(uid: 0, hotkey: validator.ss58, stake: 1000, validatorPermit: true),
+            Neuron(uid: 1, hotkey: smallStake.ss58, stake: 5, validatorPermit: true),
+        ]))
+        let admission = try Admission(receiver: axonKey.publicKey, policy: AdmissionPolicy(allowUnregistered: true), metagraph: store)
+        // 40 cached positions: one 10-token prompt with 20 new tokens (29 positions) at a time,
+        // each taking 21 steps of at least 30 ms.
+        let backend = FakeGenerationBackend(vocabSize: 300, kvCapacityBytes: 40 * 1024, kvBytesPerToken: 1024, stepDelay: 0.03)
+        return try startServer(backend: backend) { config in
+            config.hotkey = self.axonKey.ss58
+            config.admission = admission
+            config.metagraph = store
+            config.generationWaitMs = 20_000
+            config.stepTokens = 32
+            config.maxSequences = 8
+        }
+    }
+
+    private func send(_ raw: AxonClient, _ sender: SigningSession, timeoutMs: UInt32) throws -> UInt64 {
+        let generation = Generation(numToGenerate: 20, noRepeatNgramSize: 0, stopTokens: [-1])
+        let bytes = ForwardRequest(tokens: tokens32([prompt]), synapses: [Synapse(type: .textSeq2Seq, generation: generation)]).serializedBytes()
+        let id = raw.makeID()
+        try raw.send(Request(id: id, method: .forward, timeoutMs: timeoutMs, body: bytes,
+                             auth: sender.auth(receiver: axonKey.ss58, body: bytes)))
+        return id
+    }
+
+    private func completionOrder(_ raw: AxonClient, count: Int) throws -> [UInt64] {
+        try (0..<count).map { _ in
+            let response = try raw.nextResponse(timeout: 20)
+            XCTAssertEqual(response.code, .success, response.message)
+            return response.id
+        }
+    }
+
+    func testWaitingGenerationsStartByStakeWithUnregisteredLast() throws {
+        let harness = try server()
+        let raw = try AxonClient(host: "127.0.0.1", port: harness.server.port)
+        let high = SigningSession(hotkey: validator), low = SigningSession(hotkey: smallStake)
+        let unregistered = SigningSession(hotkey: stranger)
+        let blocker = try send(raw, high, timeoutMs: 20_000)
+        Thread.sleep(forTimeInterval: 0.05)   // the blocker holds the cache now
+        let fromUnregistered = try send(raw, unregistered, timeoutMs: 20_000)
+        let fromLow = try send(raw, low, timeoutMs: 20_000)
+        let fromHigh = try send(raw, high, timeoutMs: 20_000)
+        XCTAssertEqual(try completionOrder(raw, count: 4), [blocker, fromHigh, fromLow, fromUnregistered])
+    }
+
+    func testAGenerationThatWaitedHalfItsDeadlineStartsBeforeHigherStake() throws {
+        let harness = try server()
+        let raw = try AxonClient(host: "127.0.0.1", port: harness.server.port)
+        let high = SigningSession(hotkey: validator), low = SigningSession(hotkey: smallStake)
+        let blocker = try send(raw, high, timeoutMs: 20_000)
+        Thread.sleep(forTimeInterval: 0.05)
+        // Each generation takes T ≈ 0.65 s: the low-stake one (2.2 s deadline) has waited half of
+        // it (1.1 s, within 1.5 T to 2 T) when the first high-stake one after the blocker ends, not
+        // yet when the blocker does, and it still ends (3 T) before its deadline.
+        let starved = try send(raw, low, timeoutMs: 2_200)
+        let highs = try (0..<3).map { _ in try send(raw, high, timeoutMs: 20_000) }
+        XCTAssertEqual(try completionOrder(raw, count: 5), [blocker, highs[0], starved, highs[1], highs[2]])
     }
 }
