@@ -4,6 +4,7 @@
 // "Server model").
 import Foundation
 import Identity
+import Sampling
 import Wire
 
 /// A TEXT_SEQ_2_SEQ request, waiting for the engine or running.
@@ -36,42 +37,9 @@ protocol RowDecoder {
     mutating func advance(_ logits: UnsafeMutableBufferPointer<Float>, vocab: Int) throws -> [BeamContinuation]
     /// The generated ids (final once finished; for streaming decoders, final as they come).
     var output: [Int32] { get }
-    /// Whether each chosen token is final at once (it can be shown while the row goes on).
-    var streams: Bool { get }
-}
-
-/// Argmax at every step; equal logits choose the lower id (as the top-k encoding ranks them).
-struct GreedyDecoder: RowDecoder {
-    let limit: Int
-    let stops: Set<Int32>
-    private(set) var output: [Int32] = []
-    var streams: Bool { true }
-
-    mutating func advance(_ logits: UnsafeMutableBufferPointer<Float>, vocab: Int) throws -> [BeamContinuation] {
-        let token = Self.argmax(UnsafeBufferPointer(rebasing: logits[0..<vocab]))
-        output.append(token)
-        return stops.contains(token) || output.count >= limit ? [] : [BeamContinuation(parent: 0, token: token)]
-    }
-
-    /// The first index of the largest value (NaN never wins).
-    static func argmax(_ values: UnsafeBufferPointer<Float>) -> Int32 {
-        var best = 0
-        var bestValue = -Float.infinity
-        for (index, value) in values.enumerated() where value > bestValue {
-            best = index
-            bestValue = value
-        }
-        return Int32(best)
-    }
-}
-
-/// Whether logits processors, sampling and beam search are served (the Sampling module); until
-/// then only plain greedy decoding is.
-let samplingAvailable = false
-
-/// The decoder a row's parameters ask for.
-func makeRowDecoder(_ parameters: GenerationParameters, prompt: [Int32], limit: Int, row: Int) -> any RowDecoder {
-    GreedyDecoder(limit: limit, stops: Set(parameters.stopTokens))
+    /// The token the last `advance` chose, when each chosen token is final at once (it can be shown
+    /// while the row goes on); nil for beam search.
+    var streamedToken: Int32? { get }
 }
 
 /// One row of one TEXT_SEQ_2_SEQ synapse: its prompt, its sequences and its decoder.
@@ -153,6 +121,8 @@ final class DecodeLoop {
     /// KV bytes and sequences reserved by the running generations (their worst case).
     private(set) var reservedBytes = 0
     private(set) var reservedSequences = 0
+    /// The samplers' vocabulary-sized buffers, shared by every row (one thread).
+    private lazy var scratch = SamplingScratch(vocabSize: backend.modelInfo.vocabSize)
 
     init(backend: GenerationBackend, stepTokens: Int, maxSequences: Int) {
         self.backend = backend
@@ -179,7 +149,7 @@ final class DecodeLoop {
                 let limit = job.generation.limits[synapse][index]
                 guard limit > 0 else { continue }
                 rows.append(GenerationRow(synapse: synapse, row: index, prompt: prompt,
-                                          decoder: makeRowDecoder(parameters, prompt: prompt, limit: limit, row: index)))
+                                          decoder: try makeRowDecoder(parameters, prompt: prompt, limit: limit, row: index, scratch: scratch)))
             }
         }
         do {
@@ -297,7 +267,7 @@ final class DecodeLoop {
             guard let continuations = row.continuations else { continue }
             row.continuations = nil
             if target.owner.firstToken == nil { target.owner.firstToken = end }
-            if row.decoder.streams, let token = row.decoder.output.last, let index = target.owner.rows.firstIndex(where: { $0 === row }) {
+            if target.owner.onToken != nil, let token = row.decoder.streamedToken, let index = target.owner.rows.firstIndex(where: { $0 === row }) {
                 target.owner.onToken?(index, token)
             }
             if continuations.isEmpty {

@@ -31,7 +31,7 @@ struct GenerationService {
             throw GenerationConfigurationError.invalidLimit(name: name, value: value, expected: expected)
         }
         self.maxSequences = maxSequences
-        let limits = GenerationLimits(maxNewTokens: c.maxNewTokens, maxBeams: maxSequences, samplingAvailable: samplingAvailable)
+        let limits = GenerationLimits(maxNewTokens: c.maxNewTokens, maxBeams: maxSequences, vocabSize: backend.modelInfo.vocabSize)
         validator = GenerationValidator(limits: limits, maxSequences: maxSequences,
                                         maxSequenceLength: backend.maxSequenceLength, maxResponse: c.maxResponse,
                                         kvCapacityBytes: backend.kvCapacityBytes, stepTokens: c.stepTokens,

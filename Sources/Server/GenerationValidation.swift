@@ -1,31 +1,27 @@
 // TEXT_SEQ_2_SEQ requests: the `Generation` fields with their defaults applied and their values
 // checked (docs/PROTOCOL.md, "TEXT_SEQ_2_SEQ"), and what a whole generation request will hold.
+import Sampling
 import Wire
 
-/// One TEXT_SEQ_2_SEQ synapse's parameters, every absent field at its default, every value checked.
+/// One TEXT_SEQ_2_SEQ synapse's parameters: the Sampling module's, every absent field at its
+/// default, checked by `SamplingParameters.validate`, with the seed and the stop tokens resolved.
 public struct GenerationParameters: Sendable, Equatable {
-    /// New tokens per row at most (`num_to_generate`, capped by the context: see `ValidatedGeneration`).
-    public var maxNewTokens: Int
-    /// 0: no top-k filter.
-    public var topK: Int
-    public var doSample: Bool
-    public var topP: Float
-    public var temperature: Float
-    public var repetitionPenalty: Float
-    /// 0: off.
-    public var noRepeatNgramSize: Int
-    public var numBeams: Int
-    public var lengthPenalty: Float
-    public var earlyStopping: Bool
-    /// The request's seed, or one drawn at random when it sent none.
-    public var seed: UInt64
-    /// The ids that end a row: the request's, or the model's eos when it sent none. An id outside
-    /// the vocabulary never occurs, so `[-1]` turns stopping off.
-    public var stopTokens: [Int32]
+    /// `maxNewTokens` is the synapse's `num_to_generate` (a row may get fewer: `ValidatedGeneration.limits`);
+    /// `seed` is the request's, or one drawn at random when it sent none; `stopTokens` are the request's
+    /// ids within the vocabulary, or the model's eos when it sent none. An id outside the vocabulary
+    /// never occurs, so `stop_tokens = [-1]` turns stopping off.
+    public var sampling: SamplingParameters
 
-    /// Plain greedy decoding: argmax at every step, no logits processor.
-    public var isPlainGreedy: Bool {
-        !doSample && numBeams == 1 && noRepeatNgramSize == 0 && repetitionPenalty == 1
+    public var maxNewTokens: Int { sampling.maxNewTokens }
+    public var numBeams: Int { sampling.numBeams }
+    public var seed: UInt64 { sampling.seed ?? 0 }
+    public var stopTokens: [Int32] { sampling.stopTokens }
+
+    /// The parameters of one row that may generate `limit` tokens.
+    func row(limit: Int) -> SamplingParameters {
+        var row = sampling
+        row.maxNewTokens = limit
+        return row
     }
 }
 
@@ -42,62 +38,40 @@ struct GenerationLimits {
     let maxNewTokens: Int
     /// Beams one row may ask for (`--max-sequences`: they run at once).
     let maxBeams: Int
-    /// Stop tokens one synapse may list.
+    let vocabSize: Int
+    /// Stop tokens one synapse may list (before duplicates are removed, so the check is bounded work).
     static let maxStopTokens = 64
-    /// Whether logits processors, sampling and beam search are available (the Sampling module).
-    let samplingAvailable: Bool
+
+    var sampling: SamplingLimits { SamplingLimits(maxNewTokens: maxNewTokens, maxBeams: maxBeams, maxStopTokens: Self.maxStopTokens) }
 }
 
 extension GenerationParameters {
-    /// `generation` (nil when the synapse has none) with defaults applied, checked against `limits`.
+    /// `generation` (nil when the synapse has none) with defaults applied (an absent
+    /// `num_to_generate` asks for min(256, `--max-new-tokens`)), checked against `limits`.
     /// `randomSeed` is called only when the request sent no seed.
-    /// - Throws: `GenerationRefusal` (`InvalidRequest`, or `NotImplemented` for a combination this
-    ///   axon does not serve), naming the field and its value.
+    /// - Throws: `GenerationRefusal`: `InvalidRequest` naming the field, its value and the range
+    ///   accepted (`SamplingError.invalidParameter`), or `NotImplemented` for a combination not served.
     static func resolve(_ generation: Generation?, limits: GenerationLimits, eosID: Int32,
                         randomSeed: () -> UInt64) throws -> GenerationParameters {
         let g = generation ?? Generation()
-        func invalid(_ message: String) -> GenerationRefusal { GenerationRefusal(code: .invalidRequest, message: message) }
-        let defaultCount = min(Int(Generation.Defaults.numToGenerate), limits.maxNewTokens)
-        let count = g.numToGenerate.map(Int.init) ?? defaultCount
-        guard count >= 1 else { throw invalid("num_to_generate is 0; ask for at least 1 token") }
-        guard count <= limits.maxNewTokens else {
-            throw invalid("num_to_generate \(count) exceeds this axon's --max-new-tokens \(limits.maxNewTokens)")
-        }
-        let doSample = g.doSample ?? Generation.Defaults.doSample
-        let topP = g.topP ?? Generation.Defaults.topP
-        guard topP > 0, topP <= 1 else { throw invalid("top_p \(topP) is outside (0, 1]") }
-        let temperature = g.temperature ?? Generation.Defaults.temperature
-        guard temperature.isFinite else { throw invalid("temperature \(temperature) is not a finite number") }
-        if doSample, temperature <= 0 {
-            throw invalid("temperature \(temperature) must be above 0 with do_sample (greedy decoding is do_sample false)")
-        }
-        let penalty = g.repetitionPenalty ?? Generation.Defaults.repetitionPenalty
-        guard penalty.isFinite, penalty > 0 else { throw invalid("repetition_penalty \(penalty) must be a finite number above 0") }
-        let lengthPenalty = g.lengthPenalty ?? Generation.Defaults.lengthPenalty
-        guard lengthPenalty.isFinite else { throw invalid("length_penalty \(lengthPenalty) is not a finite number") }
-        let beams = Int(g.numBeams ?? Generation.Defaults.numBeams)
-        guard beams >= 1 else { throw invalid("num_beams is 0; 1 is greedy or sampling, more is beam search") }
-        guard beams <= limits.maxBeams else {
-            throw invalid("num_beams \(beams) exceeds the \(limits.maxBeams) sequences this axon runs at once (--max-sequences)")
-        }
         guard g.stopTokens.count <= GenerationLimits.maxStopTokens else {
-            throw invalid("stop_tokens lists \(g.stopTokens.count) ids, at most \(GenerationLimits.maxStopTokens) are allowed")
+            throw GenerationRefusal(code: .invalidRequest,
+                                    message: "stop_tokens lists \(g.stopTokens.count) ids, at most \(GenerationLimits.maxStopTokens) are allowed")
         }
-        let parameters = GenerationParameters(
-            maxNewTokens: count, topK: Int(g.topk ?? Generation.Defaults.topk), doSample: doSample, topP: topP,
-            temperature: temperature, repetitionPenalty: penalty,
-            noRepeatNgramSize: Int(g.noRepeatNgramSize ?? Generation.Defaults.noRepeatNgramSize), numBeams: beams,
-            lengthPenalty: lengthPenalty, earlyStopping: g.earlyStopping ?? Generation.Defaults.earlyStopping,
-            seed: g.seed ?? randomSeed(), stopTokens: g.stopTokens.isEmpty ? [eosID] : g.stopTokens)
-        if doSample, beams > 1 {
-            throw GenerationRefusal(code: .notImplemented,
-                                    message: "do_sample with num_beams \(beams) (beam-search sampling) is not served; use do_sample with num_beams 1, or beam search without do_sample")
+        let stops = g.stopTokens.isEmpty ? [eosID] : g.stopTokens.filter { $0 >= 0 && Int($0) < limits.vocabSize }
+        let count = g.numToGenerate.map(Int.init) ?? min(SamplingParameters.Defaults.maxNewTokens, limits.maxNewTokens)
+        let sampling = SamplingParameters(
+            maxNewTokens: count, topK: g.topk.map(Int.init), doSample: g.doSample, topP: g.topP, temperature: g.temperature,
+            repetitionPenalty: g.repetitionPenalty, noRepeatNgramSize: g.noRepeatNgramSize.map(Int.init),
+            numBeams: g.numBeams.map(Int.init), lengthPenalty: g.lengthPenalty,
+            earlyStopping: g.earlyStopping.map { $0 ? .early : .heuristic }, seed: g.seed ?? randomSeed(), stopTokens: stops)
+        do {
+            try sampling.validate(vocabSize: limits.vocabSize, limits: limits.sampling)
+        } catch let error as SamplingError {
+            if case .unsupported = error { throw GenerationRefusal(code: .notImplemented, message: error.description) }
+            throw GenerationRefusal(code: .invalidRequest, message: error.description)
         }
-        if !limits.samplingAvailable, !parameters.isPlainGreedy {
-            throw GenerationRefusal(code: .notImplemented,
-                                    message: "only plain greedy decoding is served so far (do_sample false, num_beams 1, no_repeat_ngram_size 0, repetition_penalty 1)")
-        }
-        return parameters
+        return GenerationParameters(sampling: sampling)
     }
 }
 

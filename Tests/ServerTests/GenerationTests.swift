@@ -1,6 +1,7 @@
 import AxonClient
 import Foundation
 import Identity
+import Sampling
 import Server
 import Wire
 import XCTest
@@ -132,27 +133,110 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(try decoded(response, batch: 1)[0], try referenceGreedy(reference, prompt: prompt, count: 3, stops: []))
     }
 
+    // MARK: - Sampling and beam search (the Sampling module, driven here over recomputed logits)
+
+    /// The Sampling module's sampler run over the fake's FORWARD logits of the whole row at every
+    /// step (no cache, no scheduler): what row `stream` of a request must generate.
+    private func referenceSampled(_ backend: FakeBackend, prompt: [Int32], _ parameters: SamplingParameters, stream: Int) throws -> [Int32] {
+        let vocab = backend.modelInfo.vocabSize
+        var sampler = try SequenceSampler(parameters: parameters, prompt: prompt, vocabSize: vocab, modelEOS: [2], stream: stream,
+                                          limits: SamplingLimits(maxNewTokens: parameters.maxNewTokens))
+        let scratch = SamplingScratch(vocabSize: vocab)
+        while !sampler.isFinished {
+            var logits: [Float] = []
+            try backend.forward(rows: [prompt + sampler.generated], hidden: false, logits: .last) { logits = Array($0.logits ?? UnsafeBufferPointer(start: nil, count: 0)) }
+            _ = try logits.withUnsafeMutableBufferPointer { try sampler.next(logits: $0, scratch: scratch) }
+        }
+        return Array(sampler.generated)
+    }
+
+    func testSeededSamplingEqualsTheSamplerOverRecomputedLogitsAloneOrBesideOtherRequests() throws {
+        let backend = FakeGenerationBackend(vocabSize: 300, stepDelay: 0.002)
+        let harness = try startServer(backend: backend)
+        let generation = Generation(numToGenerate: 20, topk: 40, doSample: true, topP: 0.9, temperature: 0.8, repetitionPenalty: 1.3,
+                                    seed: 1234)
+        let prompts: [[Int32]] = [[5, 6, 7], [9, 10, 11]]
+        let body = request(prompts, [generation])
+        let alone = try decoded(try harness.client().forward(body), batch: 2)
+        let reference = FakeGenerationBackend(vocabSize: 300).forwardBackend
+        let parameters = SamplingParameters(maxNewTokens: 20, topK: 40, doSample: true, topP: 0.9, temperature: 0.8,
+                                            repetitionPenalty: 1.3, seed: 1234)
+        for (row, prompt) in prompts.enumerated() {
+            XCTAssertEqual(alone[row], try referenceSampled(reference, prompt: prompt, parameters, stream: row), "row \(row)")
+        }
+        // Again while three other generations share every step.
+        let others = try (0..<3).map { _ in try harness.client() }
+        for (index, client) in others.enumerated() {
+            try client.send(Request(id: 1, method: .forward, body: request([[Int32(40 + index), 41]], [Generation(numToGenerate: 60, doSample: true)]).serializedBytes()))
+        }
+        XCTAssertTrue(waitUntil { backend.activeSequences == 3 })
+        XCTAssertEqual(try decoded(try harness.client().forward(body), batch: 2), alone)
+        XCTAssertGreaterThanOrEqual(backend.mostStepEntries, 5, "the seeded rows shared steps with the others")
+        for client in others { XCTAssertEqual(try client.response(id: 1, timeout: 10).code, .success) }
+    }
+
+    func testAbsentFieldsAreTheProtocolDefaults() throws {
+        let backend = FakeGenerationBackend(vocabSize: 300)
+        let harness = try startServer(backend: backend) { $0.maxNewTokens = 30 }
+        let outputs = try decoded(try harness.client().forward(request([[4, 5, 6]], [nil])), batch: 1)
+        // min(256, --max-new-tokens) tokens, greedy with the bigram ban of no_repeat_ngram_size 2.
+        let reference = FakeGenerationBackend(vocabSize: 300).forwardBackend
+        XCTAssertEqual(outputs[0], try referenceSampled(reference, prompt: [4, 5, 6], SamplingParameters(maxNewTokens: 30), stream: 0))
+    }
+
+    /// The module's beam search driven over logits recomputed for each beam's whole row: the
+    /// server's forks, reuses and releases of the prompt's cache must give the same beams.
+    func testBeamSearchEqualsTheBeamSearchOverRecomputedLogits() throws {
+        let backend = FakeGenerationBackend(vocabSize: 300)
+        let harness = try startServer(backend: backend)
+        let prompts: [[Int32]] = [[5, 6, 7, 8], [12, 13]]
+        let generation = Generation(numToGenerate: 12, noRepeatNgramSize: 0, numBeams: 3, lengthPenalty: 0.7)
+        let body = request([prompts[0], [2, 2] + prompts[1]], lengths: [4, 2], [generation])
+        let outputs = try decoded(try harness.client().forward(body), batch: 2)
+        let reference = FakeGenerationBackend(vocabSize: 300).forwardBackend
+        let parameters = SamplingParameters(maxNewTokens: 12, noRepeatNgramSize: 0, numBeams: 3, lengthPenalty: 0.7)
+        for (row, prompt) in prompts.enumerated() {
+            var search = try BeamSearch(parameters: parameters, prompt: prompt, vocabSize: 300, modelEOS: [2])
+            let scratch = SamplingScratch(vocabSize: 300)
+            while true {
+                let beams = (0..<search.liveCount).map { prompt + search.tokens(ofBeam: $0) }
+                var logits: [Float] = []
+                try reference.forward(rows: beams, hidden: false, logits: .last) { logits = Array($0.logits ?? UnsafeBufferPointer(start: nil, count: 0)) }
+                let step = try logits.withUnsafeMutableBufferPointer { try search.step(logits: $0, scratch: scratch) }
+                if step.isDone { break }
+            }
+            let best = try XCTUnwrap(search.finish().first)
+            XCTAssertEqual(outputs[row], best.tokens + (best.stopToken.map { [$0] } ?? []), "row \(row)")
+        }
+        XCTAssertEqual(backend.mostStepEntries, 6, "two rows of three beams decoded together")
+        XCTAssertEqual(backend.activeSequences, 0)
+    }
+
     // MARK: - Validation
 
     func testEveryInvalidGenerationFieldIsThatSynapsesInvalidRequestWithAMessage() throws {
         let harness = try startServer(backend: FakeGenerationBackend()) { $0.maxNewTokens = 64; $0.maxSequences = 8 }
         let client = try harness.client()
         let cases: [(Generation, ReturnCode, String)] = [
-            (Generation(numToGenerate: 0, noRepeatNgramSize: 0), .invalidRequest, "num_to_generate is 0"),
-            (Generation(numToGenerate: 65, noRepeatNgramSize: 0), .invalidRequest, "num_to_generate 65 exceeds this axon's --max-new-tokens 64"),
-            (Generation(topP: 0, noRepeatNgramSize: 0), .invalidRequest, "top_p 0.0 is outside (0, 1]"),
-            (Generation(topP: 1.5, noRepeatNgramSize: 0), .invalidRequest, "top_p 1.5 is outside (0, 1]"),
-            (Generation(topP: -0.1, noRepeatNgramSize: 0), .invalidRequest, "top_p -0.1 is outside (0, 1]"),
-            (Generation(topP: .nan, noRepeatNgramSize: 0), .invalidRequest, "top_p nan is outside (0, 1]"),
-            (Generation(doSample: true, temperature: 0, noRepeatNgramSize: 0), .invalidRequest, "temperature 0.0 must be above 0 with do_sample"),
-            (Generation(doSample: true, temperature: -1, noRepeatNgramSize: 0), .invalidRequest, "temperature -1.0 must be above 0 with do_sample"),
-            (Generation(temperature: .infinity, noRepeatNgramSize: 0), .invalidRequest, "temperature inf is not a finite number"),
-            (Generation(repetitionPenalty: 0, noRepeatNgramSize: 0), .invalidRequest, "repetition_penalty 0.0 must be a finite number above 0"),
-            (Generation(noRepeatNgramSize: 0, lengthPenalty: .nan), .invalidRequest, "length_penalty nan is not a finite number"),
-            (Generation(noRepeatNgramSize: 0, numBeams: 0), .invalidRequest, "num_beams is 0"),
-            (Generation(noRepeatNgramSize: 0, numBeams: 9), .invalidRequest, "num_beams 9 exceeds the 8 sequences this axon runs at once"),
-            (Generation(noRepeatNgramSize: 0, stopTokens: Array(repeating: 5, count: 65)), .invalidRequest, "stop_tokens lists 65 ids, at most 64"),
-            (Generation(doSample: true, noRepeatNgramSize: 0, numBeams: 2), .notImplemented, "beam-search sampling"),
+            (Generation(numToGenerate: 0), .invalidRequest,
+             "generation parameter num_to_generate is 0, expected 1...64 (the server's --max-new-tokens)"),
+            (Generation(numToGenerate: 65), .invalidRequest,
+             "generation parameter num_to_generate is 65, expected 1...64 (the server's --max-new-tokens)"),
+            (Generation(topP: 0), .invalidRequest, "generation parameter top_p is 0.0, expected in (0, 1]"),
+            (Generation(topP: 1.5), .invalidRequest, "generation parameter top_p is 1.5, expected in (0, 1]"),
+            (Generation(topP: -0.1), .invalidRequest, "generation parameter top_p is -0.1, expected in (0, 1]"),
+            (Generation(topP: .nan), .invalidRequest, "generation parameter top_p is nan, expected in (0, 1]"),
+            (Generation(doSample: true, temperature: 0), .invalidRequest,
+             "generation parameter temperature is 0.0, expected > 0 when do_sample is true (set do_sample false for greedy)"),
+            (Generation(doSample: true, temperature: -1), .invalidRequest, "generation parameter temperature is -1.0, expected > 0 when do_sample is true"),
+            (Generation(temperature: .infinity), .invalidRequest, "generation parameter temperature is inf, expected a finite number"),
+            (Generation(repetitionPenalty: 0), .invalidRequest, "generation parameter repetition_penalty is 0.0, expected a finite number > 0 (1 = off)"),
+            (Generation(lengthPenalty: .nan), .invalidRequest, "generation parameter length_penalty is nan, expected a finite number"),
+            (Generation(numBeams: 0), .invalidRequest, "generation parameter num_beams is 0, expected 1...8"),
+            (Generation(numBeams: 9), .invalidRequest, "generation parameter num_beams is 9, expected 1...8"),
+            (Generation(stopTokens: Array(repeating: 5, count: 65)), .invalidRequest, "stop_tokens lists 65 ids, at most 64 are allowed"),
+            (Generation(doSample: true, numBeams: 2), .notImplemented,
+             "unsupported generation parameters: do_sample with num_beams > 1 (beam sampling); use one or the other"),
         ]
         for (generation, code, message) in cases {
             let response = try client.forward(request([[5, 6, 7]], [generation, greedy(2)]))
