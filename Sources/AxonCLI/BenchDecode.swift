@@ -55,7 +55,7 @@ struct DecodeBench {
         let sequenceLength = options.prompt + options.generate
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                        kvCacheBytes: options.kvCacheMb << 20, maxSeq: sequenceLength,
-                                                       maxSequences: most, fake: options.fake)
+                                                       maxSequences: most, stepTokens: options.stepTokens, fake: options.fake)
         var config = ServerConfiguration()
         config.port = 0
         config.maxSeq = sequenceLength

@@ -65,7 +65,7 @@ struct Generate: ParsableCommand {
         guard !prompt.isEmpty else { throw Failure("the text has no tokens") }
         if let endpoint { return try remote(endpoint, prompt: prompt, tokenizer: tokenizer) }
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
-                                                      kvCacheBytes: kvCacheMb << 20, maxSeq: nil, maxSequences: 16, fake: fake)
+                                                      kvCacheBytes: kvCacheMb << 20, maxSeq: nil, maxSequences: 16, stepTokens: 256, fake: fake)
         let generator = try LocalGenerator(backend: backend, maxNewTokens: Int(Int32.max))
         let stops = Set(fields.stopToken.isEmpty ? [Int32(truncatingIfNeeded: backend.modelInfo.eosID)] : fields.stopToken)
         var printer = TextStream(tokenizer: tokenizer, hidden: stops)

@@ -10,15 +10,19 @@ enum GenerationBackendLoader {
     /// - Parameters:
     ///   - maxSeq: positions one sequence holds (nil: min(2048, the model's context length)).
     ///   - maxSequences: sequences held at once, and rows per step.
+    ///   - stepTokens: tokens one step (engine pass) holds at most.
     static func load(file: GGUFFile, tokenizer: any TextTokenizer, threads: Int?, kvCacheBytes: Int, maxSeq: Int?,
-                     maxSequences: Int, fake: Bool) throws -> InferenceBackend & GenerationBackend {
+                     maxSequences: Int, stepTokens: Int, fake: Bool) throws -> InferenceBackend & GenerationBackend {
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         let limit = RowLimit(requested: maxSeq, gguf: file)
         if fake {
             return FakeGenerationBackend(modelInfo: info, kvCapacityBytes: kvCacheBytes, maxSequences: maxSequences,
                                          maxStepRows: maxSequences, maxSequenceLength: limit.maxSeq)
         }
-        throw Failure("generation on the engine needs its KV cache, which this build does not have yet; pass --endpoint to ask an axon")
+        let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxSequences, maxSeq: limit.maxSeq,
+                                       maxBatchTokens: max(stepTokens, maxSequences, limit.maxSeq), kvCacheBytes: kvCacheBytes,
+                                       maxSequences: maxSequences)
+        return EngineGenerationBackend(engine)
     }
 }
 

@@ -40,8 +40,9 @@ enum BackendLoader {
 
     /// Opens the model, its tokenizer (for INFO's identity fields) and the backend.
     /// `maxSeq` nil means min(2048, the model's `context_length`) (`RowLimit`).
+    /// `generation` (serve's flags) adds the KV cache and TEXT_SEQ_2_SEQ; nil serves FORWARD only.
     static func load(path: String, threads: Int?, maxBatch: Int, maxSeq requested: Int?, maxBatchTokens: Int,
-                     fake: Bool) throws -> Loaded {
+                     fake: Bool, generation: GenerationServeOptions? = nil) throws -> Loaded {
         let file = try GGUFFile(path: path)
         let limit = RowLimit(requested: requested, gguf: file)
         let maxSeq = limit.maxSeq, clamped = limit.clampedToContext
@@ -51,8 +52,11 @@ enum BackendLoader {
             return Loaded(backend: FakeGenerationBackend(modelInfo: info), description: "fake backend shaped like \(info.name)",
                           maxSeq: maxSeq, clampedToContext: clamped)
         }
-        let backend = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxBatch,
-                                        maxSeq: maxSeq, maxBatchTokens: maxBatchTokens)
+        let sequences = generation?.maxSequences ?? 1
+        let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: max(maxBatch, sequences),
+                                       maxSeq: maxSeq, maxBatchTokens: maxBatchTokens,
+                                       kvCacheBytes: (generation?.kvCacheMb ?? 0) << 20, maxSequences: sequences)
+        let backend: InferenceBackend = generation == nil ? engine : EngineGenerationBackend(engine)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
         return Loaded(backend: backend, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq, clampedToContext: clamped)
     }
@@ -110,7 +114,7 @@ struct Serve: ParsableCommand {
         let path = try modelOption.resolvedPath()
         let started = Date()
         let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,
-                                            maxBatchTokens: maxBatchTokens, fake: fake)
+                                            maxBatchTokens: maxBatchTokens, fake: fake, generation: generation)
         let loadSeconds = Date().timeIntervalSince(started)
         let maxSeq = loaded.maxSeq
         if let clamped = loaded.clampedToContext {

@@ -14,10 +14,13 @@ public final class EngineBackend: InferenceBackend {
 
     /// Loads the model from a parsed GGUF file.
     /// - Throws: `EngineError` when the model or the limits are unusable.
-    public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int) throws {
+    /// `kvCacheBytes` and `maxSequences` size the KV cache generation uses (`EngineGenerationBackend`).
+    public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int,
+                kvCacheBytes: Int = 0, maxSequences: Int = 1) throws {
         let options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                     maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
-                                    maxLogitRows: max(maxRows, min(512, maxBatchTokens)))
+                                    maxLogitRows: max(maxRows, min(512, maxBatchTokens)),
+                                    kvCacheBytes: kvCacheBytes, maxSequences: maxSequences)
         engine = try InferenceEngine(file: file, options: options)
         var info = modelInfo
         info.vocabSize = engine.config.vocabSize
