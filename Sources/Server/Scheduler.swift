@@ -504,7 +504,7 @@ extension Scheduler {
                     message: "the KV cache is full: \(mebibytes(decode.reservedBytes)) of \(mebibytes(decode.backend.kvCapacityBytes)) MiB "
                         + "and \(decode.reservedSequences) of \(decode.maxSequences) sequences are held by \(decode.active.count) running "
                         + "generations (\(mebibytes(usage.usedBytes)) MiB in use), this one needs \(mebibytes(job.generation.kvBytes)) MiB and "
-                        + "\(job.generation.sequences) sequences; retry later")))
+                        + "\(job.generation.sequences) sequence slot\(job.generation.sequences == 1 ? "" : "s"); retry later")))
             } else {
                 waiting.append(job)
             }
