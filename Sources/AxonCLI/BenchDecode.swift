@@ -6,6 +6,7 @@ import GGUF
 import Logging
 import Server
 import Tokenizer
+import Validator   // SplitMix64: the same prompt ids every run
 import Wire
 
 /// `axon bench --decode`'s options.

@@ -2,6 +2,8 @@ import ArgumentParser
 import AxonClient
 import Foundation
 import Server
+import Tokenizer
+import TokenTranslation
 import Wire
 
 /// Results gathered from the connection threads.
@@ -47,6 +49,10 @@ struct LoadGen: ParsableCommand {
     @Flag(help: ArgumentHelp("With --direct, use the fake backend.", visibility: .hidden)) var fake = false
     @OptionGroup var keyOption: KeyOption
     @Flag(help: "Send unsigned requests (for --no-auth axons).") var unsigned = false
+    @Option(help: "With --versus-model-space: the UTF-8 text whose standard tokens fill the rows (ROWS windows of SEQ, one after another).")
+    var text: String?
+    @Flag(help: "Network-space cost: one connection alternates a network-space request of --shape standard tokens cut from --text and a model-space request of the same texts in model tokens, and reports both throughputs (standard tokens/s) and their ratio.")
+    var versusModelSpace = false
 
     private var dimensions: (rows: Int, seq: Int)? {
         let parts = shape.lowercased().split(separator: "x").compactMap { Int($0) }
@@ -58,6 +64,7 @@ struct LoadGen: ParsableCommand {
         if dimensions == nil { throw ValidationError("--shape must be ROWSxSEQ with positive numbers, got \(shape)") }
         if !["next", "causal", "hidden"].contains(synapse) { throw ValidationError("--synapse must be next, causal or hidden, got \(synapse)") }
         if connections < 1 || requests < 1 { throw ValidationError("--connections and --requests must be at least 1") }
+        if versusModelSpace && (text == nil || direct) { throw ValidationError("--versus-model-space needs --text FILE and a server (not --direct)") }
     }
 
     private var synapseType: SynapseType {
@@ -92,6 +99,7 @@ struct LoadGen: ParsableCommand {
     func run() throws {
         guard let (rowCount, seq) = dimensions else { return }
         if direct { return try runDirect(rowCount: rowCount, seq: seq) }
+        if versusModelSpace, let text { return try runVersusModelSpace(rowCount: rowCount, seq: seq, textPath: text) }
         let probe = try AxonClient(endpoint: endpoint)
         let info = try probe.info().checkedInfo()
         probe.close()
@@ -174,6 +182,76 @@ struct LoadGen: ParsableCommand {
         print("direct \(loaded.description): \(times.count) batches of \(rowCount)x\(seq), logits \(logits)")
         print(String(format: "%.0f tokens/s; batch ms: p50 %.2f  min %.2f  max %.2f", tokensPerSecond, times[times.count / 2], times.first ?? 0, times.last ?? 0))
         print(String(format: "RESULT {\"mode\":\"direct\",\"batches\":%d,\"tokens_per_second\":%.1f,\"p50_ms\":%.3f}", times.count, tokensPerSecond, times[times.count / 2]))
+    }
+}
+
+extension LoadGen {
+    /// `--versus-model-space`: what answering in network space costs against model space for the
+    /// same texts (issue 12: ≥ 0.9× the model-space throughput). Requests alternate, so drift on a
+    /// shared machine hits both alike; each figure is standard tokens of the texts per second.
+    private func runVersusModelSpace(rowCount: Int, seq: Int, textPath: String) throws {
+        let corpus: String
+        do { corpus = try String(contentsOfFile: textPath, encoding: .utf8) } catch {
+            throw Failure("--text \(textPath) cannot be read as UTF-8: \(error.localizedDescription)")
+        }
+        let standard = try TokenSpaceOption.networkStandard()
+        let model = try modelOption.loadTokenizer()
+        let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
+        let client = try AxonClient(endpoint: endpoint, hotkey: hotkey)
+        defer { client.close() }
+        let info = try client.info().checkedInfo()
+        try Query.checkSameTokenizer(model, info)
+        try Query.checkNetworkTokenizer(standard, info)
+        let tokens = standard.tokenizer.encode(corpus, addSpecial: false, parseSpecial: false)
+        guard tokens.count >= rowCount * seq else {
+            throw Failure("--text has \(tokens.count) standard tokens; --shape \(rowCount)x\(seq) needs at least \(rowCount * seq)")
+        }
+        let modelBytes = TextTokenizerBytes(model)
+        let bos: [Int32] = model.addsBOS ? [model.bosID].compactMap { $0 } : []
+        let k = UInt32(topk), type = synapseType
+        // Request r holds windows r·rows … of seq standard tokens, wrapping around the text.
+        func pair(_ r: Int) throws -> (network: ForwardRequest, model: ForwardRequest) {
+            let windows = (0..<rowCount).map { i -> [Int32] in
+                let start = ((r * rowCount + i) * seq) % (tokens.count - seq + 1)
+                return Array(tokens[start..<(start + seq)])
+            }
+            let modelRows = try windows.map { try bos + modelBytes.encode(bytes: standard.tokenizer.decodeBytes($0)) }
+            let width = modelRows.map(\.count).max() ?? 0
+            let padded = modelRows.map { [Int32](repeating: Int32(info.padID), count: width - $0.count) + $0 }
+            return (ForwardRequest(tokens: Tensor(int32Rows: windows), synapses: [Synapse(type: type, topk: k)], space: .network),
+                    ForwardRequest(tokens: Tensor(int32Rows: padded), lengths: modelRows.map { UInt32($0.count) },
+                                   synapses: [Synapse(type: type, topk: k)]))
+        }
+        var networkSeconds: [Double] = [], modelSeconds: [Double] = []
+        var modelTokens = 0
+        let progress = Progress("loadgen --versus-model-space", total: warmup + requests, unit: "pairs")
+        for r in 0..<(warmup + requests) {
+            let (network, modelSpace) = try pair(r)
+            for (request, isNetwork) in [(network, true), (modelSpace, false)] {
+                let sent = Date()
+                let response = try client.forward(request, timeoutMs: timeoutMs)
+                let seconds = Date().timeIntervalSince(sent)
+                guard response.code == .success else {
+                    throw Failure("the axon answered the \(isNetwork ? "network" : "model")-space request with \(response.code): \(response.message)")
+                }
+                _ = try response.checkedResult(type)
+                guard r >= warmup else { continue }
+                if isNetwork { networkSeconds.append(seconds) } else {
+                    modelSeconds.append(seconds)
+                    modelTokens += modelSpace.lengths.reduce(0) { $0 + Int($1) }
+                }
+            }
+            progress.advance()
+        }
+        progress.finish()
+        let standardTokens = Double(requests * rowCount * seq)
+        let networkRate = standardTokens / networkSeconds.reduce(0, +), modelRate = standardTokens / modelSeconds.reduce(0, +)
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] * 1000 }
+        print("\(requests) pairs of \(rowCount)x\(seq) standard tokens from \(textPath) (\(modelTokens / requests) model tokens per request), \(type) topk \(topk)")
+        print(String(format: "network space %.0f standard tokens/s (median %.0f ms), model space %.0f (median %.0f ms): %.3fx (target >= 0.9x)",
+                     networkRate, median(networkSeconds), modelRate, median(modelSeconds), networkRate / modelRate))
+        print(String(format: "RESULT {\"mode\":\"versus_model_space\",\"pairs\":%d,\"rows\":%d,\"seq\":%d,\"model_tokens_per_request\":%d,\"network_tokens_per_second\":%.1f,\"model_space_tokens_per_second\":%.1f,\"network_p50_ms\":%.1f,\"model_space_p50_ms\":%.1f,\"ratio\":%.4f}",
+                     requests, rowCount, seq, modelTokens / requests, networkRate, modelRate, median(networkSeconds), median(modelSeconds), networkRate / modelRate))
     }
 }
 

@@ -54,10 +54,15 @@ enum TokenSpaceOption: String, ExpressibleByArgument, CaseIterable {
         case .model:
             return try modelOption.loadTokenizer()
         case .network:
-            guard let path = ModelOption.locate(Self.networkRanksFileName) else {
-                throw Failure("The network's ranks \(Self.networkRanksFileName) were not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch gpt2.")
-            }
-            return try Tokenizer.networkStandard(ranksPath: path).tokenizer
+            return try Self.networkStandard().tokenizer
         }
+    }
+
+    /// The network's standard tokenizer with its ranks' digest (found like the default model).
+    static func networkStandard() throws -> NetworkStandardTokenizer {
+        guard let path = ModelOption.locate(networkRanksFileName) else {
+            throw Failure("The network's ranks \(networkRanksFileName) were not found (looked in ./Models, the repository's Models/ and /models). Run Models/fetch gpt2.")
+        }
+        return try Tokenizer.networkStandard(ranksPath: path)
     }
 }

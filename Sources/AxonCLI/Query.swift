@@ -15,6 +15,8 @@ struct Query: ParsableCommand {
     @Option(help: "The axon's HOST:PORT.") var endpoint = "127.0.0.1:8091"
     @Option(help: "next (the next token), causal (every position) or hidden (last hidden states).") var synapse = "next"
     @Option(help: "How many top tokens to show (and ask for).") var topk = 10
+    @Option(help: "Whose token ids to send: the model's, or the network's standard GPT-2 ones (the axon translates; next then answers phrases).")
+    var space: TokenSpaceOption = .model
     @Option(help: "Deadline for the request, in milliseconds (0: the server's default).") var timeoutMs: UInt32 = 0
     @Flag(help: "Only PING the axon.") var ping = false
     @Flag(help: "Only print the axon's INFO.") var info = false
@@ -53,32 +55,52 @@ struct Query: ParsableCommand {
             printInfo(remote)
             return
         }
-        let tokenizer = try TokenizerLoader.load(gguf: GGUFFile(path: modelOption.resolvedPath()))
-        try Self.checkSameTokenizer(tokenizer, remote)
-        let ids = try fitted(tokenizer.encode(text ?? "", addSpecial: true, parseSpecial: false), remote: remote)
+        let (tokenizer, vocab) = try spaceTokenizer(remote)
+        // Network ids carry no bos: the axon adds the model's own when it translates.
+        let ids = try fitted(tokenizer.encode(text ?? "", addSpecial: space == .model, parseSpecial: false), remote: remote)
         let type: SynapseType = synapse == "next" ? .textCausalLMNext : synapse == "causal" ? .textCausalLM : .textLastHiddenState
-        let k = min(topk, Int(remote.vocabSize))
+        let k = min(topk, vocab)
         let tokens = Tensor(int32Rows: [ids])
         let start = Date()
-        let response = try client.forward(ForwardRequest(tokens: tokens, synapses: [Synapse(type: type, topk: UInt32(type == .textLastHiddenState ? 0 : k))]),
+        let response = try client.forward(ForwardRequest(tokens: tokens, synapses: [Synapse(type: type, topk: UInt32(type == .textLastHiddenState ? 0 : k))],
+                                                         space: space == .network ? .network : .model),
                                           timeoutMs: timeoutMs)
         let elapsed = Date().timeIntervalSince(start) * 1000
         let result = try response.checkedResult(type)
-        let vocab = Int(remote.vocabSize)
-        // Every tensor is checked against the request before printing reads it (an axon is untrusted).
-        let answer: (TopKAnswer?, DenseAnswer?)
-        switch type {
-        case .textLastHiddenState: answer = (nil, try result.checkedDense(rows: 1, positions: ids.count, width: Int(remote.networkDim)))
-        case .textCausalLM: answer = (try result.checkedTopK(rows: 1, positions: ids.count, k: k, vocab: vocab), nil)
-        default: answer = (try result.checkedTopK(rows: 1, positions: nil, k: k, vocab: vocab), nil)
-        }
         let timing = response.timing.map { " (queue \($0.queueUs) µs, compute \($0.computeUs) µs, batch rows \($0.batchRows))" } ?? ""
-        print("\(ids.count) tokens, \(type), answered in \(String(format: "%.1f", elapsed)) ms\(timing)")
-        switch answer {
-        case (_, let hidden?): printHidden(hidden, ids: ids, tokenizer: tokenizer)
-        case (let top?, _) where type == .textCausalLM: printCausal(top, ids: ids, shown: min(k, 5), tokenizer: tokenizer)
-        case (let top?, _): printNext(top, tokenizer: tokenizer)
-        default: break
+        // Every tensor is checked against the request before printing reads it (an axon is untrusted).
+        switch type {
+        case .textLastHiddenState:
+            let hidden = try result.checkedDense(rows: 1, positions: ids.count, width: Int(remote.networkDim))
+            print("\(ids.count) \(space) tokens, \(type), answered in \(String(format: "%.1f", elapsed)) ms\(timing)")
+            printHidden(hidden, ids: ids, tokenizer: tokenizer)
+        case .textCausalLM:
+            let top = try result.checkedTopK(rows: 1, positions: ids.count, k: k, vocab: vocab)
+            print("\(ids.count) \(space) tokens, \(type), answered in \(String(format: "%.1f", elapsed)) ms\(timing)")
+            printCausal(top, ids: ids, shown: min(k, 5), tokenizer: tokenizer)
+        case _ where space == .network:
+            let phrases = try result.checkedPhrases(rows: 1, k: k, vocab: vocab)
+            print("\(ids.count) \(space) tokens, \(type), answered in \(String(format: "%.1f", elapsed)) ms\(timing)")
+            printPhrases(phrases, tokenizer: tokenizer)
+        default:
+            let top = try result.checkedTopK(rows: 1, positions: nil, k: k, vocab: vocab)
+            print("\(ids.count) \(space) tokens, \(type), answered in \(String(format: "%.1f", elapsed)) ms\(timing)")
+            printNext(top, tokenizer: tokenizer)
+        }
+    }
+
+    /// The tokenizer of `--space`, checked against the axon's (tokenizer_sha256, or the network
+    /// tokenizer's ranks), and the vocabulary its ids must be below.
+    private func spaceTokenizer(_ remote: InfoResponse) throws -> (any TextTokenizer, vocab: Int) {
+        switch space {
+        case .model:
+            let tokenizer = try modelOption.loadTokenizer()
+            try Self.checkSameTokenizer(tokenizer, remote)
+            return (tokenizer, Int(remote.vocabSize))
+        case .network:
+            let standard = try TokenSpaceOption.networkStandard()
+            try Self.checkNetworkTokenizer(standard, remote)
+            return (standard.tokenizer, Int(remote.networkVocabSize))
         }
     }
 
@@ -86,6 +108,16 @@ struct Query: ParsableCommand {
     static func checkSameTokenizer(_ tokenizer: any TextTokenizer, _ remote: InfoResponse) throws {
         guard tokenizer.sha256 == remote.tokenizerSHA256 else {
             throw Failure("the local tokenizer (\(tokenizer.sha256.prefix(12))…) differs from the axon's (\(remote.tokenizerSHA256.prefix(12))…); pass the axon's model with --model")
+        }
+    }
+
+    /// The axon must serve network space with the same standard tokenizer (its ranks' digest).
+    static func checkNetworkTokenizer(_ standard: NetworkStandardTokenizer, _ remote: InfoResponse) throws {
+        guard !remote.networkTokenizer.isEmpty, remote.networkVocabSize > 0 else {
+            throw Failure("the axon serves no network token space (its INFO has no network_tokenizer); use --space model, or start it with the GPT-2 ranks (Models/fetch gpt2, serve --network-tokenizer)")
+        }
+        guard remote.networkTokenizerSHA256 == standard.ranksSHA256, Int(remote.networkVocabSize) == standard.vocabSize else {
+            throw Failure("the axon's network tokenizer (\(remote.networkTokenizer), ranks \(remote.networkTokenizerSHA256.prefix(12))…, \(remote.networkVocabSize) tokens) differs from the local \(NetworkStandardTokenizer.name) (ranks \(standard.ranksSHA256.prefix(12))…, \(standard.vocabSize) tokens)")
         }
     }
 
@@ -112,10 +144,13 @@ struct Query: ParsableCommand {
             }
             list.removeAll { registered[$0.uid] != $0.hotkey }
         }
-        let tokenizer = try TokenizerLoader.load(gguf: GGUFFile(path: modelOption.resolvedPath()))
-        let ids = maxTokens.map { Array(tokenizer.encode(text ?? "", addSpecial: true, parseSpecial: false).suffix($0)) } ?? tokenizer.encode(text ?? "", addSpecial: true, parseSpecial: false)
+        // Each endpoint's INFO is not read here: network ids are checked against the standard vocabulary.
+        let tokenizer = try space == .network ? TokenSpaceOption.networkStandard().tokenizer : modelOption.loadTokenizer()
+        let all = tokenizer.encode(text ?? "", addSpecial: space == .model, parseSpecial: false)
+        let ids = maxTokens.map { Array(all.suffix($0)) } ?? all
         guard !ids.isEmpty else { throw Failure("the text has no tokens") }
-        let body = ForwardRequest(tokens: Tensor(int32Rows: [ids]), synapses: [Synapse(type: .textCausalLMNext, topk: UInt32(topk))])
+        let body = ForwardRequest(tokens: Tensor(int32Rows: [ids]), synapses: [Synapse(type: .textCausalLMNext, topk: UInt32(topk))],
+                                  space: space == .network ? .network : .model)
         let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
         let started = Date()
         let results = FanOut(hotkey: hotkey, deadline: Double(deadlineMs) / 1000).run(endpoints: list, body: body.serializedBytes())
@@ -127,9 +162,16 @@ struct Query: ParsableCommand {
             case .answered(let response):
                 code = "\(response.code)"
                 do {
-                    let top = try response.checkedResult(.textCausalLMNext).checkedTopK(rows: 1, positions: nil, k: topk, vocab: nil)
-                    tops = top.span(row: 0).prefix(3).map { shown(top.ids[$0], tokenizer) + String(format: " %.3f", top.probabilities[$0]) }
-                        .joined(separator: ", ")
+                    let result = try response.checkedResult(.textCausalLMNext)
+                    if space == .network {
+                        let phrases = try result.checkedPhrases(rows: 1, k: topk, vocab: PhraseCrossEntropy.networkVocabSize)
+                        tops = (0..<min(3, topk)).map { shown(Array(phrases.phrase(row: 0, index: $0)), tokenizer) + String(format: " %.3f", phrases.probabilities[$0]) }
+                            .joined(separator: ", ")
+                    } else {
+                        let top = try result.checkedTopK(rows: 1, positions: nil, k: topk, vocab: nil)
+                        tops = top.span(row: 0).prefix(3).map { shown(top.ids[$0], tokenizer) + String(format: " %.3f", top.probabilities[$0]) }
+                            .joined(separator: ", ")
+                    }
                 } catch AnswerError.malformed(let reason) {
                     code = "malformed"; tops = reason
                 } catch {
@@ -157,12 +199,27 @@ struct Query: ParsableCommand {
             ("tokenizer_sha256", info.tokenizerSHA256), ("version", info.version), ("hotkey", info.hotkey),
             ("uid", "\(info.uid)"), ("netuid", "\(info.netuid)"),
             ("bos/eos/pad", "\(info.bosID)/\(info.eosID)/\(info.padID)"),
+            ("network_tokenizer", info.networkTokenizer.isEmpty ? "(none: model space only)" : info.networkTokenizer),
+            ("network_sha256", info.networkTokenizerSHA256), ("network_vocab", "\(info.networkVocabSize)"),
         ]
         for (key, value) in rows { print(key.padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
     }
 
-    private func shown(_ id: Int32, _ tokenizer: any TextTokenizer) -> String {
-        ((try? tokenizer.decode([id])) ?? "?").debugDescription
+    private func shown(_ id: Int32, _ tokenizer: any TextTokenizer) -> String { shown([id], tokenizer) }
+
+    private func shown(_ ids: [Int32], _ tokenizer: any TextTokenizer) -> String {
+        ((try? tokenizer.decode(ids)) ?? "?").debugDescription
+    }
+
+    private func printPhrases(_ answer: PhraseAnswer, tokenizer: any TextTokenizer) {
+        print("rank  probability  phrase (standard ids)")
+        for index in 0..<answer.k {
+            let phrase = Array(answer.phrase(row: 0, index: index))
+            guard !phrase.isEmpty else { continue }
+            print(String(format: "%4d  %11.6f  ", index + 1, answer.probabilities[index]) + shown(phrase, tokenizer)
+                  + " " + phrase.map(String.init).joined(separator: " "))
+        }
+        print(String(format: "floor (any other phrase): %.3e", answer.floor(row: 0)))
     }
 
     private func printNext(_ answer: TopKAnswer, tokenizer: any TextTokenizer) {

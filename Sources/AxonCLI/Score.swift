@@ -11,21 +11,35 @@ struct Score: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Score an axon: the mean loss of the true next token over a text corpus (TEXT_CAUSAL_LM_NEXT, top-k).",
         discussion: """
-        The corpus is tokenized with the model's tokenizer (checked against the axon's tokenizer_sha256) and cut \
-        into windows of --seq tokens, --stride apart; each window asks for the next token's top-k. A true token \
-        inside the top-k scores -log p; outside, -log floor with floor = (1 - sum of top-k)/(vocab - k).
+        The corpus is tokenized in --space (model: the model's tokenizer, checked against the axon's tokenizer_sha256; \
+        network: the network's GPT-2, checked against its network_tokenizer_sha256) and cut into windows of --seq \
+        tokens, --stride apart; each window asks for the next token's top-k. In model space a true token inside the \
+        top-k scores -log p, outside -log floor with floor = (1 - sum of top-k)/(vocab - k). In network space the \
+        answer is phrases, scored by Bittensor's phrase cross-entropy against the next 8 standard tokens (loss is \
+        its loss_val, phrase loss its phrase loss). Bits per byte (loss / ln 2 per byte of the scored tokens' text) \
+        compares models across tokenizers. --compare-model-space measures the translation: see docs/PROTOCOL.md.
         """)
     @OptionGroup var modelOption: ModelOption
     @OptionGroup var keyOption: KeyOption
     @Option(help: "The axon's HOST:PORT.") var endpoint = "127.0.0.1:8091"
     @Option(help: "UTF-8 text file to score on.") var text: String
+    @Option(help: "Whose token ids to send: the model's, or the network's standard GPT-2 ones.") var space: TokenSpaceOption = .model
     @Option(help: "Top-k the axon returns per position.") var topk = 4096
     @Option(help: "Tokens of context per window.") var seq = 256
     @Option(help: "Tokens between window starts (default: --seq).") var stride: Int?
+    @Option(help: "Score this many windows at random starts (seeded by --seed) instead of side by side.") var sample: Int?
+    @Option(help: "Seed of --sample.") var seed: UInt64 = 1
+    @Flag(help: "With --space network: at each window also ask model space for the model's own next-token loss, and compare where the window's model tokens are a prefix of the text's (translation quality).")
+    var compareModelSpace = false
     @Option(help: "Windows sent as the rows of one request.") var rows = 8
     @Option(help: "Deadline per request in milliseconds (0: the server's default).") var timeoutMs: UInt32 = 0
     @Flag(help: "Send unsigned requests (for --no-auth axons).") var unsigned = false
-    @Flag(help: "Print one JSON object {loss, perplexity, positions}.") var json = false
+    @Flag(help: "Print one JSON object (loss, perplexity, positions, and phraseLoss, bitsPerByte where known).") var json = false
+
+    func validate() throws {
+        if let sample, sample < 1 { throw ValidationError("--sample must be at least 1, got \(sample)") }
+        if compareModelSpace && space != .network { throw ValidationError("--compare-model-space compares network space with model space: pass --space network") }
+    }
 
     func run() throws {
         let corpus: String
@@ -36,21 +50,44 @@ struct Score: ParsableCommand {
         let client = try AxonClient(endpoint: endpoint, hotkey: hotkey)
         defer { client.close() }
         let remote = try client.info().checkedInfo()
-        let tokenizer = try TokenizerLoader.load(gguf: GGUFFile(path: modelOption.resolvedPath()))
-        try Query.checkSameTokenizer(tokenizer, remote)
+        let tokenizer: any TextTokenizer
+        let vocab: Int
+        switch space {
+        case .model:
+            tokenizer = try modelOption.loadTokenizer()
+            try Query.checkSameTokenizer(tokenizer, remote)
+            vocab = Int(remote.vocabSize)
+        case .network:
+            let standard = try TokenSpaceOption.networkStandard()
+            try Query.checkNetworkTokenizer(standard, remote)
+            tokenizer = standard.tokenizer
+            vocab = Int(remote.networkVocabSize)
+        }
         try checkFits(remote)
-        let scorer = Scorer(seq: seq, topk: min(topk, Int(remote.vocabSize)), stride: stride, rowsPerRequest: rows, timeoutMs: timeoutMs,
-                            vocab: Int(remote.vocabSize))
+        let tokenBytes = (0..<Int32(tokenizer.vocabSize)).map { (try? tokenizer.decodeBytes([$0]).count) ?? 0 }
+        let scorer = Scorer(seq: seq, topk: min(topk, vocab), stride: stride, rowsPerRequest: rows, timeoutMs: timeoutMs,
+                            vocab: vocab, space: space == .network ? .network : .model, tokenBytes: tokenBytes)
         let tokens = tokenizer.encode(corpus, addSpecial: false, parseSpecial: false)
-        let progress = Progress("score \(endpoint)", total: ScoreWindows.make(tokens: tokens, seq: seq, stride: stride ?? seq).count,
-                                unit: "windows", quiet: json)
-        let result = try scorer.score(tokens: tokens, client: client) { done, _ in progress.set(done) }
+        let windows = sample.map { ScoreWindows.sample(tokens: tokens, seq: seq, count: $0, seed: seed, following: Scorer.phraseTargetLength) }
+            ?? scorer.windows(tokens: tokens)
+        if compareModelSpace {
+            let comparison = try TranslationQuality(scorer: scorer, standard: tokenizer, model: modelOption.loadTokenizer(), remote: remote)
+                .measure(tokens: tokens, windows: windows, client: client, quiet: json)
+            print(json ? comparison.json : comparison.report(endpoint: endpoint, text: text))
+            return
+        }
+        let progress = Progress("score \(endpoint)", total: windows.count, unit: "windows", quiet: json)
+        let result = try scorer.score(tokens: tokens, windows: windows, client: client) { done, _ in progress.set(done) }
         progress.finish()
         if json {
-            print(String(format: "{\"loss\":%.9g,\"perplexity\":%.9g,\"positions\":%d}", result.loss, result.perplexity, result.positions))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
-            print(String(format: "%@ on %@: loss %.6f nats, perplexity %.4f over %d positions (seq %d, top-k %d)",
-                         endpoint, text, result.loss, result.perplexity, result.positions, seq, scorer.topk))
+            let phrase = result.phraseLoss.map { String(format: ", phrase loss %.6f", $0) } ?? ""
+            let bits = result.bitsPerByte.map { String(format: ", %.4f bits per byte", $0) } ?? ""
+            print(String(format: "%@ on %@ (%@ space): loss %.6f nats, perplexity %.4f%@%@ over %d positions (seq %d, top-k %d)",
+                         endpoint, text, space.rawValue, result.loss, result.perplexity, phrase, bits, result.positions, seq, scorer.topk))
         }
     }
 

@@ -31,6 +31,8 @@ struct ByteSize: ExpressibleByArgument {
 enum BackendLoader {
     struct Loaded {
         let backend: InferenceBackend
+        /// The model's tokenizer (INFO's identity fields; the network space translates into it).
+        let tokenizer: any TextTokenizer
         let description: String
         /// The row limit in force: as asked, or by default min(2048, the model's context length).
         let maxSeq: Int
@@ -49,7 +51,7 @@ enum BackendLoader {
         let tokenizer = try TokenizerLoader.load(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
-            return Loaded(backend: FakeGenerationBackend(modelInfo: info), description: "fake backend shaped like \(info.name)",
+            return Loaded(backend: FakeGenerationBackend(modelInfo: info), tokenizer: tokenizer, description: "fake backend shaped like \(info.name)",
                           maxSeq: maxSeq, clampedToContext: clamped)
         }
         let sequences = generation?.maxSequences ?? 1
@@ -58,7 +60,8 @@ enum BackendLoader {
                                        kvCacheBytes: (generation?.kvCacheMb ?? 0) << 20, maxSequences: sequences)
         let backend: InferenceBackend = generation == nil ? engine : EngineGenerationBackend(engine)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
-        return Loaded(backend: backend, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq, clampedToContext: clamped)
+        return Loaded(backend: backend, tokenizer: tokenizer, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq,
+                      clampedToContext: clamped)
     }
 }
 
@@ -74,6 +77,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Engine threads (default: all cores).") var threads: Int?
     @Option(help: "Width of hidden-state outputs: the hidden vector is zero-padded, centred (default: the model's hidden size).")
     var networkDim: Int?
+    @Option(help: ArgumentHelp("The network's standard tokenizer: GPT-2 ranks in tiktoken format, for network-space requests (default: \(TokenSpaceOption.networkRanksFileName) from Models/fetch gpt2, in ./Models, the repository's Models/ or /models; without it only model space is served).",
+                               valueName: "path"))
+    var networkTokenizer: String?
     @Option(help: "Most rows in one request.") var maxBatch = 64
     @Option(help: "Most positions per row (default: 2048, or the model's context length if shorter).") var maxSeq: Int?
     @Option(help: "Most tokens in one request, and in one dynamic batch.") var maxBatchTokens = 4096
@@ -142,6 +148,7 @@ struct Serve: ParsableCommand {
         config.defaultTimeoutMs = timeoutDefaultMs
         config.handleSignals = true
         generation.configure(&config)
+        config.networkSpace = try networkSpace(model: loaded.tokenizer, logger: logger)
         try admission.configure(&config, keyOption: keyOption, logger: logger)
         // The machine line, and one measured warning when OpenBLAS runs a slower core than the CPU
         // supports (before the server starts: the probe uses OpenBLAS's threads).
@@ -158,5 +165,22 @@ struct Serve: ParsableCommand {
         let info = server.info
         logger.info("axon serving \(loaded.description) (\(path)) vocab \(info.vocabSize) hidden \(info.hiddenSize) network-dim \(info.networkDim); max batch \(maxBatch) seq \(maxSeq) batch-tokens \(maxBatchTokens) queue \(maxQueue) connections \(maxConnections); loaded in \(String(format: "%.2f", loadSeconds)) s; listening on \(host):\(server.port)\(server.metricsPort.map { " (metrics on \(metricsHost ?? host):\($0)/metrics)" } ?? "") as hotkey \(info.hotkey) uid \(info.uid) (SIGUSR1 prints counters)")
         server.waitUntilStopped()
+    }
+
+    /// The network token space over the model's tokenizer: from `--network-tokenizer`, else the
+    /// fetched GPT-2 ranks when they are found (without them, a warning and model space only).
+    private func networkSpace(model: any TextTokenizer, logger: Logger) throws -> NetworkTokenSpace? {
+        guard let path = networkTokenizer ?? ModelOption.locate(TokenSpaceOption.networkRanksFileName) else {
+            logger.warning("network space off: \(TokenSpaceOption.networkRanksFileName) was not found (looked in ./Models, the repository's Models/ and /models); run Models/fetch gpt2 or pass --network-tokenizer PATH to serve space NETWORK")
+            return nil
+        }
+        let started = Date()
+        let standard: NetworkStandardTokenizer
+        do { standard = try Tokenizer.networkStandard(ranksPath: path) } catch {
+            throw Failure("--network-tokenizer \(path) cannot be loaded: \(error) (expected GPT-2 ranks in tiktoken format: Models/fetch gpt2)")
+        }
+        let space = NetworkTokenSpace(standard: standard, model: model)
+        logger.info("network space: \(space.name) from \(path) (sha256 \(space.sha256.prefix(12))…, \(space.vocabSize) tokens; phrases at most \(space.maxPhraseLength) long), translator built in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        return space
     }
 }

@@ -125,7 +125,64 @@ public struct DenseAnswer: Sendable {
     }
 }
 
+/// A checked network-space `TEXT_CAUSAL_LM_NEXT` answer: per row, `k` phrases of standard tokens
+/// with their probabilities, and the floor.
+public struct PhraseAnswer: Sendable {
+    public let rows: Int, k: Int
+    /// L, the answer's phrase width (its longest phrase).
+    public let width: Int
+    /// `[rows, k]`, row-major.
+    public let probabilities: [Float]
+    /// `[rows, k, width]`: each phrase's ids (each in `0..<vocab`), then −1 to the width.
+    public let phrases: [Int32]
+    /// `[rows]`: the probability of any phrase not listed.
+    public let floors: [Float]
+
+    /// The flat range of one row's phrases in `probabilities`.
+    public func span(row: Int) -> Range<Int> { (row * k)..<((row + 1) * k) }
+
+    /// The ids of phrase `index` of `row`, padding removed (empty for a slot beyond the phrases that exist).
+    public func phrase(row: Int, index: Int) -> ArraySlice<Int32> {
+        let start = (row * k + index) * width
+        return phrases[start..<(start + width)].prefix { $0 != -1 }
+    }
+
+    /// Every phrase of `row`, padding removed, in order.
+    public func phrases(row: Int) -> [[Int32]] { (0..<k).map { Array(phrase(row: row, index: $0)) } }
+
+    public func floor(row: Int) -> Float { floors[row] }
+}
+
 extension SynapseResult {
+    /// The network-space phrase encoding (probabilities `[rows, k]`, phrases INT32 `[rows, k, L]`,
+    /// floor `[rows]`), checked against what was asked. L is the axon's to choose; the buffer must
+    /// hold exactly that many ids, each phrase some ids below `vocab` and then only −1.
+    /// - Throws: `AnswerError.malformed`.
+    public func checkedPhrases(rows: Int, k: Int, vocab: Int) throws -> PhraseAnswer {
+        guard tensors.count == 3 else {
+            throw AnswerError.malformed("\(type) phrases have \(tensors.count) tensors, expected 3 (probabilities, phrases, floor)")
+        }
+        let probabilities = try tensors[0].checkedFloats("\(type) probabilities", shape: [rows, k])
+        let shape = tensors[1].shape
+        guard shape.count == 3, shape[0] == Int64(rows), shape[1] == Int64(k), shape[2] >= 1, shape[2] <= Int64(Int32.max) else {
+            throw AnswerError.malformed("\(type) phrases have shape \(shape), expected [\(rows), \(k), L] with L ≥ 1")
+        }
+        let width = Int(shape[2])
+        let phrases = try tensors[1].checkedInt32s("\(type) phrases", shape: [rows, k, width])
+        let floors = try tensors[2].checkedFloats("\(type) floor", shape: [rows])
+        for slot in 0..<(rows * k) {
+            let phrase = phrases[(slot * width)..<((slot + 1) * width)]
+            let ids = phrase.prefix { $0 != -1 }
+            if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocab }) {
+                throw AnswerError.malformed("\(type) phrase \(slot % k) of row \(slot / k) holds \(bad), outside the network vocabulary of \(vocab)")
+            }
+            guard phrase.dropFirst(ids.count).allSatisfy({ $0 == -1 }) else {
+                throw AnswerError.malformed("\(type) phrase \(slot % k) of row \(slot / k) has ids after its −1 padding")
+            }
+        }
+        return PhraseAnswer(rows: rows, k: k, width: width, probabilities: probabilities, phrases: phrases, floors: floors)
+    }
+
     /// The top-k encoding (probabilities, ids, floor), checked against what was asked: `rows`
     /// rows, `positions` per row (nil for `TEXT_CAUSAL_LM_NEXT`, whose tensors have no position
     /// axis), `k` per distribution and ids below `vocab` (when given).

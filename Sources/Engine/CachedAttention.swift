@@ -157,6 +157,14 @@ extension InferenceEngine {
         if selection == .all, batch.tokenCount > options.maxLogitRows {
             throw EngineError.tooManyLogitPositions(count: batch.tokenCount, max: options.maxLogitRows)
         }
+        if case .positions(let indices) = selection {
+            guard indices.count <= options.maxLogitRows else {
+                throw EngineError.tooManyLogitPositions(count: indices.count, max: options.maxLogitRows)
+            }
+            if let bad = indices.first(where: { !(0..<batch.tokenCount).contains($0) }) {
+                throw EngineError.logitPositionOutOfRange(index: bad, tokens: batch.tokenCount)
+            }
+        }
     }
 }
 

@@ -38,6 +38,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case sequenceTooLong(row: Int, length: Int, max: Int)
     /// The KV cache has too few free blocks for the batch; nothing was changed.
     case kvCacheFull(neededBlocks: Int, freeBlocks: Int, blockTokens: Int)
+    /// A `.positions` selection names a token index outside the batch.
+    case logitPositionOutOfRange(index: Int, tokens: Int)
 
     public var description: String {
         switch self {
@@ -81,6 +83,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
             return "row \(row) would make its sequence \(length) tokens long, at most \(max) are allowed (EngineOptions.maxSeq)"
         case .kvCacheFull(let needed, let free, let blockTokens):
             return "the KV cache needs \(needed) more blocks of \(blockTokens) positions for this batch but has \(free) free (EngineOptions.kvCacheBytes); release sequences or retry later"
+        case .logitPositionOutOfRange(let index, let tokens):
+            return "logits were requested at token index \(index), outside the batch's \(tokens) tokens"
         }
     }
 }

@@ -54,10 +54,12 @@ public final class InferenceEngine: @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - batch: token rows; positions restart at 0 in each row and attention is causal within it.
-    ///   - logits: which positions get LM-head logits (`.all` needs `tokenCount ≤ options.maxLogitRows`).
+    ///   - logits: which positions get LM-head logits (`.all` needs `tokenCount ≤ options.maxLogitRows`,
+    ///     `.positions` at most that many indices).
     /// - Returns: views of the hidden states after the final norm and of the selected logits, valid
     ///   until the next call on this engine.
-    /// - Throws: `EngineError` for an empty batch or row, out-of-vocabulary ids, or sizes over the options.
+    /// - Throws: `EngineError` for an empty batch or row, out-of-vocabulary ids, sizes over the options,
+    ///   or a selected position outside the batch.
     public func forward(_ batch: RaggedBatch, logits selection: LogitsSelection) throws -> ForwardResult {
         try validate(batch, logits: selection)
         runLayers(batch)
@@ -78,6 +80,10 @@ public final class InferenceEngine: @unchecked Sendable {
             lmHead(state.gathered, rows: batch.rowCount)
         case .all:
             lmHead(state.normed, rows: batch.tokenCount)
+        case .positions(let indices):
+            let h = config.hiddenSize
+            for (i, t) in indices.enumerated() { (state.gathered + i * h).update(from: state.normed + t * h, count: h) }
+            lmHead(state.gathered, rows: indices.count)
         }
         record(\.lmHead, since: start)
         return ForwardResult(batch: batch, selection: selection, config: config,
@@ -455,7 +461,16 @@ public struct ForwardResult {
         case .none: return nil
         case .last: return position == length - 1 ? lastLogits(row: row) : nil
         case .all: return UnsafeBufferPointer(start: logitsBase + (batch.rowOffsets[row] + position) * vocabSize, count: vocabSize)
+        case .positions(let indices):
+            return indices.firstIndex(of: batch.rowOffsets[row] + position).flatMap(selectedLogits)
         }
+    }
+
+    /// Logits of the `i`-th entry of a `.positions` selection, or nil for another selection or an
+    /// `i` outside it.
+    public func selectedLogits(_ i: Int) -> UnsafeBufferPointer<Float>? {
+        guard case .positions(let indices) = selection, indices.indices.contains(i) else { return nil }
+        return UnsafeBufferPointer(start: logitsBase + i * vocabSize, count: vocabSize)
     }
 
     /// Logits at the last position of `row`, or nil when no logits were selected.
@@ -463,7 +478,7 @@ public struct ForwardResult {
         switch selection {
         case .none: return nil
         case .last: return UnsafeBufferPointer(start: logitsBase + row * vocabSize, count: vocabSize)
-        case .all: return logits(row: row, position: batch.length(ofRow: row) - 1)
+        case .all, .positions: return logits(row: row, position: batch.length(ofRow: row) - 1)
         }
     }
 }

@@ -224,7 +224,8 @@ public struct EngineOptions: Sendable {
     public var maxRows: Int
     /// Longest row.
     public var maxSeq: Int
-    /// Most logit positions a `ForwardResult` holds (last-position logits need one per row).
+    /// Most logit positions a `ForwardResult` holds (last-position logits need one per row, a
+    /// `.positions` selection one per index).
     /// Streaming with `forward(_:eachLogits:)` has no such limit.
     public var maxLogitRows: Int
     /// Collect per-phase timings into `InferenceEngine.timings` (a few clock reads per layer).

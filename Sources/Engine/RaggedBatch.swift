@@ -52,4 +52,8 @@ public enum LogitsSelection: Sendable, Equatable {
     case last
     /// Every position of every row.
     case all
+    /// The given flat token indices (into `RaggedBatch.tokens`), in this order: a few chosen
+    /// positions per row, such as the last two (token healing reads the one before the last).
+    /// At most `EngineOptions.maxLogitRows` of them.
+    case positions([Int])
 }

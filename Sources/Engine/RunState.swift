@@ -9,7 +9,7 @@ final class RunState {
     let qkv: UnsafeMutablePointer<Float>      // (tokens, qkvWidth) Q | K | V per token, RoPE applied to Q and K in place
     let attn: UnsafeMutablePointer<Float>     // (tokens, heads·hd) attention output, heads concatenated
     let ffn: UnsafeMutablePointer<Float>      // (tokens, 2·ffn) gate | up; SiLU(gate)·up overwrites gate
-    let gathered: UnsafeMutablePointer<Float> // (maxRows, hidden) last-position hidden rows for the LM head
+    let gathered: UnsafeMutablePointer<Float> // (maxLogitRows, hidden) selected hidden rows for the LM head (last positions, or chosen ones)
     let logits: UnsafeMutablePointer<Float>   // (maxLogitRows, vocab)
     let attentionArena: UnsafeMutablePointer<Float> // per worker: queries (group·queryBlock, hd), scores (group·queryBlock, maxSeq), output (group·queryBlock, hd)
     let blockOut: UnsafeMutablePointer<Float> // (tokens, hidden) a block's output before its post-norm (families with post-block norms)
@@ -39,7 +39,7 @@ final class RunState {
         attn = alloc(maxTokens * c.headCount * c.headDim)
         ffn = alloc(maxTokens * 2 * c.ffnSize)
         blockOut = alloc(c.family.postBlockNorms ? maxTokens * c.hiddenSize : 0)
-        gathered = alloc(o.maxRows * c.hiddenSize)
+        gathered = alloc(o.maxLogitRows * c.hiddenSize)
         logits = alloc(o.maxLogitRows * c.vocabSize)
         groupRows = c.headCount / c.kvHeadCount * Self.queryBlock
         headDim = c.headDim

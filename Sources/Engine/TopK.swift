@@ -11,6 +11,37 @@ public struct TopK: Sendable, Equatable {
     public var floor: Float
 }
 
+/// The running maximum and rescaled total of exponentials of an online softmax. `topK` and
+/// `softmax` both fold logits through it, in the same order, so their probabilities are equal bit
+/// for bit.
+private struct OnlineSoftmax {
+    var runningMax = -Float.infinity
+    // A Double total: in fp32 the 6,144 chunk sums, most far below the total, all round the same way
+    // (measured: probabilities 3.2e-5 too large on the default model).
+    var sum: Double = 0
+
+    /// Folds in 8 logits; returns their maximum.
+    @inline(__always) mutating func add(_ chunk: Vec) -> Float {
+        let chunkMax = horizontalMax(chunk)
+        if chunkMax > runningMax {
+            sum *= Double(vexp(Vec(repeating: runningMax - chunkMax))[0])
+            runningMax = chunkMax
+        }
+        sum += Double(vexp(chunk - Vec(repeating: runningMax)).sum())
+        return chunkMax
+    }
+
+    @inline(__always) mutating func add(_ x: Float) {
+        if x > runningMax {
+            sum *= Double(vexp(Vec(repeating: runningMax - x))[0])
+            runningMax = x
+        }
+        sum += Double(vexp(Vec(repeating: x - runningMax))[0])
+    }
+
+    var inverse: Float { Float(1 / sum) }
+}
+
 /// Softmax top-k in one pass over the logits: a running max and rescaled sum of exponentials
 /// (online softmax) together with a size-k min-heap of the best logits.
 ///
@@ -22,44 +53,55 @@ public func topK(_ logits: UnsafeBufferPointer<Float>, k: Int) -> TopK {
     let k = max(0, min(k, n))
     guard n > 0, let base = logits.baseAddress else { return TopK(ids: [], probs: [], leftoverMass: 0, floor: 0) }
     var heap = MinHeap(capacity: k)
-    var runningMax = -Float.infinity
-    // A Double total: in fp32 the 6,144 chunk sums, most far below the total, all round the same way
-    // (measured: probabilities 3.2e-5 too large on the default model).
-    var sum: Double = 0
+    var total = OnlineSoftmax()
     var i = 0
     while i + vecWidth <= n {
         let chunk = loadVec(base + i)
-        let chunkMax = horizontalMax(chunk)
-        if chunkMax > runningMax {
-            sum *= Double(vexp(Vec(repeating: runningMax - chunkMax))[0])
-            runningMax = chunkMax
-        }
-        sum += Double(vexp(chunk - Vec(repeating: runningMax)).sum())
+        let chunkMax = total.add(chunk)
         if k > 0, !heap.isFull || chunkMax >= heap.minValue {
             for j in 0..<vecWidth { heap.offer(chunk[j], id: Int32(i + j)) }
         }
         i += vecWidth
     }
     while i < n {
-        let x = base[i]
-        if x > runningMax {
-            sum *= Double(vexp(Vec(repeating: runningMax - x))[0])
-            runningMax = x
-        }
-        sum += Double(vexp(Vec(repeating: x - runningMax))[0])
-        if k > 0 { heap.offer(x, id: Int32(i)) }
+        total.add(base[i])
+        if k > 0 { heap.offer(base[i], id: Int32(i)) }
         i += 1
     }
     let (values, ids) = heap.sortedDescending()
-    let inv = Float(1 / sum)
+    let inv = total.inverse
     var probs = [Float](repeating: 0, count: values.count)
     var covered: Double = 0   // Double for the same reason as `sum`: up to k small terms against ~1
     for j in 0..<values.count {
-        probs[j] = vexp(Vec(repeating: values[j] - runningMax))[0] * inv
+        probs[j] = vexp(Vec(repeating: values[j] - total.runningMax))[0] * inv
         covered += Double(probs[j])
     }
     let leftover = Float(max(0, 1 - covered))
     return TopK(ids: ids, probs: probs, leftoverMass: leftover, floor: k < n ? leftover / Float(n - k) : 0)
+}
+
+/// softmax(logits) over the whole vocabulary into `probabilities` (the same count), each value
+/// equal bit for bit to the probability `topK` gives that id: the same running maximum, total and
+/// rounding. What a translation between token spaces needs to stay exact where the spaces agree.
+public func softmax(_ logits: UnsafeBufferPointer<Float>, into probabilities: UnsafeMutableBufferPointer<Float>) {
+    let n = logits.count
+    precondition(probabilities.count == n, "softmax writes one probability per logit")
+    guard n > 0, let base = logits.baseAddress, let out = probabilities.baseAddress else { return }
+    var total = OnlineSoftmax()
+    var i = 0
+    while i + vecWidth <= n {
+        _ = total.add(loadVec(base + i))
+        i += vecWidth
+    }
+    while i < n { total.add(base[i]); i += 1 }
+    let inv = total.inverse, shift = Vec(repeating: total.runningMax)
+    // Lane by lane, vexp of a vector is vexp of each value on its own (no lane reads another).
+    i = 0
+    while i + vecWidth <= n {
+        storeVec(vexp(loadVec(base + i) - shift) * inv, out + i)
+        i += vecWidth
+    }
+    while i < n { out[i] = vexp(Vec(repeating: base[i] - total.runningMax))[0] * inv; i += 1 }
 }
 
 /// A bounded min-heap of (logit, id) keeping the `capacity` best; "better" is the higher logit,

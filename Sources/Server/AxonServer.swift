@@ -141,9 +141,10 @@ public final class AxonServer: @unchecked Sendable {
         validator = ForwardValidator(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim,
                                      maxBatch: configuration.maxBatch, maxSeq: configuration.maxSeq,
                                      maxBatchTokens: configuration.maxBatchTokens, maxResponse: configuration.maxResponse,
-                                     maxSynapses: configuration.maxSynapses)
+                                     maxSynapses: configuration.maxSynapses, network: configuration.networkSpace)
         abuse = AbuseLog(interval: configuration.abuseLogInterval, now: monotonicNanoseconds(), registry: counters.metrics.registry)
-        let encoder = SynapseEncoder(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim)
+        let encoder = SynapseEncoder(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim,
+                                     network: configuration.networkSpace)
         generation = try (backend as? GenerationBackend).map {
             try GenerationService(backend: $0, configuration: configuration)
         }
@@ -177,6 +178,11 @@ public final class AxonServer: @unchecked Sendable {
         info.bosID = modelInfo.bosID
         info.eosID = modelInfo.eosID
         info.padID = modelInfo.padID
+        if let network = configuration.networkSpace {
+            info.networkTokenizer = network.name
+            info.networkTokenizerSHA256 = network.sha256
+            info.networkVocabSize = UInt32(network.vocabSize)
+        }
         return info
     }
 

@@ -17,9 +17,10 @@ public final class EngineBackend: InferenceBackend {
     /// `kvCacheBytes` and `maxSequences` size the KV cache generation uses (`EngineGenerationBackend`).
     public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int,
                 kvCacheBytes: Int = 0, maxSequences: Int = 1) throws {
+        // Logit rows held at once: a chunk of streamed positions, and each row's last two (`.lastTwo`).
         let options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                     maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
-                                    maxLogitRows: max(maxRows, min(512, maxBatchTokens)),
+                                    maxLogitRows: max(maxRows, min(maxBatchTokens, max(512, 2 * maxRows))),
                                     kvCacheBytes: kvCacheBytes, maxSequences: maxSequences)
         engine = try InferenceEngine(file: file, options: options)
         var info = modelInfo
@@ -36,6 +37,11 @@ public final class EngineBackend: InferenceBackend {
         switch logits {
         case .none, .last:
             result = try engine.forward(batch, logits: logits == .last ? .last : .none)
+        case .lastTwo:
+            // Each row's last two flat indices, the one before the last first (one for a one-token row).
+            let offsets = batch.rowOffsets
+            let positions = (0..<rows.count).flatMap { r in max(offsets[r], offsets[r + 1] - 2)..<offsets[r + 1] }
+            result = try engine.forward(batch, logits: .positions(positions))
         case .all:
             if allLogits.count < tokens * v { allLogits = [Float](repeating: 0, count: tokens * v) }
             let offsets = batch.rowOffsets
@@ -53,6 +59,10 @@ public final class EngineBackend: InferenceBackend {
         case .last:
             let lastView = UnsafeBufferPointer(start: result.lastLogits(row: 0)?.baseAddress, count: rows.count * v)
             try body(BackendOutput(hidden: hiddenView, logits: lastView, logitsWanted: .last))
+        case .lastTwo:
+            let selected = rows.reduce(0) { $0 + min(2, $1.count) }
+            let selectedView = UnsafeBufferPointer(start: result.selectedLogits(0)?.baseAddress, count: selected * v)
+            try body(BackendOutput(hidden: hiddenView, logits: selectedView, logitsWanted: .lastTwo))
         case .all:
             try allLogits.withUnsafeBufferPointer { all in
                 try body(BackendOutput(hidden: hiddenView, logits: UnsafeBufferPointer(rebasing: all[0..<(tokens * v)]),

@@ -10,8 +10,12 @@ public enum LogitsWanted: Int, Comparable, Sendable {
     case none = 0
     /// Only each row's last position: `[rows, vocab]`.
     case last = 1
+    /// Each row's last two positions, the one before the last first (only the last for a one-token
+    /// row): `[Σ min(2, row length), vocab]`. Token healing reads the distribution before a row's
+    /// last token as well as after it.
+    case lastTwo = 2
     /// Every position: `[Σ row lengths, vocab]`.
-    case all = 2
+    case all = 3
 
     public static func < (a: LogitsWanted, b: LogitsWanted) -> Bool { a.rawValue < b.rawValue }
 }
@@ -39,7 +43,8 @@ public struct ModelInfo: Sendable {
 public struct BackendOutput {
     /// Final-norm hidden states, `[Σ row lengths, hiddenSize]`, rows one after another (nil if not asked).
     public var hidden: UnsafeBufferPointer<Float>?
-    /// Logits: `[Σ row lengths, vocab]` for `.all`, `[rows, vocab]` for `.last`, nil for `.none`.
+    /// Logits: `[Σ row lengths, vocab]` for `.all`, `[rows, vocab]` for `.last`,
+    /// `[Σ min(2, row length), vocab]` for `.lastTwo`, nil for `.none`.
     public var logits: UnsafeBufferPointer<Float>?
     public var logitsWanted: LogitsWanted
 
@@ -118,7 +123,7 @@ public final class FakeBackend: InferenceBackend {
                 if hidden {
                     for j in 0..<h { hiddenScratch.append(Self.hiddenValue(token: token, previous: previous, position: position, index: j)) }
                 }
-                if logits == .all || (logits == .last && position == row.count - 1) {
+                if logits == .all || (logits == .last && position == row.count - 1) || (logits == .lastTwo && position >= row.count - 2) {
                     for k in 0..<v { logitScratch.append(Self.logitValue(token: token, previous: previous, position: position, vocab: k)) }
                 }
             }

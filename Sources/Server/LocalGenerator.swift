@@ -28,7 +28,7 @@ public final class LocalGenerator {
     ///   when the backend fails.
     public func generate(prompt: [Int32], generation: Generation?, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
         guard !prompt.isEmpty else { throw GenerationRefusal(code: .emptyRequest, message: "the prompt has no tokens") }
-        let forward = ValidatedForward(batch: 1, seq: prompt.count, rows: [prompt],
+        let forward = ValidatedForward(batch: 1, seq: prompt.count, rows: [prompt], network: nil,
                                        synapses: [Synapse(type: .textSeq2Seq, generation: generation)], synapseFailures: [:],
                                        tokenCount: prompt.count, wantsHidden: false, logits: .none, responseBytes: 0)
         let validated: ValidatedGeneration

@@ -360,13 +360,16 @@ final class Scheduler: @unchecked Sendable {
 
         var rows: [[Int32]] = []
         var placements: [[RowPlacement]] = []
-        var tokenOffset = 0
+        var tokenOffset = 0, selectedOffset = 0
         for job in live {
             placements.append(job.forward.rows.map { row in
-                defer { tokenOffset += row.count }
-                if row.isEmpty { return RowPlacement(backendRow: nil, tokenOffset: tokenOffset, length: 0) }
+                defer { tokenOffset += row.count; selectedOffset += min(2, row.count) }
+                if row.isEmpty {
+                    return RowPlacement(backendRow: nil, tokenOffset: tokenOffset, length: 0, selectedOffset: selectedOffset)
+                }
                 rows.append(row)
-                return RowPlacement(backendRow: rows.count - 1, tokenOffset: tokenOffset, length: row.count)
+                return RowPlacement(backendRow: rows.count - 1, tokenOffset: tokenOffset, length: row.count,
+                                    selectedOffset: selectedOffset)
             })
         }
         let wantsHidden = live.contains { $0.forward.wantsHidden }

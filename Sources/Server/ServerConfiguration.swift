@@ -13,6 +13,9 @@ public struct ServerConfiguration: Sendable {
     public var metricsHost: String?
     /// Hidden states are zero-padded, centred, to this width; nil means the model's hidden size.
     public var networkDim: Int?
+    /// The network's standard token space (`space = NETWORK` requests, INFO fields 17–19); nil
+    /// answers such requests NotImplemented. Its model tokenizer must be the backend's.
+    public var networkSpace: NetworkTokenSpace?
     public var maxBatch = 64
     public var maxSeq = 2048
     public var maxBatchTokens = 4096

@@ -9,6 +9,8 @@ struct RowPlacement {
     /// Offset of the row's first valid token among all the batch's tokens.
     let tokenOffset: Int
     let length: Int
+    /// Offset of the row's first logit row in a `.lastTwo` output (Σ min(2, length) of the rows before).
+    let selectedOffset: Int
 }
 
 /// A float tensor being filled, stored as FLOAT32 or FLOAT16 little-endian bytes; unwritten
@@ -48,9 +50,14 @@ struct SynapseEncoder {
     let vocabSize: Int
     let hiddenSize: Int
     let networkDim: Int
+    /// Translates network-space answers (NetworkSynapseEncoding.swift), when this axon serves that space.
+    let network: NetworkTokenSpace?
 
     func encode(_ request: ValidatedForward, placements: [RowPlacement], output: BackendOutput) -> [SynapseResult] {
-        request.synapses.enumerated().map { index, synapse in
+        if let rows = request.network, let network {
+            return encodeNetwork(request, rows: rows, space: network, placements: placements, output: output)
+        }
+        return request.synapses.enumerated().map { index, synapse in
             if let (code, message) = request.synapseFailures[index] {
                 return SynapseResult(type: synapse.type, code: code, message: message)
             }
@@ -86,15 +93,20 @@ struct SynapseEncoder {
         return writer.tensor(shape: [batch, seq, networkDim])
     }
 
-    /// The logit row of a row's token `t`, from `.all` or (for the last token) `.last` outputs.
-    private func logitRow(_ output: BackendOutput, _ placement: RowPlacement, token t: Int) -> UnsafeBufferPointer<Float>? {
-        guard let logits = output.logits else { return nil }
+    /// The logit row of a row's token `t`, from `.all`, (for the last token) `.last` or (for the last
+    /// two) `.lastTwo` outputs; nil where the output has none.
+    func logitRow(_ output: BackendOutput, _ placement: RowPlacement, token t: Int) -> UnsafeBufferPointer<Float>? {
+        guard let logits = output.logits, (0..<placement.length).contains(t) else { return nil }
         let index: Int
         switch output.logitsWanted {
         case .all: index = placement.tokenOffset + t
         case .last:
             guard t == placement.length - 1, let row = placement.backendRow else { return nil }
             index = row
+        case .lastTwo:
+            let first = max(0, placement.length - 2)
+            guard t >= first else { return nil }
+            index = placement.selectedOffset + t - first
         case .none: return nil
         }
         return UnsafeBufferPointer(rebasing: logits[(index * vocabSize)...].prefix(vocabSize))

@@ -13,4 +13,23 @@ public protocol ByteTokenizer: Sendable {
     /// The text bytes `id` stands for; nil for an out-of-range id or a token without text (a
     /// control token such as bos or eos).
     func textBytes(of id: Int32) -> [UInt8]?
+    /// An encoder for one thread's many short calls, keeping its scratch and caches warm (token
+    /// healing tokenizes thousands of candidate continuations per row). Results equal `encode`.
+    func makeByteEncoder() -> any ByteEncoder
+}
+
+/// Per-thread encode scratch from `ByteTokenizer.makeByteEncoder()`. Not thread-safe.
+public protocol ByteEncoder: AnyObject {
+    func encode(bytes: [UInt8]) -> [Int32]
+}
+
+extension ByteTokenizer {
+    /// Without scratch of its own, a tokenizer's encoder is `encode` itself.
+    public func makeByteEncoder() -> any ByteEncoder { StatelessByteEncoder(tokenizer: self) }
+}
+
+private final class StatelessByteEncoder: ByteEncoder {
+    let tokenizer: any ByteTokenizer
+    init(tokenizer: any ByteTokenizer) { self.tokenizer = tokenizer }
+    func encode(bytes: [UInt8]) -> [Int32] { tokenizer.encode(bytes: bytes) }
 }

@@ -25,12 +25,28 @@ public final class TextTokenizerBytes: ByteTokenizer, @unchecked Sendable {
     /// sequence becomes the token spelling that byte, or nothing when the vocabulary has none (then
     /// the ids do not spell the input, which `TokenSpaceTranslator.align` reports).
     public func encode(bytes: [UInt8]) -> [Int32] {
+        encode(bytes) { tokenizer.encode($0, addSpecial: false, parseSpecial: false) }
+    }
+
+    /// Encodes through one session of the tokenizer (its piece cache stays warm across calls).
+    public func makeByteEncoder() -> any ByteEncoder { SessionByteEncoder(self) }
+
+    private final class SessionByteEncoder: ByteEncoder {
+        let owner: TextTokenizerBytes
+        let session: any EncodingSession
+        init(_ owner: TextTokenizerBytes) { self.owner = owner; session = owner.tokenizer.makeSession() }
+        func encode(bytes: [UInt8]) -> [Int32] {
+            owner.encode(bytes) { session.encode($0, addSpecial: false, parseSpecial: false) }
+        }
+    }
+
+    /// `encode(bytes:)` with valid UTF-8 runs tokenized by `encodeText`.
+    private func encode(_ bytes: [UInt8], _ encodeText: (String) -> [Int32]) -> [Int32] {
         var out: [Int32] = []
         var runStart = 0, i = 0
         func flush(_ end: Int) {
             guard end > runStart else { return }
-            out += tokenizer.encode(String(decoding: bytes[runStart..<end], as: UTF8.self), addSpecial: false,
-                                    parseSpecial: false)
+            out += encodeText(String(decoding: bytes[runStart..<end], as: UTF8.self))
         }
         var parser = Unicode.UTF8.ForwardParser()
         var iterator = bytes.makeIterator()

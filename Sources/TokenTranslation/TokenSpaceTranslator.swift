@@ -12,7 +12,8 @@ public struct PhraseDistribution: Equatable, Sendable {
     public var probabilities: [Float]
     /// `phrases[c]` is the network ids of candidate c.
     public var phrases: [[Int32]]
-    /// (1 − Σ probabilities) / (network vocabulary − k), the probability of each phrase not listed.
+    /// (1 − Σ probabilities) / (network vocabulary − k), the probability of each phrase not listed
+    /// (k as asked: fewer than k phrases may exist, and an answer pads them with probability 0).
     public var floor: Float
 }
 
@@ -38,6 +39,9 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
     private let modelOffsets: [Int]
     /// Whether model token i has text (control tokens do not).
     private let modelHasText: [Bool]
+    /// The most bytes any model token stands for: no phrase is longer (each network token has at
+    /// least one byte, and a phrase spells at most one model token's bytes).
+    public let maxModelTokenBytes: Int
     /// Model ids with text, sorted by their bytes: the tokens starting with given bytes form one range.
     private let sortedByBytes: [Int32]
     /// The phrase of every model token on its own; token i is `phraseIDs[phraseOffsets[i]..<phraseOffsets[i+1]]`.
@@ -58,13 +62,14 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         var phrases: [Int32] = [], phraseOffsets = [0]
         offsets.reserveCapacity(model.vocabSize + 1)
         phraseOffsets.reserveCapacity(model.vocabSize + 1)
+        let encoder = network.makeByteEncoder()
         for id in 0..<Int32(model.vocabSize) {
             let text = model.textBytes(of: id) ?? []
             hasText.append(!text.isEmpty)
             bytes += text
             offsets.append(bytes.count)
             if !text.isEmpty {
-                phrases += network.encode(bytes: text)
+                phrases += encoder.encode(bytes: text)
             } else if id == modelEOS, let networkEOS {
                 phrases.append(networkEOS)
             }
@@ -72,6 +77,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         }
         modelBytes = bytes
         modelOffsets = offsets
+        maxModelTokenBytes = max(1, zip(offsets.dropFirst(), offsets).map { $0 - $1 }.max() ?? 1)
         modelHasText = hasText
         phraseIDs = phrases
         self.phraseOffsets = phraseOffsets
@@ -101,7 +107,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         var modelIDs: [Int32] = modelBOS.map { [$0] } ?? []
         var modelEnds: [Int] = modelBOS == nil ? [] : [0]
         var end = 0
-        for id in model.encode(bytes: text) {
+        for id in modelTokens(ofPrefix: text) {
             end += modelTokenBytes(id).count
             modelIDs.append(id)
             modelEnds.append(end)
@@ -111,6 +117,26 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         }
         return RowAlignment(text: text, networkIDs: networkIDs, networkEnds: networkEnds, modelIDs: modelIDs,
                             modelEnds: modelEnds, firstTextPosition: modelBOS == nil ? 0 : 1)
+    }
+
+    /// The model's tokens of `text` as it reads them when the text goes on. A text that ends in
+    /// whitespace can be tokenized otherwise on its own: GPT-2-style split rules keep a whitespace
+    /// run whole at the very end of a text but give its last character to what follows (".\n\n"
+    /// alone ends in one token "\n\n", followed by a word it is "\n" "\n"), and the model, which
+    /// never saw "\n\n" before a word, would then predict as if the paragraph went on blank. So such
+    /// a text is tokenized with a letter after it, and the tokens within the text are kept (the
+    /// rest, if a token crossed the text's end, tokenized on its own).
+    private func modelTokens(ofPrefix text: [UInt8]) -> [Int32] {
+        guard let last = text.last, [0x20, 0x0A, 0x09, 0x0D].contains(last) else { return model.encode(bytes: text) }
+        var ids: [Int32] = [], end = 0
+        for id in model.encode(bytes: text + [UInt8(ascii: "x")]) {
+            let next = end + modelTokenBytes(id).count
+            guard next <= text.count else { break }
+            ids.append(id)
+            end = next
+        }
+        if end < text.count { ids += model.encode(bytes: Array(text[end...])) }
+        return ids
     }
 
     /// The model positions whose next-token probabilities `nextPhrases` reads: `full`, after the
@@ -150,7 +176,8 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
             .prefix(k)
         let probabilities = ranked.map(\.value)
         let listed = probabilities.reduce(0, +)
-        let unlisted = network.vocabSize - probabilities.count
+        // The contract's floor counts k slots as listed, even when fewer phrases than k exist.
+        let unlisted = network.vocabSize - min(k, network.vocabSize)
         return PhraseDistribution(probabilities: probabilities, phrases: ranked.map(\.key),
                                   floor: unlisted > 0 ? max(0, 1 - listed) / Float(unlisted) : 0)
     }
@@ -168,6 +195,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
               let lastNetworkBytes = network.textBytes(of: lastNetwork) else { return nil }
         var exact: Float = 0
         var extensions: [([Int32], Float)] = []
+        let encoder = network.makeByteEncoder()
         for t in candidates(startingWith: remainder) {
             let p = healed[Int(t)]
             guard p > 0 else { continue }
@@ -179,8 +207,8 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
             let added = Array(bytes.dropFirst(remainder.count))
             // The network tokenizer put a boundary where the text ends; a continuation that would
             // make it merge the last network token with what follows contradicts that boundary.
-            guard network.encode(bytes: lastNetworkBytes + added).first == lastNetwork else { continue }
-            extensions.append((network.encode(bytes: added), p))
+            guard encoder.encode(bytes: lastNetworkBytes + added).first == lastNetwork else { continue }
+            extensions.append((encoder.encode(bytes: added), p))
         }
         let total = exact + extensions.reduce(0) { $0 + $1.1 }
         guard total > 0, total.isFinite else { return nil }
@@ -198,8 +226,18 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
     ///   - k: top-k to list; 0 lists every network token (ids in order, probabilities as given).
     public func nextTokens(_ row: RowAlignment, k: Int,
                            probabilitiesAt: (Int) -> UnsafeBufferPointer<Float>) -> [NetworkTokenDistribution] {
+        var answers: [NetworkTokenDistribution] = []
+        answers.reserveCapacity(row.networkEnds.count)
+        forEachNextToken(row, k: k, probabilitiesAt: probabilitiesAt) { _, answer in answers.append(answer) }
+        return answers
+    }
+
+    /// `nextTokens`, one network position at a time: `body` gets each position's distribution in
+    /// order, so full distributions (k = 0) need not all be held at once.
+    public func forEachNextToken(_ row: RowAlignment, k: Int, probabilitiesAt: (Int) -> UnsafeBufferPointer<Float>,
+                                 body: (_ position: Int, _ distribution: NetworkTokenDistribution) -> Void) {
         var aggregate = [Float](repeating: 0, count: network.vocabSize)
-        return row.networkEnds.map { end in
+        for (position, end) in row.networkEnds.enumerated() {
             for index in aggregate.indices { aggregate[index] = 0 }
             if let i = row.modelPosition(endingAt: end) {
                 let p = probabilitiesAt(i)
@@ -209,7 +247,7 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
             } else {
                 accumulateInside(row, end: end, into: &aggregate, probabilitiesAt: probabilitiesAt)
             }
-            return Self.select(aggregate, k: k)
+            body(position, Self.select(aggregate, k: k))
         }
     }
 
@@ -225,9 +263,10 @@ public final class TokenSpaceTranslator: @unchecked Sendable {
         let prefix = Array(row.text[row.modelEnds[i - 1]..<end])
         var total: Float = 0
         var picked: [(Int32, Float)] = []
+        let encoder = network.makeByteEncoder()
         for t in candidates(startingWith: prefix) where p[Int(t)] > 0 {
             let bytes = modelTokenBytes(t)
-            guard bytes.count > prefix.count, let first = network.encode(bytes: Array(bytes.dropFirst(prefix.count))).first
+            guard bytes.count > prefix.count, let first = encoder.encode(bytes: Array(bytes.dropFirst(prefix.count))).first
             else { continue }
             picked.append((first, p[Int(t)]))
             total += p[Int(t)]

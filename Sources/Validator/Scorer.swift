@@ -17,8 +17,12 @@ public enum ScoreError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Scores an axon on a corpus with `NextTokenLoss`.
+/// Scores an axon on a corpus: in model space the true next token by `NextTokenLoss`, in network
+/// space the next standard tokens by `PhraseCrossEntropy` (as Bittensor v3 validators scored).
 public struct Scorer: Sendable {
+    /// Standard tokens a network-space window's phrase loss is scored against (v3 validators held out 8).
+    public static let phraseTargetLength = 8
+
     public var seq: Int
     public var topk: Int
     /// Tokens between window starts (default: `seq`, windows side by side).
@@ -27,43 +31,80 @@ public struct Scorer: Sendable {
     public var rowsPerRequest: Int
     public var timeoutMs: UInt32
     /// The axon's vocabulary size (INFO), which every returned id must be below; nil skips that check.
+    /// In network space, the network vocabulary (INFO's `network_vocab_size`).
     public var vocab: Int?
+    /// The space of the corpus's ids: the model's (`tokenizer_sha256`) or the network's standard one.
+    public var space: TokenSpace
+    /// Bytes of text each id of the space stands for, for bits per byte; nil leaves it out.
+    public var tokenBytes: [Int]?
 
     public init(seq: Int = 256, topk: Int = 4096, stride: Int? = nil, rowsPerRequest: Int = 8, timeoutMs: UInt32 = 0,
-                vocab: Int? = nil) {
+                vocab: Int? = nil, space: TokenSpace = .model, tokenBytes: [Int]? = nil) {
         self.seq = seq; self.topk = topk; self.stride = stride ?? seq
         self.rowsPerRequest = rowsPerRequest; self.timeoutMs = timeoutMs; self.vocab = vocab
+        self.space = space; self.tokenBytes = tokenBytes
+    }
+
+    /// The windows side by side (`stride` apart), with the targets their space scores.
+    public func windows(tokens: [Int32]) -> [ScoreWindow] {
+        ScoreWindows.make(tokens: tokens, seq: seq, stride: stride, following: space == .network ? Self.phraseTargetLength : 1)
     }
 
     /// The windows, and for each request of up to `rowsPerRequest` of them, the body to send.
     /// - Throws: `ScoreError` for bad parameters or a corpus shorter than one window plus one token.
     public func requests(tokens: [Int32]) throws -> [(windows: ArraySlice<ScoreWindow>, request: ForwardRequest)] {
+        try requests(tokens: tokens, windows: windows(tokens: tokens))
+    }
+
+    /// Requests for the given windows of `tokens` (e.g. `ScoreWindows.sample`).
+    /// - Throws: `ScoreError` for bad parameters or no windows.
+    public func requests(tokens: [Int32], windows: [ScoreWindow]) throws -> [(windows: ArraySlice<ScoreWindow>, request: ForwardRequest)] {
         for (name, value) in [("--seq", seq), ("--topk", topk), ("--stride", stride), ("rows per request", rowsPerRequest)]
         where value < 1 {
             throw ScoreError.invalidParameter(name: name, value: value)
         }
-        let windows = ScoreWindows.make(tokens: tokens, seq: seq, stride: stride)
         guard !windows.isEmpty else { throw ScoreError.corpusTooShort(tokens: tokens.count, seq: seq) }
         return Swift.stride(from: 0, to: windows.count, by: rowsPerRequest).map { first in
             let chunk = windows[first..<min(windows.count, first + rowsPerRequest)]
             let rows = chunk.map { Array(tokens[$0.start..<($0.start + seq)]) }
             return (chunk, ForwardRequest(tokens: Tensor(int32Rows: rows),
-                                          synapses: [Synapse(type: .textCausalLMNext, topk: UInt32(topk))]))
+                                          synapses: [Synapse(type: .textCausalLMNext, topk: UInt32(topk))], space: space))
         }
     }
 
-    /// Σ loss over `windows` from one answer (tensors probabilities `[rows, k]`, ids `[rows, k]`, floor `[rows]`).
-    /// - Throws: `AnswerError` when the axon refused or the answer is not of that form.
-    public func totalLoss(windows: ArraySlice<ScoreWindow>, response: Response) throws -> Double {
-        let answer = try response.checkedResult(.textCausalLMNext)
-            .checkedTopK(rows: windows.count, positions: nil, k: topk, vocab: vocab)
-        var total = 0.0
-        for (row, window) in windows.enumerated() {
-            let span = answer.span(row: row)
-            total += NextTokenLoss.loss(of: window.target, probabilities: answer.probabilities[span], ids: answer.ids[span],
-                                        floor: answer.floor(row: row))
+    /// Each window's loss from one answer: model space `NextTokenLoss` (`lossVal` = `loss`), network
+    /// space `PhraseCrossEntropy` against the window's following standard tokens.
+    /// - Throws: `AnswerError` when the axon refused or the answer is not of its space's form.
+    public func losses(windows: ArraySlice<ScoreWindow>, response: Response) throws -> [PhraseCrossEntropy.Loss] {
+        let result = try response.checkedResult(.textCausalLMNext)
+        if space == .network {
+            let answer = try result.checkedPhrases(rows: windows.count, k: topk, vocab: vocab ?? PhraseCrossEntropy.networkVocabSize)
+            return windows.enumerated().map { row, window in
+                PhraseCrossEntropy.loss(probabilities: Array(answer.probabilities[answer.span(row: row)]),
+                                        phrases: answer.phrases(row: row), floor: answer.floor(row: row), target: window.following,
+                                        vocabSize: vocab ?? PhraseCrossEntropy.networkVocabSize)
+            }
         }
-        return total
+        let answer = try result.checkedTopK(rows: windows.count, positions: nil, k: topk, vocab: vocab)
+        return windows.enumerated().map { row, window in
+            let span = answer.span(row: row)
+            let loss = NextTokenLoss.loss(of: window.target, probabilities: answer.probabilities[span], ids: answer.ids[span],
+                                          floor: answer.floor(row: row))
+            return PhraseCrossEntropy.Loss(lossVal: loss, loss: loss)
+        }
+    }
+
+    /// The sums over `windows` from one answer (see `losses`).
+    /// - Throws: `AnswerError` when the axon refused or the answer is not of its space's form.
+    public func totals(windows: ArraySlice<ScoreWindow>, response: Response) throws -> ScoreTotals {
+        var totals = ScoreTotals()
+        for (window, loss) in zip(windows, try losses(windows: windows, response: response)) {
+            totals.loss += loss.lossVal
+            totals.phraseLoss += loss.loss
+            totals.positions += 1
+            if let tokenBytes, tokenBytes.indices.contains(Int(window.target)) { totals.bytes += tokenBytes[Int(window.target)] }
+        }
+        return totals
     }
 
     /// Scores `tokens` against the axon behind `client`. Two requests are kept in flight, so the
@@ -73,24 +114,54 @@ public struct Scorer: Sendable {
     ///   when the connection fails.
     public func score(tokens: [Int32], client: AxonClient,
                       progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> ScoreResult {
-        let planned = try requests(tokens: tokens)
-        let windowCount = planned.reduce(0) { $0 + $1.windows.count }
+        try score(tokens: tokens, windows: windows(tokens: tokens), client: client, progress: progress)
+    }
+
+    /// `score` over the given windows of `tokens`.
+    public func score(tokens: [Int32], windows: [ScoreWindow], client: AxonClient,
+                      progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> ScoreResult {
+        let planned = try requests(tokens: tokens, windows: windows)
+        var totals = ScoreTotals()
+        try Self.inFlight(planned.map(\.request), client: client, timeoutMs: timeoutMs) { index, response in
+            totals.add(try self.totals(windows: planned[index].windows, response: response))
+            progress?(totals.positions, windows.count)
+        }
+        return ScoreResult(totals, space: space, bytesKnown: tokenBytes != nil)
+    }
+
+    /// Sends `requests` keeping two in flight and hands each answer, in order, to `body`.
+    /// - Throws: `ClientError` when the connection fails, or what `body` throws.
+    public static func inFlight(_ requests: [ForwardRequest], client: AxonClient, timeoutMs: UInt32,
+                                body: (_ index: Int, _ response: Response) throws -> Void) throws {
         let wait = Double(timeoutMs == 0 ? 12_000 : timeoutMs) / 1000 * 2 + 2
         var ids: [UInt64] = []
         func send(_ index: Int) throws {
             let id = client.makeID()
-            try client.send(Request(id: id, method: .forward, timeoutMs: timeoutMs, body: planned[index].request.serializedBytes()))
+            try client.send(Request(id: id, method: .forward, timeoutMs: timeoutMs, body: requests[index].serializedBytes()))
             ids.append(id)
         }
-        for index in 0..<min(2, planned.count) { try send(index) }
-        var total = 0.0, positions = 0
-        for index in planned.indices {
+        for index in 0..<min(2, requests.count) { try send(index) }
+        for index in requests.indices {
             let response = try client.response(id: ids[index], timeout: wait)
-            if index + 2 < planned.count { try send(index + 2) }
-            total += try totalLoss(windows: planned[index].windows, response: response)
-            positions += planned[index].windows.count
-            progress?(positions, windowCount)
+            if index + 2 < requests.count { try send(index + 2) }
+            try body(index, response)
         }
-        return ScoreResult(totalLoss: total, positions: positions)
+    }
+}
+
+/// Sums of a score: losses in nats over `positions` windows, and the bytes of their target tokens.
+public struct ScoreTotals: Equatable, Sendable {
+    /// Σ −log p of the next token (network space: Σ `lossVal`).
+    public var loss = 0.0
+    /// Σ phrase loss (network space; model space repeats `loss`).
+    public var phraseLoss = 0.0
+    public var positions = 0
+    /// Σ bytes of the scored next tokens (their text, for bits per byte).
+    public var bytes = 0
+
+    public init() {}
+
+    public mutating func add(_ other: ScoreTotals) {
+        loss += other.loss; phraseLoss += other.phraseLoss; positions += other.positions; bytes += other.bytes
     }
 }

@@ -100,6 +100,23 @@ final class EngineReferenceTests: XCTestCase {
         XCTAssertTrue(zip(top.probs, top.probs.dropFirst()).allSatisfy { $0 >= $1 }, "sorted by probability")
     }
 
+    func testSoftmaxOfEveryIdEqualsTopKsProbabilityBitForBit() throws {
+        let fixture = try ReferenceFixture.reference()
+        let result = try engine().forward(RaggedBatch(rows: [fixture.rows[2].ids]), logits: .last)
+        var cases = [Array(try XCTUnwrap(result.lastLogits(row: 0)))]
+        // A count that is not a multiple of the vector width (the scalar tail), ties, and a maximum
+        // that moves late (the total is rescaled).
+        cases.append((0..<1003).map { Float(($0 * 7919) % 211) / 9 - 11 + ($0 > 990 ? 40 : 0) })
+        for logits in cases {
+            let top = logits.withUnsafeBufferPointer { topK($0, k: $0.count) }
+            var probabilities = [Float](repeating: .nan, count: logits.count)
+            logits.withUnsafeBufferPointer { l in probabilities.withUnsafeMutableBufferPointer { softmax(l, into: $0) } }
+            for (id, p) in zip(top.ids, top.probs) {
+                XCTAssertEqual(probabilities[Int(id)].bitPattern, p.bitPattern, "id \(id) of \(logits.count)")
+            }
+        }
+    }
+
     func testEachRowOfARaggedBatchEqualsThatRowRunAlone() throws {
         let fixture = try ReferenceFixture.reference()
         let engine = try engine()

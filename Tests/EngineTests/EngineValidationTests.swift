@@ -108,6 +108,40 @@ final class EngineValidationTests: XCTestCase {
         try assertForwardFails([Array(repeating: 1, count: 33)], with: .rowTooLong(row: 0, length: 33, max: 32))
         try assertForwardFails(Array(repeating: Array(repeating: 1, count: 30), count: 3), with: .tooManyTokens(count: 90, max: 64))
         try assertForwardFails([Array(repeating: 1, count: 17)], logits: .all, with: .tooManyLogitPositions(count: 17, max: 16))
+        try assertForwardFails([Array(repeating: 1, count: 20)], logits: .positions(Array(0..<17)),
+                               with: .tooManyLogitPositions(count: 17, max: 16))
+        try assertForwardFails([[1, 2], [3]], logits: .positions([0, 3]), with: .logitPositionOutOfRange(index: 3, tokens: 3))
+        try assertForwardFails([[1, 2], [3]], logits: .positions([-1]), with: .logitPositionOutOfRange(index: -1, tokens: 3))
+    }
+
+    func testSelectedPositionsGetTheHeadOfTheirHiddenStatesAndTheLastOnesEqualLast() throws {
+        var model = TinyModel()
+        model.tied = false
+        let engine = try load(model)
+        let file = try model.file()
+        let head = try file.dequantize(XCTUnwrap(file.tensor(named: "output.weight")))
+        let batch = RaggedBatch(rows: [[3, 1, 4, 1, 5], [9, 2, 6], [5]])
+        // Each row's last two positions (one for a one-token row), as token healing asks for them.
+        let chosen = [3, 4, 6, 7, 8]
+        let selected = try engine.forward(batch, logits: .positions(chosen))
+        let hidden = (0..<3).flatMap { Array(selected.hidden(row: $0)) }   // (9 tokens, 32)
+        let logits = try chosen.indices.map { try Array(XCTUnwrap(selected.selectedLogits($0))) }
+        XCTAssertNil(selected.selectedLogits(chosen.count))
+        XCTAssertEqual(try Array(XCTUnwrap(selected.logits(row: 1, position: 1))), logits[2])
+        XCTAssertNil(selected.logits(row: 0, position: 0))
+        for (i, t) in chosen.enumerated() {
+            for v in 0..<64 {
+                let expected = (0..<32).reduce(Float(0)) { $0 + hidden[t * 32 + $1] * head[v * 32 + $1] }
+                // Two fp32 orders of a 32-term sum differ by at most 2·32·u·Σ|h·w| (Higham's γ_K, both ways).
+                let magnitude = (0..<32).reduce(Float(0)) { $0 + abs(hidden[t * 32 + $1] * head[v * 32 + $1]) }
+                XCTAssertEqual(logits[i][v], expected, accuracy: 2 * 32 * Tolerance.u * magnitude, "position \(t), logit \(v)")
+            }
+        }
+        // The rows' last positions as a selection are the same gather and the same head call as `.last`.
+        let lastPositions = try engine.forward(batch, logits: .positions([4, 7, 8]))
+        let lastCopies = try (0..<3).map { try Array(XCTUnwrap(lastPositions.selectedLogits($0))) }
+        let last = try engine.forward(batch, logits: .last)
+        for r in 0..<3 { XCTAssertEqual(try Array(XCTUnwrap(last.lastLogits(row: r))), lastCopies[r], "row \(r)") }
     }
 
     func testUntiedOutputHeadIsUsedForLogits() throws {

@@ -135,3 +135,47 @@ func loopbackSocket(port: Int, beforeConnect: (Int32) -> Void = { _ in }) throws
     guard connected == 0 else { close(fd); throw SocketError(what: "connect to port \(port)") }
     return fd
 }
+
+/// The network's standard tokenizer (Models/gpt2.tiktoken, fetched by scripts/test) and the network
+/// space over the default model's tokenizer, built once for the whole test process.
+enum NetworkSpaces {
+    private static var standardTokenizer: NetworkStandardTokenizer?
+    private static var model: (info: ModelInfo, tokenizer: any TextTokenizer)?
+    private static var space: NetworkTokenSpace?
+
+    static func standard() throws -> NetworkStandardTokenizer {
+        if let standardTokenizer { return standardTokenizer }
+        let loaded = try Tokenizer.networkStandard(ranksPath: TestPaths.repositoryRoot.appendingPathComponent("Models/gpt2.tiktoken").path)
+        standardTokenizer = loaded
+        return loaded
+    }
+
+    /// The default model's INFO fields and tokenizer (for a `FakeBackend` of its shape).
+    static func defaultModel() throws -> (info: ModelInfo, tokenizer: any TextTokenizer) {
+        if let model { return model }
+        let file = try GGUFFile(path: TestPaths.defaultModel())
+        let tokenizer = try TokenizerLoader.load(gguf: file)
+        let loaded = (ModelInfo(gguf: file, tokenizer: tokenizer), tokenizer)
+        model = loaded
+        return loaded
+    }
+
+    static func overDefaultModel() throws -> NetworkTokenSpace {
+        if let space { return space }
+        let built = NetworkTokenSpace(standard: try standard(), model: try defaultModel().tokenizer)
+        space = built
+        return built
+    }
+
+    /// GPT-2 ids of `text`.
+    static func ids(_ text: String) throws -> [Int32] {
+        try standard().tokenizer.encode(text, addSpecial: false, parseSpecial: false)
+    }
+}
+
+/// Rows of different lengths left-padded to one width with `pad`, and their lengths.
+func leftPadded(_ rows: [[Int32]], pad: Int32) -> (tokens: Tensor, lengths: [UInt32]) {
+    let width = rows.map(\.count).max() ?? 0
+    let padded = rows.map { [Int32](repeating: pad, count: width - $0.count) + $0 }
+    return (Tensor(int32Rows: padded), rows.map { UInt32($0.count) })
+}

@@ -45,6 +45,32 @@ final class RealTokenizerTranslationTests: XCTestCase {
         }
     }
 
+    func testARowEndingInWhitespaceIsTokenizedAsTheModelReadsItWhenAWordFollows() throws {
+        // Paragraph breaks and runs of spaces before words: the model tokenizer gives a run's last
+        // character to the word after it, and splits the run whole at the very end of a text.
+        let (t, network, model) = try translator()
+        let texts = ["It ends here.\n\nCalling write() after end() is an error.", "Two  spaces and   three\n\n\nnewlines\n word",
+                     "A tab\t\tthen text", "One.\n\nTwo, then\n\nthree; and\n\n\n\nfour."]
+        var checked = 0
+        for text in texts {
+            let bytes = Array(text.utf8)
+            let whole = model.encode(text, addSpecial: false, parseSpecial: false)
+            let ids = network.encode(text, addSpecial: false, parseSpecial: false)
+            var end = 0
+            for count in 1..<ids.count {
+                end += try network.decodeBytes([ids[count - 1]]).count
+                // Prefixes that end in whitespace with a letter right after them.
+                guard [0x20, 0x0A, 0x09].contains(bytes[end - 1]), Character(UnicodeScalar(bytes[end])).isLetter else { continue }
+                let row = try t.align(networkIDs: Array(ids.prefix(count)))
+                XCTAssertEqual(row.modelEnds.last, end)
+                XCTAssertEqual(Array(whole.prefix(row.modelIDs.count)), row.modelIDs,
+                               "\(String(decoding: bytes[..<end], as: UTF8.self).debugDescription): the whole text's model tokens start with the row's")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 5)
+    }
+
     func testTheEndOfTextIdStandsForNoText() throws {
         let (t, network, _) = try translator()
         let ids = [NetworkStandardTokenizer.endOfText] + network.encode("Hello", addSpecial: false, parseSpecial: false)

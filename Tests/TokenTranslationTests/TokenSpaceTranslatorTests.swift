@@ -91,6 +91,20 @@ final class TokenSpaceTranslatorTests: XCTestCase {
         XCTAssertEqual(answer.probabilities, [0.625, 0.125, 0.0625])
     }
 
+    func testTheFloorCountsTheKSlotsAskedForEvenWhenFewerPhrasesExist() throws {
+        // Three phrases hold 0.8125 and k = 10 was asked: the answer pads 7 slots with probability 0,
+        // so the contract's floor is (1 − 0.8125) / (vocabulary − 10).
+        let t = translator(bos: true)
+        let row = try t.align(networkIDs: ids([" the"], in: network))
+        let healed = distribution([(" the", 1)])
+        let full = distribution([(" cat", 0.625), (" hel", 0.125), ("s", 0.0625)])
+        let answer = healed.withUnsafeBufferPointer { h in
+            full.withUnsafeBufferPointer { f in t.nextPhrases(row, healed: h, full: f, k: 10) }
+        }
+        XCTAssertEqual(answer.phrases.count, 3)
+        XCTAssertEqual(answer.floor, (1 - 0.8125) / Float(network.vocabSize - 10))
+    }
+
     func testCandidatesWithTheSamePhraseAreMerged() throws {
         // After " hel", the healed candidate " help" adds "p", and so does the byte token "p" after
         // the whole text: one phrase, their probabilities summed (0.5 + 0.5 × 0.5).
