@@ -36,7 +36,8 @@ struct GenerationService {
                                         maxSequenceLength: backend.maxSequenceLength, maxResponse: c.maxResponse,
                                         kvCapacityBytes: backend.kvCapacityBytes, stepTokens: c.stepTokens,
                                         eosID: Int32(truncatingIfNeeded: backend.modelInfo.eosID),
-                                        kvReservation: { [unowned backend] in backend.kvReservation(prompt: $0, generate: $1, beams: $2, chunk: $3) })
+                                        kvReservation: { [unowned backend] in backend.kvReservation(prompt: $0, generate: $1, beams: $2, chunk: $3) },
+                                        network: c.networkSpace)
         loop = DecodeLoop(backend: backend, stepTokens: c.stepTokens, maxSequences: maxSequences)
     }
 }

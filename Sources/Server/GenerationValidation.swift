@@ -1,6 +1,7 @@
 // TEXT_SEQ_2_SEQ requests: the `Generation` fields with their defaults applied and their values
 // checked (docs/PROTOCOL.md, "TEXT_SEQ_2_SEQ"), and what a whole generation request will hold.
 import Sampling
+import TokenTranslation
 import Wire
 
 /// One TEXT_SEQ_2_SEQ synapse's parameters: the Sampling module's, every absent field at its
@@ -95,6 +96,29 @@ struct ValidatedGeneration {
     let sequences: Int
     /// KV cache bytes reserved for it while it runs.
     let kvBytes: Int
+    /// Set for a network-space request: its prompts were network ids (`rows` are their text's model
+    /// tokens), and its answer is network ids.
+    let network: NetworkTokenSpace?
+    let modelEOS: Int32
+
+    /// The ids synapse `index` answers for its rows' generated model tokens: those tokens in model
+    /// space; in network space the text they spell re-tokenized by the standard tokenizer (as
+    /// Bittensor's miners re-tokenized their output), the model's eos as the network's end of text,
+    /// at most `num_to_generate` ids.
+    func answerIDs(synapse index: Int, _ outputs: [[Int32]]) -> [[Int32]] {
+        guard let network, case .success(let parameters) = plans[index] else { return outputs }
+        let translator = network.translator
+        return outputs.map { output in
+            var text: [UInt8] = []
+            var ended = false
+            for id in output {
+                if id == modelEOS { ended = true; break }
+                text += translator.model.textBytes(of: id) ?? []
+            }
+            let ids = translator.network.encode(bytes: text) + (ended ? [network.endOfText] : [])
+            return Array(ids.prefix(parameters.maxNewTokens))
+        }
+    }
 }
 
 /// Checks a validated FORWARD whose synapses include TEXT_SEQ_2_SEQ.
@@ -107,6 +131,20 @@ struct GenerationValidator {
     let stepTokens: Int
     let eosID: Int32
     let kvReservation: (_ prompt: Int, _ generate: Int, _ beams: Int, _ chunk: Int) -> Int
+    /// The network's standard token space, when this axon serves it.
+    let network: NetworkTokenSpace?
+
+    /// Network-space stop tokens as model-space ones: the network's end of text stands for the
+    /// model's eos, an id outside the network vocabulary never occurs (kept as −1); any other id
+    /// would need the output re-tokenized at every step, and is not served.
+    private func modelStops(_ networkIDs: [Int32], space: NetworkTokenSpace) throws -> [Int32] {
+        if let other = networkIDs.first(where: { $0 >= 0 && Int($0) < space.vocabSize && $0 != space.endOfText }) {
+            throw GenerationRefusal(code: .notImplemented,
+                                    message: "in network space stop_tokens may hold only the network's end of text (\(space.endOfText), the model's eos) or ids that never occur (-1), got \(other)")
+        }
+        let stops = networkIDs.contains(space.endOfText) ? [eosID] : []
+        return stops.isEmpty && !networkIDs.isEmpty ? [-1] : stops
+    }
 
     /// - Throws: `Refusal` for the request as a whole: other synapses beside TEXT_SEQ_2_SEQ
     ///   (`InvalidRequest`), an answer over `--max-response` (`ResponseShapeException`), more
@@ -116,9 +154,17 @@ struct GenerationValidator {
             throw Refusal(code: .invalidRequest,
                           message: "TEXT_SEQ_2_SEQ cannot share a FORWARD with \(other.type); send the other synapses in their own request")
         }
+        let space = forward.network == nil ? nil : network
         let plans = forward.synapses.map { synapse in
-            Result { try GenerationParameters.resolve(synapse.generation, limits: limits, eosID: eosID, randomSeed: randomSeed) }
-                .mapError { $0 as? GenerationRefusal ?? GenerationRefusal(code: .unknownException, message: "\($0)") }
+            Result {
+                var generation = synapse.generation
+                if let space, var asked = generation {
+                    asked.stopTokens = try modelStops(asked.stopTokens, space: space)
+                    generation = asked
+                }
+                return try GenerationParameters.resolve(generation, limits: limits, eosID: eosID, randomSeed: randomSeed)
+            }
+            .mapError { $0 as? GenerationRefusal ?? GenerationRefusal(code: .unknownException, message: "\($0)") }
         }
         var responseBytes = 0, sequences = 0, kvBytes = 0
         var rowLimits: [[Int]] = []
@@ -155,7 +201,7 @@ struct GenerationValidator {
         }
         return ValidatedGeneration(batch: forward.batch, rows: forward.rows, synapses: forward.synapses, plans: plans,
                                    limits: rowLimits, promptTokens: forward.tokenCount, responseBytes: responseBytes,
-                                   sequences: sequences, kvBytes: kvBytes)
+                                   sequences: sequences, kvBytes: kvBytes, network: space, modelEOS: eosID)
     }
 }
 

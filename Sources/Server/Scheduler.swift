@@ -571,7 +571,8 @@ extension Scheduler {
             case .failure(let refusal):
                 return SynapseResult(type: synapse.type, code: refusal.code, message: refusal.message)
             case .success:
-                return SynapseResult(type: synapse.type, code: .success, tensors: Seq2SeqEncoding.tensors(generation.outputs(synapse: index)))
+                let ids = job.generation.answerIDs(synapse: index, generation.outputs(synapse: index))
+                return SynapseResult(type: synapse.type, code: .success, tensors: Seq2SeqEncoding.tensors(ids))
             }
         }
         let timing = Timing(queueUs: UInt32(clamping: (generation.admitted - min(generation.admitted, job.arrival)) / 1000),

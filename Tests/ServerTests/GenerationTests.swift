@@ -3,6 +3,7 @@ import Foundation
 import Identity
 import Sampling
 import Server
+import Tokenizer
 import Wire
 import XCTest
 
@@ -499,5 +500,74 @@ final class GenerationPriorityTests: XCTestCase {
         let starved = try send(raw, low, timeoutMs: 2_200)
         let highs = try (0..<3).map { _ in try send(raw, high, timeoutMs: 20_000) }
         XCTAssertEqual(try completionOrder(raw, count: 5), [blocker, highs[0], starved, highs[1], highs[2]])
+    }
+}
+
+/// TEXT_SEQ_2_SEQ in network space on a fake of the default model's shape: the prompt is GPT-2 ids
+/// (laid over the model's tokens as every network-space FORWARD is), the answer is the generated
+/// text re-tokenized by GPT-2, the model's eos becoming `<|endoftext|>`.
+final class NetworkGenerationTests: XCTestCase {
+    private let endOfText = NetworkStandardTokenizer.endOfText
+
+    private func server(maxNewTokens: Int = 64) throws -> (Harness, AxonClient) {
+        let model = try NetworkSpaces.defaultModel()
+        let space = try NetworkSpaces.overDefaultModel()
+        let harness = try startServer(backend: FakeGenerationBackend(modelInfo: model.info)) { config in
+            config.networkSpace = space
+            config.maxNewTokens = maxNewTokens
+        }
+        return (harness, try harness.client())
+    }
+
+    private func request(_ rows: [[Int32]], _ generation: Generation) -> ForwardRequest {
+        let padded = leftPadded(rows, pad: endOfText)
+        return ForwardRequest(tokens: padded.tokens, lengths: padded.lengths, synapses: [Synapse(type: .textSeq2Seq, generation: generation)],
+                              space: .network)
+    }
+
+    /// What a row must answer: greedy by recompute over the fake's FORWARD path from the model
+    /// tokens the text reads as, its text (control tokens have none) re-tokenized by GPT-2.
+    private func expected(_ networkIDs: [Int32], count: Int, stops: Set<Int32>) throws -> [Int32] {
+        let model = try NetworkSpaces.defaultModel()
+        let prompt = try NetworkSpaces.overDefaultModel().translator.align(networkIDs: networkIDs).modelIDs
+        let fake = FakeBackend(modelInfo: model.info)
+        var output: [Int32] = []
+        while output.count < count {
+            try fake.forward(rows: [prompt + output], hidden: false, logits: .last) { result in
+                output.append(referenceTopK(Array(try XCTUnwrap(result.logits)), k: 1).ids[0])
+            }
+            if stops.contains(output[output.count - 1]) { break }
+        }
+        let eos = try XCTUnwrap(model.tokenizer.eosID)
+        let text = try output.filter { $0 != eos && model.tokenizer.tokenType(for: $0) != 3 }.flatMap { try model.tokenizer.decodeBytes([$0]) }
+        let ids = try NetworkSpaces.standard().tokenizer.encode(String(decoding: text, as: UTF8.self), addSpecial: false, parseSpecial: false)
+        return Array((ids + (output.last == eos ? [endOfText] : [])).prefix(count))
+    }
+
+    func testTheAnswerIsTheGeneratedTextInStandardTokens() throws {
+        let (_, client) = try server()
+        let rows = [try NetworkSpaces.ids("The capital of France is"), try NetworkSpaces.ids("Once upon a time, in a land")]
+        let response = try client.forward(request(rows, Generation(numToGenerate: 20, noRepeatNgramSize: 0, stopTokens: [-1])))
+        let outputs = try response.checkedResult(.textSeq2Seq).checkedGeneration(rows: 2, maxTokens: 20, vocab: 50_257)
+        for (index, row) in rows.enumerated() {
+            XCTAssertEqual(outputs[index], try expected(row, count: 20, stops: []), "row \(index)")
+        }
+        // The network's end of text stops at the model's eos and is answered as itself.
+        let stopped = try client.forward(request(rows, Generation(numToGenerate: 20, noRepeatNgramSize: 0, stopTokens: [endOfText])))
+        let stoppedOutputs = try stopped.checkedResult(.textSeq2Seq).checkedGeneration(rows: 2, maxTokens: 20, vocab: 50_257)
+        let eos = try XCTUnwrap(NetworkSpaces.defaultModel().tokenizer.eosID)
+        for (index, row) in rows.enumerated() {
+            XCTAssertEqual(stoppedOutputs[index], try expected(row, count: 20, stops: [eos]), "row \(index)")
+        }
+    }
+
+    func testAStopTokenOtherThanTheEndOfTextIsNotImplementedInNetworkSpace() throws {
+        let (_, client) = try server()
+        let period = try NetworkSpaces.ids(".")[0]
+        let response = try client.forward(request([try NetworkSpaces.ids("Hello there")], Generation(numToGenerate: 4, stopTokens: [period])))
+        XCTAssertEqual(response.code, .success, response.message)
+        let result = try XCTUnwrap(response.forward?.results.first)
+        XCTAssertEqual(result.code, .notImplemented)
+        XCTAssertTrue(result.message.contains("stop_tokens may hold only the network's end of text (50256"), result.message)
     }
 }
