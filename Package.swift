@@ -4,7 +4,7 @@ import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
-// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
+// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
 // {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
 // The SIMD kernels of the engine and of Sampling need AVX2/FMA codegen (x86-64-v3, any x86 CPU since
 // 2013-15) or Swift falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["GGUF", "CBLAS", "CKernels"], swiftSettings: engineSettings),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
         .target(name: "Server", dependencies: [
-            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "CLibUV",
+            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer",
-                                                        "TokenTranslation", "GGUF", "Identity"],
+                                                        "TokenTranslation", "GGUF", "Identity", "Sampling"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ValidatorTests", dependencies: ["TestSupport", "Validator", "Server", "AxonClient", "Wire", "Identity",
                                                            "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),

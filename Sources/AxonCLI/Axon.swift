@@ -6,7 +6,7 @@ struct Axon: ParsableCommand {
         commandName: "axon",
         abstract: "A miner server for Bittensor-style networks: embeddings and next-token distributions from a GGUF model on CPU.",
         subcommands: [
-            Serve.self, Query.self,
+            Serve.self, Query.self, Generate.self,
             Run.self, Bench.self, BenchKernels.self,
             Tokenize.self, Detokenize.self,
             Inspect.self,

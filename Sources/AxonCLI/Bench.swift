@@ -7,7 +7,7 @@ import Validator   // SplitMix64: benchmark ids, the same every run
 /// `axon bench`: prefill throughput of the engine on fixed shapes, after a warm-up.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time the forward pass (prefill) on batch×sequence shapes of random valid token ids.")
+        abstract: "Time the forward pass (prefill) on batch×sequence shapes of random valid token ids, or generation (--decode).")
     @OptionGroup var modelOption: ModelOption
 
     @Option(help: "Threads for sgemm and the engine's workers (default: all cores).")
@@ -31,9 +31,14 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also time OpenBLAS sgemm on the model's projection shapes and report the forward pass's useful GFLOP/s as a fraction of it.")
     var roofline = false
 
+    @OptionGroup(title: "Generation (--decode)") var decodeOptions: DecodeBenchOptions
+
     struct Shape { let batch: Int; let seq: Int }
 
     func run() throws {
+        if decodeOptions.decode {
+            return try DecodeBench(options: decodeOptions, path: modelOption.resolvedPath(), threads: threads, json: json).run()
+        }
         let parsedShapes = try Self.parseShapes(shapes)
         guard ["last", "all", "none"].contains(logits) else {
             throw ValidationError("--logits must be last, all or none, not '\(logits)'")

@@ -42,19 +42,23 @@ enum BackendLoader {
 
     /// Opens the model, its tokenizer (for INFO's identity fields) and the backend.
     /// `maxSeq` nil means min(2048, the model's `context_length`) (`RowLimit`).
+    /// `generation` (serve's flags) adds the KV cache and TEXT_SEQ_2_SEQ; nil serves FORWARD only.
     static func load(path: String, threads: Int?, maxBatch: Int, maxSeq requested: Int?, maxBatchTokens: Int,
-                     fake: Bool) throws -> Loaded {
+                     fake: Bool, generation: GenerationServeOptions? = nil) throws -> Loaded {
         let file = try GGUFFile(path: path)
         let limit = RowLimit(requested: requested, gguf: file)
         let maxSeq = limit.maxSeq, clamped = limit.clampedToContext
         let tokenizer = try TokenizerLoader.load(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
-            return Loaded(backend: FakeBackend(modelInfo: info), tokenizer: tokenizer, description: "fake backend shaped like \(info.name)",
+            return Loaded(backend: FakeGenerationBackend(modelInfo: info), tokenizer: tokenizer, description: "fake backend shaped like \(info.name)",
                           maxSeq: maxSeq, clampedToContext: clamped)
         }
-        let backend = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxBatch,
-                                        maxSeq: maxSeq, maxBatchTokens: maxBatchTokens)
+        let sequences = generation?.maxSequences ?? 1
+        let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: max(maxBatch, sequences),
+                                       maxSeq: maxSeq, maxBatchTokens: maxBatchTokens,
+                                       kvCacheBytes: (generation?.kvCacheMb ?? 0) << 20, maxSequences: sequences)
+        let backend: InferenceBackend = generation == nil ? engine : EngineGenerationBackend(engine)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
         return Loaded(backend: backend, tokenizer: tokenizer, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq,
                       clampedToContext: clamped)
@@ -91,6 +95,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds before an idle connection, or a frame left incomplete, is closed.") var idleTimeout = 60.0
     @Option(help: "Deadline for requests with timeout_ms = 0.") var timeoutDefaultMs: UInt32 = 12_000
     @Option(help: "Log level: trace, debug (one line per request), info, warning, error.") var logLevel = "info"
+    @OptionGroup(title: "Generation (TEXT_SEQ_2_SEQ)") var generation: GenerationServeOptions
     @OptionGroup(title: "Identity and admission") var keyOption: KeyOption
     @OptionGroup(title: "Identity and admission") var admission: AdmissionOptions
     @Flag(help: ArgumentHelp("Serve a deterministic fake backend of the model's shape (server benchmarks).", visibility: .hidden))
@@ -115,7 +120,7 @@ struct Serve: ParsableCommand {
         let path = try modelOption.resolvedPath()
         let started = Date()
         let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,
-                                            maxBatchTokens: maxBatchTokens, fake: fake)
+                                            maxBatchTokens: maxBatchTokens, fake: fake, generation: generation)
         let loadSeconds = Date().timeIntervalSince(started)
         let maxSeq = loaded.maxSeq
         if let clamped = loaded.clampedToContext {
@@ -142,6 +147,7 @@ struct Serve: ParsableCommand {
         config.idleTimeout = idleTimeout
         config.defaultTimeoutMs = timeoutDefaultMs
         config.handleSignals = true
+        generation.configure(&config)
         config.networkSpace = try networkSpace(model: loaded.tokenizer, logger: logger)
         try admission.configure(&config, keyOption: keyOption, logger: logger)
         // The machine line, and one measured warning when OpenBLAS runs a slower core than the CPU

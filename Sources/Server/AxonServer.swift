@@ -78,6 +78,8 @@ public final class AxonServer: @unchecked Sendable {
     private let counters = CounterStore()
     private let abuse: AbuseLog
     private var scheduler: Scheduler!
+    /// TEXT_SEQ_2_SEQ, when the backend generates (GenerationService.swift).
+    private let generation: GenerationService?
 
     // Loop-thread state.
     private var loop: EventLoop?
@@ -143,9 +145,12 @@ public final class AxonServer: @unchecked Sendable {
         abuse = AbuseLog(interval: configuration.abuseLogInterval, now: monotonicNanoseconds(), registry: counters.metrics.registry)
         let encoder = SynapseEncoder(vocabSize: info.vocabSize, hiddenSize: info.hiddenSize, networkDim: networkDim,
                                      network: configuration.networkSpace)
+        generation = try (backend as? GenerationBackend).map {
+            try GenerationService(backend: $0, configuration: configuration)
+        }
         scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
                               maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,
-                              deliver: { [weak self] in self?.deliver($0) })
+                              decode: generation?.loop, deliver: { [weak self] in self?.deliver($0) })
         scheduler.metrics = counters.metrics
     }
 
@@ -540,6 +545,9 @@ public final class AxonServer: @unchecked Sendable {
             send(Response(id: request.id, code: .unknownException, message: "\(error)"), on: connection, arrival: arrival)
             return
         }
+        if let generation, forward.synapses.contains(where: { $0.type == .textSeq2Seq }) {
+            return handleGeneration(request, forward, generation, on: connection, arrival: arrival, priority: priority)
+        }
         let timeoutMs = request.timeoutMs == 0 ? configuration.defaultTimeoutMs : request.timeoutMs
         let job = ForwardJob(jobID: nextJobID, connectionID: connection.id, requestID: request.id, arrival: arrival,
                              deadline: arrival + UInt64(timeoutMs) * 1_000_000, priority: priority,
@@ -562,6 +570,48 @@ public final class AxonServer: @unchecked Sendable {
                  on: connection, arrival: arrival)
         }
     }
+
+    // MARK: - Generation (loop thread)
+
+    /// A FORWARD of TEXT_SEQ_2_SEQ synapses: checked, then queued for the worker's generation steps.
+    private func handleGeneration(_ request: Request, _ forward: ValidatedForward, _ service: GenerationService,
+                                  on connection: Connection, arrival: UInt64, priority: AdmissionPriority) {
+        let validated: ValidatedGeneration
+        do {
+            validated = try service.validator.validate(forward, randomSeed: { UInt64.random(in: .min ... .max) })
+        } catch let refusal as Refusal {
+            return send(Response(id: request.id, code: refusal.code, message: refusal.message), on: connection, arrival: arrival)
+        } catch {
+            return send(Response(id: request.id, code: .unknownException, message: "\(error)"), on: connection, arrival: arrival)
+        }
+        let timeoutMs = request.timeoutMs == 0 ? configuration.defaultGenerationTimeoutMs : request.timeoutMs
+        let deadline = arrival + UInt64(timeoutMs) * 1_000_000
+        let job = GenerationJob(jobID: nextJobID, connectionID: connection.id, requestID: request.id, arrival: arrival,
+                                deadline: deadline, waitUntil: min(deadline, arrival + UInt64(configuration.generationWaitMs) * 1_000_000),
+                                priority: priority, generation: validated, cancellation: connection.cancellation)
+        nextJobID += 1
+        switch scheduler.submitGeneration(job) {
+        case .queued:
+            connection.pending[job.jobID] = PendingForward(requestID: request.id, arrival: arrival, reservedBytes: validated.responseBytes)
+            connection.reservedBytes += validated.responseBytes
+            pendingResponseBytes += validated.responseBytes
+        case .full:
+            send(Response(id: request.id, code: .backoff,
+                          message: "the queue is full (--max-queue \(configuration.maxQueue)); retry later"),
+                 on: connection, arrival: arrival)
+        case let .doomed(estimateUs, leftUs, tokensPerSecond):
+            send(Response(id: request.id, code: .timeout,
+                          message: "refused without compute: reading its \(validated.promptTokens) prompt tokens would take about \(estimateUs) µs "
+                            + "at the measured \(Int(tokensPerSecond)) tokens/s, but its deadline leaves \(leftUs) µs"),
+                 on: connection, arrival: arrival)
+        }
+    }
+
+    /// Timings of the most recent finished generations (at most 1,024), oldest first.
+    public var recentGenerations: [GenerationRecord] { scheduler.recentGenerations }
+
+    /// Generations waiting, running and decoding, as of the worker's last step.
+    public var generationStatus: GenerationStatus { scheduler.generationStatus }
 
     /// The return code each admission refusal maps to (see docs/PROTOCOL.md).
     static func code(for rejection: AdmissionRejection) -> ReturnCode {

@@ -14,11 +14,14 @@ public final class EngineBackend: InferenceBackend {
 
     /// Loads the model from a parsed GGUF file.
     /// - Throws: `EngineError` when the model or the limits are unusable.
-    public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int) throws {
+    /// `kvCacheBytes` and `maxSequences` size the KV cache generation uses (`EngineGenerationBackend`).
+    public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int,
+                kvCacheBytes: Int = 0, maxSequences: Int = 1) throws {
         // Logit rows held at once: a chunk of streamed positions, and each row's last two (`.lastTwo`).
         let options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                     maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
-                                    maxLogitRows: max(maxRows, min(maxBatchTokens, max(512, 2 * maxRows))))
+                                    maxLogitRows: max(maxRows, min(maxBatchTokens, max(512, 2 * maxRows))),
+                                    kvCacheBytes: kvCacheBytes, maxSequences: maxSequences)
         engine = try InferenceEngine(file: file, options: options)
         var info = modelInfo
         info.vocabSize = engine.config.vocabSize

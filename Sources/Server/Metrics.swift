@@ -17,6 +17,8 @@ enum EnginePhase: String, CaseIterable {
     case compute
     /// Encoding every synapse's tensors and serialising the responses, per batch.
     case encode
+    /// Generation steps (decode tokens and prefill chunks), per step.
+    case generate
 }
 
 /// The `axon_blacklisted_total{reason}` label of each admission refusal.
@@ -65,6 +67,9 @@ final class ServerMetrics: Sendable {
     private let queueDepth: Gauge
     private let connections: Gauge
     private let residentMemory: Gauge
+    private let generatedTokens: Counter
+    private let activeSequences: Gauge
+    private let kvCacheBytes: Gauge
 
     init() {
         let r = registry
@@ -98,7 +103,7 @@ final class ServerMetrics: Sendable {
         batchRows = histogram("axon_batch_rows", "Rows in each dynamic batch the engine ran.", Self.batchRowBuckets)
         engineSeconds = Dictionary(uniqueKeysWithValues: EnginePhase.allCases.map {
             ($0, counter("axon_engine_seconds_total",
-                         "Scheduler time by phase: queue (summed over jobs), compute and encode (per batch).",
+                         "Scheduler time by phase: queue (summed over jobs), compute and encode (per batch), generate (per step).",
                          [("phase", $0.rawValue)]))
         })
         blacklisted = Dictionary(uniqueKeysWithValues: AdmissionRejection.metricReasons.map {
@@ -109,6 +114,9 @@ final class ServerMetrics: Sendable {
         queueDepth = gauge("axon_queue_depth", "FORWARD jobs waiting for the engine.")
         connections = gauge("axon_connections", "Open client connections.")
         residentMemory = gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
+        generatedTokens = counter("axon_generated_tokens_total", "Tokens chosen by TEXT_SEQ_2_SEQ decoding (one per live sequence per step).")
+        activeSequences = gauge("axon_active_sequences", "Sequences (rows and beams of running generations) holding KV cache.")
+        kvCacheBytes = gauge("axon_kv_cache_bytes", "KV cache bytes held by the running generations' sequences.")
     }
 
     /// One answered frame. Only FORWARDs count toward the forward series and the latency.
@@ -133,6 +141,18 @@ final class ServerMetrics: Sendable {
     func ranBatch(rows: Int, seconds: [EnginePhase: Double]) {
         batchRows.record(Double(rows))
         for (phase, value) in seconds where value > 0 { engineSeconds[phase]?.increment(by: value) }
+    }
+
+    /// One generation step: the tokens it chose and its engine time.
+    func ranStep(generatedTokens count: Int, seconds: Double) {
+        if count > 0 { generatedTokens.increment(by: Int64(count)) }
+        if seconds > 0 { engineSeconds[.generate]?.increment(by: seconds) }
+    }
+
+    /// What the running generations hold, after each step (read at scrape time).
+    func generationState(activeSequences sequences: Int, kvCacheBytes bytes: Int) {
+        activeSequences.set(to: Double(sequences))
+        kvCacheBytes.set(to: Double(bytes))
     }
 
     /// Time jobs spent queued before a batch that did not run (deadline passed, engine idle).

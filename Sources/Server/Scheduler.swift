@@ -1,5 +1,6 @@
-// The inference side: a priority queue of FORWARD jobs and the one worker thread that runs them in
-// dynamic batches and hands finished response frames back to the loop.
+// The inference side: a priority queue of FORWARD jobs, a queue of generation jobs, and the one
+// worker thread that runs FORWARDs in dynamic batches and generations in engine steps (DecodeLoop),
+// taking turns, and hands finished response frames back to the loop.
 import Foundation
 import Identity
 import Wire
@@ -133,6 +134,8 @@ final class Scheduler: @unchecked Sendable {
     private let deliver: ([Completion]) -> Void
     /// Where batches and phase times are counted (set once, before `start`).
     var metrics: ServerMetrics?
+    /// The running generations (worker thread only); nil when the backend does not generate.
+    private let decode: DecodeLoop?
 
     private let condition = NSCondition()
     private var queue: [ForwardJob] = []
@@ -143,16 +146,32 @@ final class Scheduler: @unchecked Sendable {
     private var stopping = false
     private var costs = CostModel()
     private var thread: Thread?
+    /// Generation jobs waiting for the engine (for KV cache space or sequence slots), in
+    /// (priority, arrival) order.
+    private var generationQueue: [GenerationJob] = []
+    /// Generations running, as of the worker's last step (for `isIdle` and the gauges).
+    private var runningGenerations = 0
+    /// Rows of running generations past their prompt, as of the last step.
+    private var decodingRows = 0
+    /// The worker's last turn was a generation step: a queued FORWARD batch goes next.
+    private var lastTurnWasStep = false
+    /// How long the last generation step took (the cost of the step ahead of a new FORWARD).
+    private var lastStepNs: UInt64 = 0
+    /// The most recent finished generations' timings (`recentGenerations`).
+    private var records: [GenerationRecord] = []
+    private var nextRecord = 0
+    static let recordCapacity = 1024
 
     /// `deliver` is called on the worker thread with each finished response, and must not assume
     /// its receiver outlives the worker (the server passes a closure holding it weakly).
     init(backend: InferenceBackend, encoder: SynapseEncoder, maxQueue: Int, maxBatchRows: Int, maxBatchTokens: Int,
-         deliver: @escaping ([Completion]) -> Void) {
+         decode: DecodeLoop? = nil, deliver: @escaping ([Completion]) -> Void) {
         self.backend = backend
         self.encoder = encoder
         self.maxQueue = maxQueue
         self.maxBatchRows = maxBatchRows
         self.maxBatchTokens = maxBatchTokens
+        self.decode = decode
         self.deliver = deliver
     }
 
@@ -170,6 +189,7 @@ final class Scheduler: @unchecked Sendable {
         condition.lock()
         stopping = true
         queue.removeAll()
+        generationQueue.removeAll()
         condition.broadcast()
         condition.unlock()
     }
@@ -179,12 +199,14 @@ final class Scheduler: @unchecked Sendable {
     func submit(_ job: ForwardJob) -> SubmitOutcome {
         condition.lock()
         defer { condition.unlock() }
-        guard queue.count < maxQueue, !stopping else { return .full }
+        guard queue.count + generationQueue.count < maxQueue, !stopping else { return .full }
         let now = monotonicNanoseconds()
         var index = queue.count
         while index > 0, queue[index - 1].priority < job.priority { index -= 1 }
         let rates = costs.rates(now: now)
-        let ahead = queue[..<index].reduce(busy ? busyUntil - min(busyUntil, now) : 0) { $0 + rates.estimateNs($1) }
+        // While generations run, the worker alternates: a generation step before each batch ahead.
+        let steps = runningGenerations > 0 ? UInt64(index + 1) * lastStepNs : 0
+        let ahead = queue[..<index].reduce(busy ? busyUntil - min(busyUntil, now) : 0) { $0 + rates.estimateNs($1) } + steps
         let finish = now + ahead + rates.estimateNs(job)
         if finish > job.deadline {
             return .doomed(estimateUs: (finish - now) / 1000, leftUs: (job.deadline - min(job.deadline, now)) / 1000,
@@ -195,26 +217,61 @@ final class Scheduler: @unchecked Sendable {
         return .queued
     }
 
-    var depth: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
+    /// Jobs waiting: FORWARDs and generations not yet started.
+    var depth: Int { condition.lock(); defer { condition.unlock() }; return queue.count + generationQueue.count }
     /// Jobs the starvation guard has served ahead of a waiting higher-priority job so far.
     var promotionCount: Int { condition.lock(); defer { condition.unlock() }; return promotions }
-    var isIdle: Bool { condition.lock(); defer { condition.unlock() }; return queue.isEmpty && !busy }
+    var isIdle: Bool {
+        condition.lock(); defer { condition.unlock() }
+        return queue.isEmpty && !busy && generationQueue.isEmpty && runningGenerations == 0
+    }
     /// The throughput estimate the scheduler refuses doomed work with (tokens per second).
     var estimatedTokensPerSecond: Double { condition.lock(); defer { condition.unlock() }; return costs.rates(now: monotonicNanoseconds()).tokensPerSecond }
 
+    /// The worker: FORWARD batches and generation steps take turns while both have work (see
+    /// docs/PROTOCOL.md, "Server model"); a FORWARD batch taken while generations run holds at most
+    /// `stepTokens` tokens (or its first job), so neither kind waits for more than one turn of the other.
     private func workerLoop() {
         while true {
             condition.lock()
-            while queue.isEmpty && !stopping { condition.wait() }
-            if stopping { condition.unlock(); return }
-            let batch = takeBatch()
+            while queue.isEmpty && generationQueue.isEmpty && runningGenerations == 0 && !stopping { condition.wait() }
+            if stopping {
+                condition.unlock()
+                decode?.removeAll()
+                publishGenerationState()
+                return
+            }
+            let now = monotonicNanoseconds()
+            let early = admitGenerations(now: now)
+            let generating = !(decode?.isEmpty ?? true)
+            let forwardTurn = !queue.isEmpty && (!generating || lastTurnWasStep)
+            var batch: [ForwardJob] = []
+            if forwardTurn {
+                batch = takeBatch(tokenLimit: generating ? (decode?.stepTokens ?? maxBatchTokens) : maxBatchTokens)
+                let rates = costs.rates(now: now)
+                busyUntil = now + batch.reduce(0) { $0 + rates.estimateNs($1) }
+            } else if generating {
+                busyUntil = now + lastStepNs
+            } else {
+                // Only generations that cannot start yet: answer those that gave up, or sleep until one may.
+                if early.isEmpty, let wake = generationQueue.map(\.waitUntil).min() {
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: Double(wake - min(wake, now)) / 1e9 + 0.001))
+                }
+                condition.unlock()
+                deliver(early)
+                continue
+            }
             busy = true
-            let now = monotonicNanoseconds(), rates = costs.rates(now: now)
-            busyUntil = now + batch.reduce(0) { $0 + rates.estimateNs($1) }
             condition.unlock()
-            run(batch)
+            deliver(early)
+            if forwardTurn {
+                run(batch)
+            } else if generating {
+                runStep()
+            }
             condition.lock()
             busy = false
+            lastTurnWasStep = !forwardTurn && generating
             condition.unlock()
         }
     }
@@ -232,16 +289,18 @@ final class Scheduler: @unchecked Sendable {
         return starving.sorted { $0.arrival < $1.arrival } + queue.filter { !Self.isStarving($0, now: now) }
     }
 
-    /// Jobs in serving order that fit together in `maxBatchTokens` and `maxBatchRows`. A job needing
+    /// Jobs in serving order that fit together in `tokenLimit` tokens (the first job always does,
+    /// up to `maxBatchTokens`) and `maxBatchRows`. A job needing
     /// every position's logits joins only a batch that computes them anyway. Called with the lock held.
-    private func takeBatch() -> [ForwardJob] {
+    private func takeBatch(tokenLimit: Int) -> [ForwardJob] {
         var batch: [ForwardJob] = []
         var tokens = 0, rows = 0
         var remaining: [ForwardJob] = []
         remaining.reserveCapacity(queue.count)
         let now = monotonicNanoseconds()
         for job in servingOrder(now: now) {
-            let fits = tokens + job.forward.tokenCount <= maxBatchTokens && rows + job.forward.batch <= maxBatchRows
+            let fits = (batch.isEmpty || tokens + job.forward.tokenCount <= tokenLimit)
+                && tokens + job.forward.tokenCount <= maxBatchTokens && rows + job.forward.batch <= maxBatchRows
             let compatible = batch.isEmpty || job.forward.logits != .all || batch[0].forward.logits == .all
             if fits && compatible {
                 batch.append(job)
@@ -356,5 +415,189 @@ final class Scheduler: @unchecked Sendable {
         if computed == 0 { computed = end }
         metrics?.ranBatch(rows: rows.count, seconds: [.queue: queuedSeconds, .compute: Double(computed - start) / 1e9,
                                                       .encode: Double(end - computed) / 1e9])
+    }
+}
+
+// MARK: - Generation
+
+/// What the generation side holds, as of the worker's last step.
+public struct GenerationStatus: Sendable, Equatable {
+    /// Generations waiting to start (for KV cache space, sequence slots, or the worker).
+    public var waiting: Int
+    /// Generations running.
+    public var running: Int
+    /// Rows of running generations whose prompt is in the cache (each decodes every step).
+    public var decodingRows: Int
+}
+
+/// When one finished generation's phases happened (monotonic nanoseconds), for `axon bench --decode`.
+public struct GenerationRecord: Sendable {
+    public let requestID: UInt64
+    public let arrival: UInt64
+    /// Its first engine step.
+    public let started: UInt64
+    /// Its first token was chosen.
+    public let firstToken: UInt64
+    public let finished: UInt64
+    /// Tokens chosen (one per live sequence per step).
+    public let generatedTokens: Int
+}
+
+extension Scheduler {
+    /// Queues a generation unless the queue is full, or even its prompt cannot be read by its
+    /// deadline at the measured throughput.
+    func submitGeneration(_ job: GenerationJob) -> SubmitOutcome {
+        condition.lock()
+        defer { condition.unlock() }
+        guard queue.count + generationQueue.count < maxQueue, !stopping, decode != nil else { return .full }
+        let now = monotonicNanoseconds()
+        let rates = costs.rates(now: now)
+        let prefillNs = UInt64(Double(job.generation.promptTokens) / rates.tokensPerSecond * 1e9)
+        if now + prefillNs > job.deadline {
+            return .doomed(estimateUs: prefillNs / 1000, leftUs: (job.deadline - min(job.deadline, now)) / 1000,
+                           tokensPerSecond: rates.tokensPerSecond)
+        }
+        var index = generationQueue.count
+        while index > 0, generationQueue[index - 1].priority < job.priority { index -= 1 }
+        generationQueue.insert(job, at: index)
+        condition.signal()
+        return .queued
+    }
+
+    var generationStatus: GenerationStatus {
+        condition.withLock { GenerationStatus(waiting: generationQueue.count, running: runningGenerations, decodingRows: decodingRows) }
+    }
+
+    /// The finished generations' timings, oldest first (at most the last 1,024).
+    var recentGenerations: [GenerationRecord] {
+        condition.withLock { Array(records[nextRecord...] + records[..<nextRecord]) }
+    }
+
+    /// Starts every waiting generation that fits, in serving order (starving first, then
+    /// priority, then arrival; a job that does not fit lets smaller ones behind it start), and
+    /// answers those cancelled, past their deadline, or past their wait. Called with the lock held.
+    fileprivate func admitGenerations(now: UInt64) -> [Completion] {
+        guard let decode, !generationQueue.isEmpty else { return [] }
+        var answers: [Completion] = []
+        var waiting: [GenerationJob] = []
+        let starving = generationQueue.filter { now - min(now, $0.arrival) >= ($0.deadline - $0.arrival) / 2 }
+        let order = starving.isEmpty ? generationQueue
+            : starving.sorted { $0.arrival < $1.arrival } + generationQueue.filter { now - min(now, $0.arrival) < ($0.deadline - $0.arrival) / 2 }
+        var started = 0
+        for job in order {
+            if job.cancellation.isCancelled { continue }
+            if now > job.deadline {
+                answers.append(generationAnswer(job, Response(id: job.requestID, code: .timeout,
+                    message: "deadline passed after \((now - job.arrival) / 1000) µs waiting for the engine, before generation started")))
+            } else if decode.fits(job) {
+                do {
+                    let generation = try decode.admit(job, now: now)
+                    started += 1
+                    if generation.isFinished {   // nothing to generate: every synapse failed or every row is empty
+                        decode.remove(generation)
+                        answers.append(finishedAnswer(generation, now: now))
+                    }
+                } catch {
+                    answers.append(generationAnswer(job, Response(id: job.requestID, code: .unknownException,
+                                                                  message: "the engine could not start the generation: \(error)")))
+                }
+            } else if now >= job.waitUntil {
+                let usage = decode.backend.kvUsage
+                answers.append(generationAnswer(job, Response(id: job.requestID, code: .backoff,
+                    message: "the KV cache is full: \(mebibytes(decode.reservedBytes)) of \(mebibytes(decode.backend.kvCapacityBytes)) MiB "
+                        + "and \(decode.reservedSequences) of \(decode.maxSequences) sequences are held by \(decode.active.count) running "
+                        + "generations (\(mebibytes(usage.usedBytes)) MiB in use), this one needs \(mebibytes(job.generation.kvBytes)) MiB and "
+                        + "\(job.generation.sequences) sequence slot\(job.generation.sequences == 1 ? "" : "s"); retry later")))
+            } else {
+                waiting.append(job)
+            }
+        }
+        generationQueue = waiting.sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.arrival < $1.arrival }
+        if started > 0 || !answers.isEmpty { publishGenerationStateLocked() }
+        return answers
+    }
+
+    /// One generation step: drops cancelled generations, answers those past their deadline
+    /// (Timeout, nothing partial), runs the step, answers the finished and the failed.
+    fileprivate func runStep() {
+        guard let decode else { return }
+        var answers: [Completion] = []
+        let now = monotonicNanoseconds()
+        for generation in decode.active {
+            if generation.job.cancellation.isCancelled {
+                decode.remove(generation)
+            } else if now > generation.job.deadline {
+                decode.remove(generation)
+                let done = generation.rows.filter(\.finished).count
+                answers.append(generationAnswer(generation.job, Response(id: generation.job.requestID, code: .timeout,
+                    message: "the deadline passed \((now - generation.job.deadline) / 1000) µs ago with \(done) of \(generation.rows.count) rows "
+                        + "finished (\(generation.generated) tokens generated); nothing partial is returned")))
+            }
+        }
+        let report = decode.step(now: now)
+        let end = monotonicNanoseconds()
+        for (generation, message) in report.failed {
+            answers.append(generationAnswer(generation.job, Response(id: generation.job.requestID, code: .unknownException, message: message)))
+        }
+        for generation in report.finished {
+            answers.append(finishedAnswer(generation, now: end))
+        }
+        condition.withLock {
+            if report.entries > 0 { lastStepNs = end - now }
+            for generation in report.finished {
+                let record = GenerationRecord(requestID: generation.job.requestID, arrival: generation.job.arrival,
+                                              started: generation.admitted, firstToken: generation.firstToken ?? end,
+                                              finished: end, generatedTokens: generation.generated)
+                if records.count < Self.recordCapacity { records.append(record) } else {
+                    records[nextRecord] = record
+                    nextRecord = (nextRecord + 1) % Self.recordCapacity
+                }
+            }
+            publishGenerationStateLocked()
+        }
+        metrics?.ranStep(generatedTokens: report.generatedTokens, seconds: report.seconds)
+        deliver(answers)
+    }
+
+    /// A finished generation's answer: each synapse's ids and lengths, or its own failure.
+    private func finishedAnswer(_ generation: ActiveGeneration, now: UInt64) -> Completion {
+        let job = generation.job
+        if now > job.deadline {
+            return generationAnswer(job, Response(id: job.requestID, code: .timeout,
+                message: "the generation finished \((now - job.deadline) / 1000) µs after its deadline; nothing is returned"))
+        }
+        let results = job.generation.synapses.enumerated().map { index, synapse -> SynapseResult in
+            switch job.generation.plans[index] {
+            case .failure(let refusal):
+                return SynapseResult(type: synapse.type, code: refusal.code, message: refusal.message)
+            case .success:
+                let ids = job.generation.answerIDs(synapse: index, generation.outputs(synapse: index))
+                return SynapseResult(type: synapse.type, code: .success, tensors: Seq2SeqEncoding.tensors(ids))
+            }
+        }
+        let timing = Timing(queueUs: UInt32(clamping: (generation.admitted - min(generation.admitted, job.arrival)) / 1000),
+                            computeUs: UInt32(clamping: (now - min(now, generation.admitted)) / 1000),
+                            batchRows: UInt32(clamping: generation.mostStepRows))
+        let response = Response(id: job.requestID, code: .success, timing: timing, forward: ForwardResponse(results: results))
+        let generatedRows = generation.rows.reduce(0) { $0 + $1.decoder.output.count }
+        return generationAnswer(job, response, tokens: job.generation.promptTokens + generatedRows)
+    }
+
+    private func generationAnswer(_ job: GenerationJob, _ response: Response, tokens: Int = 0) -> Completion {
+        Completion(jobID: job.jobID, connectionID: job.connectionID, requestID: job.requestID, code: response.code,
+                   frame: response.serializedFrame(), arrival: job.arrival, tokens: response.code == .success ? tokens : 0)
+    }
+
+    /// Publishes what the generations hold (for `isIdle` and the gauges). Worker thread.
+    fileprivate func publishGenerationState() {
+        condition.withLock { publishGenerationStateLocked() }
+    }
+
+    private func publishGenerationStateLocked() {
+        guard let decode else { return }
+        runningGenerations = decode.active.count
+        decodingRows = decode.active.reduce(0) { $0 + $1.rows.filter(\.isDecoding).count }
+        let usage = decode.backend.kvUsage
+        metrics?.generationState(activeSequences: usage.sequences, kvCacheBytes: usage.usedBytes)
     }
 }

@@ -64,5 +64,20 @@ public struct ServerConfiguration: Sendable {
     /// The file `reloadMetagraph()` (and SIGHUP) reloads into `metagraph`.
     public var metagraphPath: String?
 
+    // TEXT_SEQ_2_SEQ (served when the backend is a `GenerationBackend`; docs/PROTOCOL.md).
+    /// Most tokens one TEXT_SEQ_2_SEQ row may ask for (`num_to_generate`; an absent field asks for
+    /// min(256, this)).
+    public var maxNewTokens = 512
+    /// Tokens one generation step runs at most: every running sequence's next token, then prefill
+    /// chunks of new prompts in what is left. Must exceed `maxSequences`.
+    public var stepTokens = 256
+    /// Sequences (rows × beams of running generations) held at once; at most the backend's.
+    public var maxSequences = 64
+    /// How long a generation may wait for KV cache space or sequence slots before it is answered
+    /// Backoff (never past its deadline).
+    public var generationWaitMs: UInt32 = 1_000
+    /// Deadline for generation requests with timeout_ms = 0 (Bittensor's TextSeq2Seq timeout).
+    public var defaultGenerationTimeoutMs: UInt32 = 36_000
+
     public init() {}
 }
