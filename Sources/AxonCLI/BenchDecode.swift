@@ -18,6 +18,7 @@ struct DecodeBenchOptions: ParsableArguments {
     @Option(help: "--decode: comma-separated numbers of concurrent requests.") var concurrency = "1,16"
     @Option(help: "--decode: KV cache MiB of the in-process server.") var kvCacheMb = 512
     @Option(help: "--decode: the in-process server's --step-tokens.") var stepTokens = 256
+    @Option(help: "--decode: weights decode steps read (int8, f16, f32).") var decodePrecision: DecodePrecision = .int8
     @Flag(help: ArgumentHelp("--decode: a deterministic fake of the model's shape instead of the engine (tests).", visibility: .hidden))
     var fake = false
 
@@ -56,7 +57,8 @@ struct DecodeBench {
         let sequenceLength = options.prompt + options.generate
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                        kvCacheBytes: options.kvCacheMb << 20, maxSeq: sequenceLength,
-                                                       maxSequences: most, stepTokens: options.stepTokens, fake: options.fake)
+                                                       maxSequences: most, stepTokens: options.stepTokens,
+                                                       decodePrecision: options.decodePrecision, fake: options.fake)
         var config = ServerConfiguration()
         config.port = 0
         config.maxSeq = sequenceLength

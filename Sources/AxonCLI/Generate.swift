@@ -1,5 +1,6 @@
 import ArgumentParser
 import AxonClient
+import Engine
 import Foundation
 import GGUF
 import Server
@@ -44,6 +45,7 @@ struct Generate: ParsableCommand {
     @OptionGroup(title: "Generation fields (absent: the protocol's defaults)") var fields: GenerationOptions
     @Option(help: "Local: engine threads (default: all cores).") var threads: Int?
     @Option(help: "Local: KV cache size in MiB.") var kvCacheMb = 256
+    @Option(help: "Local: weights decode steps read: int8, f16 or f32 (docs/ENGINE.md).") var decodePrecision: DecodePrecision = .int8
     @Option(help: "Remote: the request's deadline in milliseconds.") var timeoutMs: UInt32 = 36_000
     @OptionGroup var keyOption: KeyOption
     @Flag(help: "Remote: send the request unsigned (for --no-auth axons).") var unsigned = false
@@ -65,7 +67,8 @@ struct Generate: ParsableCommand {
         guard !prompt.isEmpty else { throw Failure("the text has no tokens") }
         if let endpoint { return try remote(endpoint, prompt: prompt, tokenizer: tokenizer) }
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
-                                                      kvCacheBytes: kvCacheMb << 20, maxSeq: nil, maxSequences: 16, stepTokens: 256, fake: fake)
+                                                      kvCacheBytes: kvCacheMb << 20, maxSeq: nil, maxSequences: 16, stepTokens: 256,
+                                                      decodePrecision: decodePrecision, fake: fake)
         let generator = try LocalGenerator(backend: backend, maxNewTokens: Int(Int32.max))
         let stops = Set(fields.stopToken.isEmpty ? [Int32(truncatingIfNeeded: backend.modelInfo.eosID)] : fields.stopToken)
         var printer = TextStream(tokenizer: tokenizer, hidden: stops)

@@ -12,7 +12,8 @@ enum GenerationBackendLoader {
     ///   - maxSequences: sequences held at once, and rows per step.
     ///   - stepTokens: tokens one step (engine pass) holds at most.
     static func load(file: GGUFFile, tokenizer: any TextTokenizer, threads: Int?, kvCacheBytes: Int, maxSeq: Int?,
-                     maxSequences: Int, stepTokens: Int, fake: Bool) throws -> InferenceBackend & GenerationBackend {
+                     maxSequences: Int, stepTokens: Int, decodePrecision: DecodePrecision,
+                     fake: Bool) throws -> InferenceBackend & GenerationBackend {
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         let limit = RowLimit(requested: maxSeq, gguf: file)
         if fake {
@@ -21,7 +22,7 @@ enum GenerationBackendLoader {
         }
         let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxSequences, maxSeq: limit.maxSeq,
                                        maxBatchTokens: max(stepTokens, maxSequences, limit.maxSeq), kvCacheBytes: kvCacheBytes,
-                                       maxSequences: maxSequences)
+                                       maxSequences: maxSequences, decodePrecision: decodePrecision)
         return EngineGenerationBackend(engine)
     }
 }
@@ -37,6 +38,8 @@ struct GenerationServeOptions: ParsableArguments {
     @Option(help: "How long a generation may wait for KV cache space or sequence slots before Backoff.") var generationWaitMs: UInt32 = 1_000
     @Option(help: "Deadline for TEXT_SEQ_2_SEQ requests with timeout_ms = 0 (Bittensor's TextSeq2Seq: 36 s).")
     var generationTimeoutDefaultMs: UInt32 = 36_000
+    @Option(help: "Weights decode steps read: int8 (per block of 32), f16, or f32 (the exact reference path); prefill stays f32 (docs/ENGINE.md).")
+    var decodePrecision: DecodePrecision = .int8
 
     func validate() throws {
         for (name, value) in [("--max-new-tokens", maxNewTokens), ("--step-tokens", stepTokens), ("--max-sequences", maxSequences),
@@ -53,3 +56,5 @@ struct GenerationServeOptions: ParsableArguments {
         config.defaultGenerationTimeoutMs = generationTimeoutDefaultMs
     }
 }
+
+extension DecodePrecision: ExpressibleByArgument {}

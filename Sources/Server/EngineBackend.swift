@@ -14,14 +14,15 @@ public final class EngineBackend: InferenceBackend {
 
     /// Loads the model from a parsed GGUF file.
     /// - Throws: `EngineError` when the model or the limits are unusable.
-    /// `kvCacheBytes` and `maxSequences` size the KV cache generation uses (`EngineGenerationBackend`).
+    /// `kvCacheBytes` and `maxSequences` size the KV cache generation uses (`EngineGenerationBackend`);
+    /// `decodePrecision` is the weights its decode steps read (docs/ENGINE.md, "Decode kernels").
     public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int,
-                kvCacheBytes: Int = 0, maxSequences: Int = 1) throws {
+                kvCacheBytes: Int = 0, maxSequences: Int = 1, decodePrecision: DecodePrecision = .f32) throws {
         // Logit rows held at once: a chunk of streamed positions, and each row's last two (`.lastTwo`).
         let options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                     maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
                                     maxLogitRows: max(maxRows, min(maxBatchTokens, max(512, 2 * maxRows))),
-                                    kvCacheBytes: kvCacheBytes, maxSequences: maxSequences)
+                                    kvCacheBytes: kvCacheBytes, maxSequences: maxSequences, decodePrecision: decodePrecision)
         engine = try InferenceEngine(file: file, options: options)
         var info = modelInfo
         info.vocabSize = engine.config.vocabSize
