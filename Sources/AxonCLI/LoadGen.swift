@@ -203,8 +203,8 @@ extension LoadGen {
         try Query.checkSameTokenizer(model, info)
         try Query.checkNetworkTokenizer(standard, info)
         let tokens = standard.tokenizer.encode(corpus, addSpecial: false, parseSpecial: false)
-        guard tokens.count >= rowCount * seq else {
-            throw Failure("--text has \(tokens.count) standard tokens; --shape \(rowCount)x\(seq) needs at least \(rowCount * seq)")
+        guard tokens.count > seq else {
+            throw Failure("--text has \(tokens.count) standard tokens; rows of --shape \(rowCount)x\(seq) need more than \(seq)")
         }
         let modelBytes = TextTokenizerBytes(model)
         let bos: [Int32] = model.addsBOS ? [model.bosID].compactMap { $0 } : []

@@ -553,20 +553,29 @@ public final class AxonServer: @unchecked Sendable {
                              deadline: arrival + UInt64(timeoutMs) * 1_000_000, priority: priority,
                              forward: forward, cancellation: connection.cancellation)
         nextJobID += 1
-        switch scheduler.submit(job) {
+        settle(scheduler.submit(job), jobID: job.jobID, request, reservedBytes: forward.responseBytes, on: connection,
+               arrival: arrival) { estimateUs, leftUs, tokensPerSecond in
+            "refused without compute: it would finish in about \(estimateUs) µs (\(forward.tokenCount) tokens "
+                + "at the measured \(Int(tokensPerSecond)) tokens/s, after the work queued ahead), but its deadline "
+                + "leaves \(leftUs) µs"
+        }
+    }
+
+    /// After a submit: an accepted job's response bytes are reserved until it is answered; a
+    /// refused one is answered now (Backoff when the queue is full, Timeout when it is doomed).
+    private func settle(_ outcome: SubmitOutcome, jobID: UInt64, _ request: Request, reservedBytes: Int, on connection: Connection,
+                        arrival: UInt64, doomed: (_ estimateUs: UInt64, _ leftUs: UInt64, _ tokensPerSecond: Double) -> String) {
+        switch outcome {
         case .queued:
-            connection.pending[job.jobID] = PendingForward(requestID: request.id, arrival: arrival, reservedBytes: forward.responseBytes)
-            connection.reservedBytes += forward.responseBytes
-            pendingResponseBytes += forward.responseBytes
+            connection.pending[jobID] = PendingForward(requestID: request.id, arrival: arrival, reservedBytes: reservedBytes)
+            connection.reservedBytes += reservedBytes
+            pendingResponseBytes += reservedBytes
         case .full:
             send(Response(id: request.id, code: .backoff,
                           message: "the queue is full (--max-queue \(configuration.maxQueue)); retry later"),
                  on: connection, arrival: arrival)
         case let .doomed(estimateUs, leftUs, tokensPerSecond):
-            send(Response(id: request.id, code: .timeout,
-                          message: "refused without compute: it would finish in about \(estimateUs) µs (\(forward.tokenCount) tokens "
-                            + "at the measured \(Int(tokensPerSecond)) tokens/s, after the work queued ahead), but its deadline "
-                            + "leaves \(leftUs) µs"),
+            send(Response(id: request.id, code: .timeout, message: doomed(estimateUs, leftUs, tokensPerSecond)),
                  on: connection, arrival: arrival)
         }
     }
@@ -590,20 +599,10 @@ public final class AxonServer: @unchecked Sendable {
                                 deadline: deadline, waitUntil: min(deadline, arrival + UInt64(configuration.generationWaitMs) * 1_000_000),
                                 priority: priority, generation: validated, cancellation: connection.cancellation)
         nextJobID += 1
-        switch scheduler.submitGeneration(job) {
-        case .queued:
-            connection.pending[job.jobID] = PendingForward(requestID: request.id, arrival: arrival, reservedBytes: validated.responseBytes)
-            connection.reservedBytes += validated.responseBytes
-            pendingResponseBytes += validated.responseBytes
-        case .full:
-            send(Response(id: request.id, code: .backoff,
-                          message: "the queue is full (--max-queue \(configuration.maxQueue)); retry later"),
-                 on: connection, arrival: arrival)
-        case let .doomed(estimateUs, leftUs, tokensPerSecond):
-            send(Response(id: request.id, code: .timeout,
-                          message: "refused without compute: reading its \(validated.promptTokens) prompt tokens would take about \(estimateUs) µs "
-                            + "at the measured \(Int(tokensPerSecond)) tokens/s, but its deadline leaves \(leftUs) µs"),
-                 on: connection, arrival: arrival)
+        settle(scheduler.submitGeneration(job), jobID: job.jobID, request, reservedBytes: validated.responseBytes, on: connection,
+               arrival: arrival) { estimateUs, leftUs, tokensPerSecond in
+            "refused without compute: reading its \(validated.promptTokens) prompt tokens would take about \(estimateUs) µs "
+                + "at the measured \(Int(tokensPerSecond)) tokens/s, but its deadline leaves \(leftUs) µs"
         }
     }
 
