@@ -47,6 +47,8 @@ struct Generate: ParsableCommand {
     @Option(help: "Local: KV cache size in MiB.") var kvCacheMb = 256
     @Option(help: "Local: weights decode steps read: int8, f16 or f32 (docs/ENGINE.md).") var decodePrecision: DecodePrecision = .int8
     @Option(help: "Remote: the request's deadline in milliseconds.") var timeoutMs: UInt32 = 36_000
+    @Option(help: "Remote: whose token ids the prompt and the answer are in: the model's, or the network's standard GPT-2 ones (the axon translates).")
+    var space: TokenSpaceOption = .model
     @OptionGroup var keyOption: KeyOption
     @Flag(help: "Remote: send the request unsigned (for --no-auth axons).") var unsigned = false
     @Flag(help: "Recognise special tokens such as <|im_start|> written in the text.") var parseSpecial = false
@@ -58,9 +60,13 @@ struct Generate: ParsableCommand {
         if text.isEmpty { throw ValidationError("give a text to continue") }
         if kvCacheMb < 1 { throw ValidationError("--kv-cache-mb must be at least 1, got \(kvCacheMb)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if space == .network && endpoint == nil {
+            throw ValidationError("--space network asks an axon to translate: give --endpoint (the model here generates in its own space)")
+        }
     }
 
     func run() throws {
+        if let endpoint, space == .network { return try remoteNetwork(endpoint) }
         let file = try GGUFFile(path: modelOption.resolvedPath())
         let tokenizer = try TokenizerLoader.load(gguf: file)
         let prompt = tokenizer.encode(text, addSpecial: true, parseSpecial: parseSpecial)
@@ -93,23 +99,37 @@ struct Generate: ParsableCommand {
                                                    (firstToken ?? Date()).timeIntervalSince(start) * 1000, rate).utf8))
     }
 
+    /// In network space the prompt is the text's standard GPT-2 ids (no bos: the axon adds the
+    /// model's own when it translates) and the answer is standard ids, <|endoftext|> for the eos.
+    private func remoteNetwork(_ endpoint: String) throws {
+        let standard = try TokenSpaceOption.networkStandard()
+        let prompt = standard.tokenizer.encode(text, addSpecial: false, parseSpecial: parseSpecial)
+        guard !prompt.isEmpty else { throw Failure("the text has no tokens") }
+        try remote(endpoint, prompt: prompt, tokenizer: standard.tokenizer, network: standard)
+    }
+
     /// One signed FORWARD with one TEXT_SEQ_2_SEQ synapse; the answer is checked, then printed.
-    private func remote(_ endpoint: String, prompt: [Int32], tokenizer: any TextTokenizer) throws {
+    private func remote(_ endpoint: String, prompt: [Int32], tokenizer: any TextTokenizer,
+                        network: NetworkStandardTokenizer? = nil) throws {
         let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
         let client = try AxonClient(endpoint: endpoint, hotkey: hotkey)
         let remote = try client.info().checkedInfo()
-        try Query.checkSameTokenizer(tokenizer, remote)
-        guard prompt.count <= Int(remote.maxSeq) else {
+        if let network { try Query.checkNetworkTokenizer(network, remote) } else { try Query.checkSameTokenizer(tokenizer, remote) }
+        // In network space the axon checks the row's model tokens against its --max-seq itself.
+        guard network != nil || prompt.count <= Int(remote.maxSeq) else {
             throw Failure("the text is \(prompt.count) tokens and the axon takes at most \(remote.maxSeq) per row (its --max-seq)")
         }
         let generation = fields.generation
-        let body = ForwardRequest(tokens: Tensor(int32Rows: [prompt]), synapses: [Synapse(type: .textSeq2Seq, generation: generation)])
+        let body = ForwardRequest(tokens: Tensor(int32Rows: [prompt]), synapses: [Synapse(type: .textSeq2Seq, generation: generation)],
+                                  space: network == nil ? .model : .network)
         let start = Date()
         let response = try client.forward(body, timeoutMs: timeoutMs)
         let elapsed = Date().timeIntervalSince(start)
         let maxTokens = Int(generation.numToGenerate ?? Generation.Defaults.numToGenerate)
-        let output = try response.checkedResult(.textSeq2Seq).checkedGeneration(rows: 1, maxTokens: maxTokens, vocab: Int(remote.vocabSize))[0]
-        let stops = Set(generation.stopTokens.isEmpty ? [Int32(truncatingIfNeeded: remote.eosID)] : generation.stopTokens)
+        let vocab = network.map { $0.vocabSize } ?? Int(remote.vocabSize)
+        let output = try response.checkedResult(.textSeq2Seq).checkedGeneration(rows: 1, maxTokens: maxTokens, vocab: vocab)[0]
+        let eos = network == nil ? Int32(truncatingIfNeeded: remote.eosID) : NetworkStandardTokenizer.endOfText
+        let stops = Set(generation.stopTokens.isEmpty ? [eos] : generation.stopTokens)
         var printer = TextStream(tokenizer: tokenizer, hidden: stops)
         printer.appendAll(output)
         printer.finish()

@@ -67,6 +67,41 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(refused.stdout, "")
     }
 
+    /// In network space the prompt goes out as the text's GPT-2 ids, no bos, marked as network
+    /// space, and the answer is read as GPT-2 ids: its <|endoftext|> ends the text unprinted.
+    func testGenerateInNetworkSpaceSendsStandardIdsAndPrintsTheStandardAnswer() throws {
+        try AxonCommand.requireBuilt()
+        let info = try NetworkScoreTests.networkInfo()
+        let standard = try Tokenizer.networkStandard(ranksPath: TestPaths.repositoryRoot.appendingPathComponent("Models/gpt2.tiktoken").path)
+        let expectedPrompt = standard.tokenizer.encode(UntrustedAnswerTests.text, addSpecial: false)
+        let answer = standard.tokenizer.encode(" Paris, on the Seine.") + [NetworkStandardTokenizer.endOfText]
+        let tensors = [Self.ids(answer, [1, Int64(answer.count)]), Self.ids([Int32(answer.count)], [1])]
+        let axon = try MisbehavingAxon { request in
+            switch request.method {
+            case .info: return Response(id: request.id, code: .success, info: info)
+            case .forward:
+                // Anything but the standard ids in network space is refused, so the command fails.
+                guard let forward = try? ForwardRequest(serializedBytes: request.body), forward.space == .network,
+                      let tokens = forward.tokens, tokens.shape == [1, Int64(expectedPrompt.count)],
+                      tokens.buffer == RawBytes.int32(expectedPrompt) else {
+                    return Response(id: request.id, code: .invalidRequest, message: "not the text's standard ids in network space")
+                }
+                return Response(id: request.id, code: .success,
+                                forward: ForwardResponse(results: [SynapseResult(type: .textSeq2Seq, code: .success, tensors: tensors)]))
+            default: return Response(id: request.id, code: .success)
+            }
+        }
+        let run = try AxonCommand.run(["generate", "--endpoint", axon.endpoint, "--unsigned", "--space", "network",
+                                       "--num-to-generate", "16", UntrustedAnswerTests.text])
+        axon.stop()
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(run.stdout, " Paris, on the Seine.")
+
+        let local = try AxonCommand.run(["generate", "--fake", "--space", "network", UntrustedAnswerTests.text])
+        XCTAssertEqual(local.status, 64, local.stderr)
+        XCTAssertTrue(local.stderr.contains("--space network asks an axon to translate"), local.stderr)
+    }
+
     /// Locally the text streams out: with the fake of the model's shape it is the decoded greedy
     /// continuation, recomputed here through the fake's FORWARD path.
     func testGenerateLocallyPrintsTheGreedyContinuation() throws {

@@ -58,7 +58,7 @@ final class NetworkScoreTests: XCTestCase {
     }
 
     /// The INFO of an axon serving the default model and the network space over it.
-    private static func networkInfo() throws -> InfoResponse {
+    static func networkInfo() throws -> InfoResponse {
         var info = try UntrustedAnswerTests.info()
         let standard = try Tokenizer.networkStandard(ranksPath: TestPaths.repositoryRoot.appendingPathComponent("Models/gpt2.tiktoken").path)
         info.networkTokenizer = NetworkStandardTokenizer.name
