@@ -58,8 +58,9 @@ extension InferenceEngine {
             }
         }
         // Decode rows alone are small work: threads pay off only past `parallelDecodeWork`.
+        // Single queries only run on the decode weights' persistent threads when there are some.
         let workers = chunks || work >= Self.parallelDecodeWork ? min(options.threads, count) : 1
-        runItems(count, workers: workers) { i, worker in
+        runItems(count, workers: workers, pool: chunks ? nil : decodeWeights?.pool) { i, worker in
             let item = sc.items[i]
             if item.queryCount == 1 {
                 attendOne(item, layer: l, window: window, step: step, batch: batch, scratch: s.attentionScratch(worker: worker))

@@ -327,9 +327,18 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Runs `body(item, worker)` for items 0..<count on `workers` of the engine's threads (inline
     /// when one), each claiming the next item from a shared counter, with OpenBLAS pinned to one thread.
-    func runItems(_ count: Int, workers: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
+    /// With a `pool` (a decode step's single-query attention, which calls no BLAS), its persistent
+    /// threads run the items instead of libdispatch's.
+    func runItems(_ count: Int, workers: Int, pool: WorkerPool? = nil, _ body: (_ item: Int, _ worker: Int) -> Void) {
         if workers <= 1 {
             for i in 0..<count { body(i, 0) }
+            return
+        }
+        if let pool {
+            nextItem = 0
+            pool.run(parts: min(workers, pool.threads)) { worker in
+                while let i = claimItem(limit: count) { body(i, worker) }
+            }
             return
         }
         BLASThreads.set(1)

@@ -57,6 +57,9 @@ public final class ProjectionWeights: @unchecked Sendable {
     /// The kernels' instruction-set path (the CPU's best unless chosen).
     public let path: DecodeKernelPath
     public let threads: Int
+    /// The threads the reduced-precision products run on (`threads` of them, the caller included);
+    /// the forward pass runs a decode step's attention on them too.
+    public let pool: WorkerPool
     private let layers: [[Matrix]]   // [layer][Projection.rawValue]
     private let head: Matrix
 
@@ -75,6 +78,7 @@ public final class ProjectionWeights: @unchecked Sendable {
         self.headFormat = headFormat
         self.path = path
         self.threads = threads
+        pool = WorkerPool(threads: threads)
         func matrix(_ pointer: UnsafePointer<Float>, rows: Int, columns: Int, format: QuantizedMatrix.Format?, name: String) throws -> Matrix {
             guard let format else { return .f32(pointer, rows: rows, columns: columns) }
             return .reduced(try QuantizedMatrix(format: format, rows: rows, columns: columns, weights: pointer, name: name,
@@ -106,7 +110,7 @@ public final class ProjectionWeights: @unchecked Sendable {
         case let .f32(w, n, k):
             sgemm(m: m, n: n, k: k, a: x, lda: ldx, b: w, ldb: k, transposeB: true, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
         case let .reduced(q):
-            q.multiply(x, rows: m, stride: ldx, into: y, stride: ldy, accumulate: accumulate, threads: threads, path: path)
+            q.multiply(x, rows: m, stride: ldx, into: y, stride: ldy, accumulate: accumulate, pool: pool, path: path)
         }
     }
 
@@ -121,7 +125,7 @@ public final class ProjectionWeights: @unchecked Sendable {
                 sgemm(m: m, n: v, k: h, a: hidden, lda: h, b: w, ldb: h, transposeB: true, c: logits, ldc: v)
             }
         case let .reduced(q):
-            q.multiply(hidden, rows: m, stride: q.columns, into: logits, stride: q.rows, threads: threads, path: path)
+            q.multiply(hidden, rows: m, stride: q.columns, into: logits, stride: q.rows, pool: pool, path: path)
         }
     }
 

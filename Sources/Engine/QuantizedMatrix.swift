@@ -133,27 +133,35 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     /// y[i·ldy + j] = Σₖ x[i·ldx + k]·W[j][k] for rows i < m and all outputs j, or y += that with
-    /// `accumulate`. Outputs are split into contiguous blocks run on `threads` workers
-    /// (DispatchQueue.concurrentPerform), when the product is large enough to pay for them.
+    /// `accumulate`. Outputs are split into contiguous blocks run on `pool` (the decode path's
+    /// persistent threads) or, without one, on `threads` workers of DispatchQueue.concurrentPerform,
+    /// when the product is large enough to pay for them. Results do not depend on the split.
     /// - Precondition: `path` is supported, ldx ≥ columns, ldy ≥ rows.
     public func multiply(_ x: UnsafePointer<Float>, rows m: Int, stride ldx: Int, into y: UnsafeMutablePointer<Float>,
-                         stride ldy: Int, accumulate: Bool = false, threads: Int = 1, path: DecodeKernelPath = .best) {
-        multiply(x, rows: m, stride: ldx, outputs: 0..<rows, into: y, stride: ldy, accumulate: accumulate, threads: threads, path: path)
+                         stride ldy: Int, accumulate: Bool = false, threads: Int = 1, pool: WorkerPool? = nil,
+                         path: DecodeKernelPath = .best) {
+        multiply(x, rows: m, stride: ldx, outputs: 0..<rows, into: y, stride: ldy, accumulate: accumulate, threads: threads,
+                 pool: pool, path: path)
     }
 
-    /// As `multiply(_:rows:stride:into:stride:accumulate:threads:path:)`, for outputs j in `outputs` only.
+    /// As `multiply(_:rows:stride:into:stride:accumulate:threads:pool:path:)`, for outputs j in `outputs` only.
     public func multiply(_ x: UnsafePointer<Float>, rows m: Int, stride ldx: Int, outputs: Range<Int>,
                          into y: UnsafeMutablePointer<Float>, stride ldy: Int, accumulate: Bool = false,
-                         threads: Int = 1, path: DecodeKernelPath = .best) {
+                         threads: Int = 1, pool: WorkerPool? = nil, path: DecodeKernelPath = .best) {
         precondition(path.isSupported, "\(path) kernels are not supported on this CPU")
         precondition(m >= 0 && ldx >= columns && ldy >= rows, "m \(m), ldx \(ldx) < \(columns) or ldy \(ldy) < \(rows)")
         precondition(outputs.lowerBound >= 0 && outputs.upperBound <= rows, "outputs \(outputs) outside 0..<\(rows)")
         guard m > 0, !outputs.isEmpty else { return }
         let (k, format, values, scales) = (columns, format.kernelFormat, UnsafeRawPointer(values), scales.map { UnsafePointer($0) })
         let isa = path.rawValue, acc: Int32 = accumulate ? 1 : 0
-        let workers = Self.workers(threads: threads, outputs: outputs.count, work: m * outputs.count * k)
+        let workers = Self.workers(threads: pool?.threads ?? threads, outputs: outputs.count, work: m * outputs.count * k)
         guard workers > 1 else {
             axon_decode_gemm(isa, format, x, ldx, m, values, scales, k, outputs.lowerBound, outputs.upperBound, y, ldy, acc)
+            return
+        }
+        if let pool {
+            pool.multiply(parts: workers, alignment: Self.outputAlignment, isa: isa, format: format, x: x, ldx: ldx, m: m,
+                          w: values, scales: scales, k: k, outputs: outputs, y: y, ldy: ldy, accumulate: acc)
             return
         }
         let (base, count) = (outputs.lowerBound, outputs.count)
@@ -184,7 +192,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     /// Start of part `part` of `count` outputs split into `parts` blocks aligned to `outputAlignment`.
     static func split(_ count: Int, part: Int, of parts: Int) -> Int {
-        part >= parts ? count : min(count, (count * part / parts) / outputAlignment * outputAlignment)
+        axon_split(count, part, parts, outputAlignment)
     }
 }
 

@@ -251,7 +251,33 @@ final class QuantizedMatrixTests: XCTestCase {
                 XCTAssertEqual(Array(part[101..<517]), Array(batch[101..<517]))
                 XCTAssertEqual(Array(part[(n + 101)..<(n + 517)]), Array(batch[(n + 101)..<(n + 517)]))
                 XCTAssertTrue(part[0..<101].allSatisfy { $0 == 0 } && part[517..<n].allSatisfy { $0 == 0 })
+                // On the decode path's persistent threads: the same bits.
+                var pooled = [Float](repeating: 0, count: m * n)
+                q.multiply(x, rows: m, stride: k, into: &pooled, stride: n, pool: Self.pool, path: path)
+                XCTAssertEqual(pooled, batch, "\(format) \(path) on a WorkerPool")
             }
         }
+    }
+
+    static let pool = WorkerPool(threads: 3)
+
+    /// Every part of every job runs exactly once, across many back-to-back jobs of varying sizes
+    /// (parts claimed under one job's epoch never leak into the next), and a job started from inside
+    /// a part runs inline.
+    func testWorkerPoolRunsEveryPartOnce() {
+        let pool = WorkerPool(threads: 3, spinNanoseconds: 20_000)
+        XCTAssertEqual(pool.threads, 3)
+        let slots = UnsafeMutablePointer<Int>.allocate(capacity: 64)
+        defer { slots.deallocate() }
+        for job in 0..<3000 {
+            let parts = 1 + job % 37
+            slots.initialize(repeating: 0, count: 64)
+            pool.run(parts: parts) { part in slots[part] += 1 }
+            XCTAssertTrue((0..<parts).allSatisfy { slots[$0] == 1 } && (parts..<64).allSatisfy { slots[$0] == 0 }, "job \(job)")
+            if job % 500 == 0 { usleep(50_000) }   // past the spin: the workers park and are woken
+        }
+        slots.initialize(repeating: 0, count: 64)
+        pool.run(parts: 4) { outer in pool.run(parts: 4) { inner in slots[outer * 4 + inner] += 1 } }
+        XCTAssertTrue((0..<16).allSatisfy { slots[$0] == 1 })
     }
 }

@@ -48,6 +48,40 @@ void axon_decode_gemm(int isa, int format, const float *x, ptrdiff_t ldx, ptrdif
                       const void *w, const float *scales, ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1,
                       float *y, ptrdiff_t ldy, int accumulate);
 
+/// A pool of persistent threads for short parallel sections (worker_pool.c): `threads` counts the
+/// caller, which runs a share of every job, so threads − 1 are started. After a job a worker spins
+/// for `spin_ns` waiting for the next one, then parks until woken.
+typedef struct axon_pool axon_pool;
+
+/// One part of a job: part < parts.
+typedef void (*axon_pool_task)(void *context, ptrdiff_t part, ptrdiff_t parts);
+
+/// A new pool, or NULL when out of memory. Threads that cannot start are left out (at worst the
+/// caller runs every part).
+axon_pool *axon_pool_create(int threads, int64_t spin_ns);
+
+/// Stops and joins the workers. No job may be running.
+void axon_pool_destroy(axon_pool *pool);
+
+/// Threads that run a job's parts, the caller included.
+int axon_pool_threads(const axon_pool *pool);
+
+/// Runs task(context, p, parts) for every p < parts, each once, on the caller and the workers
+/// (parts claimed one at a time from a shared counter), and returns when all are done. A call while
+/// the pool runs another job (another thread, or from inside a task) runs its parts on the calling
+/// thread instead, as does a NULL pool.
+void axon_pool_run(axon_pool *pool, axon_pool_task task, void *context, ptrdiff_t parts);
+
+/// Start of part `part` of `count` items split into `parts` contiguous blocks whose starts are
+/// multiples of `alignment` (count for part ≥ parts).
+ptrdiff_t axon_split(ptrdiff_t count, ptrdiff_t part, ptrdiff_t parts, ptrdiff_t alignment);
+
+/// axon_decode_gemm over outputs [n0, n1), split by axon_split into `parts` blocks aligned to
+/// `alignment`, run on `pool`. The results equal one axon_decode_gemm call's bit for bit.
+void axon_decode_gemm_pooled(axon_pool *pool, ptrdiff_t parts, ptrdiff_t alignment, int isa, int format,
+                             const float *x, ptrdiff_t ldx, ptrdiff_t m, const void *w, const float *scales,
+                             ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
+
 /// Rows [r0, r1) of the f32 matrix w [n][k] to int8: scales[r] = max|w[r]| / 127 (0 for a zero
 /// row), q = round-to-nearest-even(w / scale) computed in double, in [-127, 127].
 /// Returns the number of non-finite weights met (their rows get scale NaN).
