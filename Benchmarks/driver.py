@@ -242,7 +242,39 @@ def bench_load(args):
     return {"load_and_dequantize_seconds": spread(times)}
 
 
-SECTIONS = {"tokenizer": bench_tokenizer, "engine": bench_engine, "server": bench_server, "load": bench_load}
+# ---------------------------------------------------------------- network token space (issue 12)
+NETWORK_MODELS = {"smollm2": "smollm2-135m", "gemma3": "gemma3-270m"}
+
+
+def bench_network(args):
+    """Benchmarks/network/run: translation quality (healed and naive loss_val over the model's own
+    next-token loss, per model, SAMPLE windows) and cost (network-space TEXT_CAUSAL_LM_NEXT 32x256
+    against model space on the same texts, PAIRS alternating requests). Its RESULT lines are JSON:
+    one {"model", "quality"} per model, then loadgen's versus_model_space line."""
+    models = [NETWORK_MODELS[m] for m in args.models.split(",")]
+    sample = args.network_sample or (50 if args.quick else 500)
+    pairs = args.network_pairs or (1 if args.quick else 3)
+    env = dict(os.environ, SAMPLE=str(sample), PAIRS=str(pairs), MODELS=" ".join(models))
+    log(f"network: {sample} windows per model ({', '.join(models)}), cost over {pairs} request pairs")
+    out = run([os.path.join(HERE, "network", "run")], env=env, cwd=ROOT)
+    quality, cost = [], None
+    for line in out.splitlines():
+        if line.startswith("SUMMARY "):
+            log("network " + line[len("SUMMARY "):])
+        if not line.startswith("RESULT "):
+            continue
+        r = json.loads(line[len("RESULT "):])
+        if "quality" in r:
+            quality.append({"model": r["model"], **r["quality"]})
+        elif r.get("mode") == "versus_model_space":
+            cost = r
+    return {"sample": sample, "pairs": pairs, "quality": quality, "cost": cost,
+            "load_average_at_start": next((l.split(":", 1)[1].strip() for l in out.splitlines()
+                                           if l.startswith("load average at start")), "")}
+
+
+SECTIONS = {"tokenizer": bench_tokenizer, "engine": bench_engine, "server": bench_server, "load": bench_load,
+            "network": bench_network}
 
 
 def main():
@@ -258,10 +290,18 @@ def main():
     p.add_argument("--logits", default="last,all", help="engine logits modes, comma-separated (default: last,all)")
     p.add_argument("--models", default="smollm2,gemma3",
                    help="engine models, comma-separated: " + ",".join(ENGINE_MODELS) + " (default: both)")
+    p.add_argument("--skip", help="comma-separated sections not to run (e.g. network: several minutes per model)")
+    p.add_argument("--network-sample", type=int, help="network section: windows per model (default 500; 50 with --quick)")
+    p.add_argument("--network-pairs", type=int, help="network section: cost request pairs (default 3; 1 with --quick)")
     args = p.parse_args()
     if args.quick:
         args.repeats = 1
     wanted = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = [n for n in wanted + (args.skip.split(",") if args.skip else []) if n not in SECTIONS]
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
+    if args.skip:
+        wanted = [n for n in wanted if n not in args.skip.split(",")]
     result = {"machine": machine(args)}
     began = time.monotonic()
     for index, name in enumerate(wanted, 1):

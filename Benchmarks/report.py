@@ -120,6 +120,30 @@ def write(result, here):
             lines.append(f"| {r['connections']} | {r.get('responses', '')} | {r['tokens_per_second']:.0f} | "
                          f"{r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p99_ms']:.0f} |")
         lines += ["", f"Server peak RSS over the run: {srv['server_peak_rss_mb']:.0f} MB.", "", "![server](server.png)", ""]
+    net = result.get("network")
+    if net:
+        lines += ["## Network token space (issue 12)", "",
+                  f"Benchmarks/network/run; load average at its start {net.get('load_average_at_start', '')}.", "",
+                  f"### Translation quality: TEXT_CAUSAL_LM_NEXT top-k 4096, {net['sample']} random windows of held-out prose",
+                  "",
+                  "Mean loss_val in network space over the model's own next-token loss in model space at the same prefixes, "
+                  "where the prefix's model tokens are a prefix of the whole text's. Bar 1.10×, moonshot 1.03×; naive: "
+                  "each candidate's text in isolation, no boundary handling.", "",
+                  "| model | compared / windows | model loss (nats) | healed loss_val | healed ratio | naive loss_val | naive ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for q in net["quality"]:
+            lines.append(f"| {q['model']} | {q['compared']} / {q['windows']} | {q['model_loss']:.4f} | {q['network_loss']:.4f} | "
+                         f"{q['ratio']:.3f}× | {q['naive_loss']:.4f} | {q['naive_ratio']:.3f}× |")
+        lines.append("")
+        c = net.get("cost")
+        if c:
+            lines += [f"### Cost: TEXT_CAUSAL_LM_NEXT {c['rows']}×{c['seq']} standard tokens, top-k 4096, SmolLM2", "",
+                      "Network space against model space on the same texts, requests alternating (target ≥ 0.9×).", "",
+                      "| pairs | model tokens per request | network std tokens/s | model space tokens/s | ratio | p50 ms network / model |",
+                      "|---|---|---|---|---|---|",
+                      f"| {c['pairs']} | {c['model_tokens_per_request']} | {c['network_tokens_per_second']:.0f} | "
+                      f"{c['model_space_tokens_per_second']:.0f} | {c['ratio']:.3f}× | {c['network_p50_ms']:.0f} / {c['model_space_p50_ms']:.0f} |",
+                      ""]
     plots(result, here)
     with open(os.path.join(here, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines))

@@ -5,9 +5,14 @@ final class MergeTable: @unchecked Sendable {
     static let none: UInt64 = .max
     private static let emptyKey: UInt64 = .max
 
-    private let keys: UnsafeMutablePointer<UInt64>
-    /// rank << 32 | merged id
-    private let values: UnsafeMutablePointer<UInt64>
+    /// Key and value side by side, so a probe touches one cache line (the table of tiktoken's
+    /// GPT-2 merges is several MB: most probes on a cold piece miss the caches).
+    private struct Entry {
+        var key: UInt64
+        /// rank << 32 | merged id
+        var value: UInt64
+    }
+    private let entries: UnsafeMutablePointer<Entry>
     private let mask: Int
     let count: Int
 
@@ -24,25 +29,21 @@ final class MergeTable: @unchecked Sendable {
     private init<S: Sequence>(count mergeCount: Int, _ merges: S) where S.Element == (Int32, Int32, Int32, Int) {
         var capacity = 16
         while capacity < mergeCount * 2 { capacity <<= 1 }
-        keys = .allocate(capacity: capacity)
-        keys.initialize(repeating: Self.emptyKey, count: capacity)
-        values = .allocate(capacity: capacity)
-        values.initialize(repeating: 0, count: capacity)
+        entries = .allocate(capacity: capacity)
+        entries.initialize(repeating: Entry(key: Self.emptyKey, value: 0), count: capacity)
         mask = capacity - 1
         count = mergeCount
         for (left, right, merged, rank) in merges {
             let key = Self.key(left, right)
             var slot = Self.slot(key) & mask
-            while keys[slot] != Self.emptyKey && keys[slot] != key { slot = (slot + 1) & mask }
-            if keys[slot] == key { continue }
-            keys[slot] = key
-            values[slot] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: merged))
+            while entries[slot].key != Self.emptyKey && entries[slot].key != key { slot = (slot + 1) & mask }
+            if entries[slot].key == key { continue }
+            entries[slot] = Entry(key: key, value: UInt64(rank) << 32 | UInt64(UInt32(bitPattern: merged)))
         }
     }
 
     deinit {
-        keys.deallocate()
-        values.deallocate()
+        entries.deallocate()
     }
 
     @inline(__always)
@@ -61,9 +62,9 @@ final class MergeTable: @unchecked Sendable {
         let key = Self.key(left, right)
         var slot = Self.slot(key) & mask
         while true {
-            let k = keys[slot]
-            if k == key { return values[slot] }
-            if k == Self.emptyKey { return Self.none }
+            let e = entries[slot]
+            if e.key == key { return e.value }
+            if e.key == Self.emptyKey { return Self.none }
             slot = (slot + 1) & mask
         }
     }

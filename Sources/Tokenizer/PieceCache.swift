@@ -3,14 +3,23 @@
 /// SPM chunk between two independent spaces). Never shared between threads; the owner calls
 /// `free()` exactly once.
 struct PieceCache {
+    /// 32 bytes, so a lookup of a piece of at most 16 bytes that yields one id (most English
+    /// words) reads one slot and nothing else: the key bytes and the id are inline.
     private struct Slot {
         var hash: UInt64   // 0 = empty
-        var keyOffset: Int32
-        var keyLength: Int32
-        var idsOffset: Int32
-        var idsCount: Int32
+        /// The first 8 bytes of the piece, zero-padded.
+        var key0: UInt64
+        /// Bytes 8..<16, zero-padded, for a piece of at most 16 bytes; for a longer one, the
+        /// offset of its bytes in `keyArena`.
+        var key1: UInt64
+        var keyLength: UInt16
+        var idsCount: UInt16
+        /// The id itself when `idsCount == 1`, else the offset of the ids in `idArena`.
+        var ids: Int32
     }
-    private static let empty = Slot(hash: 0, keyOffset: 0, keyLength: 0, idsOffset: 0, idsCount: 0)
+    private static let empty = Slot(hash: 0, key0: 0, key1: 0, keyLength: 0, idsCount: 0, ids: 0)
+    /// Pieces up to this length compare on the inline key words alone.
+    private static let inlineKeyLength = 16
     private var slots: GrowableBuffer<Slot>
     private var slotMask: Int
     private var used = 0
@@ -24,7 +33,7 @@ struct PieceCache {
 
     init(expectedBytes: Int) {
         var capacity = 256   // small calls (a prompt) stay cheap to set up
-        while capacity < Swift.min(expectedBytes / 4, Self.maxSlots) { capacity <<= 1 }
+        while capacity < Swift.min(expectedBytes / 32, Self.maxSlots) { capacity <<= 1 }
         slots = GrowableBuffer(capacity: capacity)
         slots.base.initialize(repeating: Self.empty, count: capacity)
         slots.count = capacity
@@ -37,6 +46,14 @@ struct PieceCache {
 
     @inline(__always)
     static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        if n <= inlineKeyLength {
+            // The common case: two words, two multiplies.
+            let (w0, w1) = keyWords(p, n)
+            var h = (w0 ^ 0x243F_6A88_85A3_08D3 ^ UInt64(n)) &* 0x9E37_79B9_7F4A_7C15
+            h = (h ^ h >> 29 ^ w1) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 31
+            return h | 1
+        }
         var h: UInt64 = 0x243F_6A88_85A3_08D3 ^ UInt64(n)
         var k = 0
         let raw = UnsafeRawPointer(p)
@@ -71,19 +88,52 @@ struct PieceCache {
         return true
     }
 
+    /// The piece's first 16 bytes as two little-endian words, zero-padded, read without
+    /// touching a byte outside `p[0..<n]` (overlapping loads, then shifts).
+    @inline(__always)
+    static func keyWords(_ p: UnsafePointer<UInt8>, _ n: Int) -> (UInt64, UInt64) {
+        let raw = UnsafeRawPointer(p)
+        if n >= 8 {
+            let w0 = raw.loadUnaligned(as: UInt64.self)
+            if n == 8 { return (w0, 0) }
+            let m = Swift.min(n, 16)
+            let last = raw.loadUnaligned(fromByteOffset: m - 8, as: UInt64.self)
+            return (w0, last >> UInt64(8 * (16 - m)))
+        }
+        if n >= 4 {
+            let lo = UInt64(raw.loadUnaligned(as: UInt32.self))
+            let hi = UInt64(raw.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))
+            return (lo | hi << UInt64(8 * (n - 4)), 0)
+        }
+        var w: UInt64 = 0
+        var k = 0
+        while k < n {
+            w |= UInt64(p[k]) << UInt64(8 * k)
+            k += 1
+        }
+        return (w, 0)
+    }
+
     /// Appends the cached ids of piece `p[0..<n]` (hash `h`) to `output` and returns true, or
     /// returns false when the piece is not cached.
     @inline(__always)
     func append(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64, to output: inout GrowableBuffer<Int32>) -> Bool {
+        let (w0, w1) = Self.keyWords(p, n)
+        let short = n <= Self.inlineKeyLength
         var slot = Int(truncatingIfNeeded: h >> 17) & slotMask
         while true {
             let s = slots[slot]
             if s.hash == 0 { return false }
-            if s.hash == h && Int(s.keyLength) == n && Self.equal(keyArena.base + Int(s.keyOffset), p, n) {
+            if s.hash == h && Int(s.keyLength) == n && s.key0 == w0
+                && (short ? s.key1 == w1 : Self.equal(keyArena.base + Int(s.key1), p, n)) {
                 let c = Int(s.idsCount)
-                output.reserve(c)
-                (output.base + output.count).update(from: idArena.base + Int(s.idsOffset), count: c)
-                output.count += c
+                if c == 1 {
+                    output.append(s.ids)
+                } else {
+                    output.reserve(c)
+                    (output.base + output.count).update(from: idArena.base + Int(s.ids), count: c)
+                    output.count += c
+                }
                 return true
             }
             slot = (slot + 1) & slotMask
@@ -103,17 +153,23 @@ struct PieceCache {
             }
         }
         // `ids` may point into the caller's output buffer, which these appends do not touch.
-        let keyOffset = keyArena.count
-        keyArena.reserve(n)
-        (keyArena.base + keyOffset).initialize(from: key, count: n)
-        keyArena.count += n
-        let idsOffset = idArena.count
-        idArena.reserve(c)
-        (idArena.base + idsOffset).initialize(from: ids, count: c)
-        idArena.count += c
+        var (w0, w1) = Self.keyWords(key, n)
+        if n > Self.inlineKeyLength {
+            w1 = UInt64(keyArena.count)
+            keyArena.reserve(n)
+            (keyArena.base + keyArena.count).initialize(from: key, count: n)
+            keyArena.count += n
+        }
+        var idsField = c == 1 ? ids[0] : 0
+        if c != 1 {
+            idsField = Int32(idArena.count)
+            idArena.reserve(c)
+            (idArena.base + idArena.count).initialize(from: ids, count: c)
+            idArena.count += c
+        }
         var slot = Int(truncatingIfNeeded: h >> 17) & slotMask
         while slots[slot].hash != 0 { slot = (slot + 1) & slotMask }
-        slots[slot] = Slot(hash: h, keyOffset: Int32(keyOffset), keyLength: Int32(n), idsOffset: Int32(idsOffset), idsCount: Int32(c))
+        slots[slot] = Slot(hash: h, key0: w0, key1: w1, keyLength: UInt16(n), idsCount: UInt16(c), ids: idsField)
         used += 1
     }
 

@@ -17,6 +17,8 @@ struct SplitScanner {
     let count: Int
     let splitDigits: Bool
     private let classes = UnicodeClasses.shared
+    /// The flags of the 128 ASCII scalars, read directly in the runs' fast path.
+    private let ascii: UnsafePointer<UInt8>
 
     /// Returned by `peek` at the end of the text or of a digit-delimited segment.
     static let end: UInt8 = 0x80
@@ -29,6 +31,7 @@ struct SplitScanner {
         self.text = text
         self.count = count
         self.splitDigits = kind == .smollm
+        ascii = classes.blocks + (Int(classes.blockIndex[0]) << 8)
     }
 
     /// Class flags and byte length of the scalar at `i` (valid UTF-8 is assumed: the input
@@ -99,17 +102,31 @@ struct SplitScanner {
         if flags & Self.space == 0 {
             let cls = flags & (Self.letter | Self.number)
             var j = start + length
+            // ASCII bytes are classified inline; `peek` handles the rest (and the end).
             if cls != 0 {
-                while true {
-                    let g = peek(j)
-                    if g.flags & cls == 0 || g.flags & Self.end != 0 { break }
-                    j += g.length
+                while j < count {
+                    let b = text[j]
+                    if b < 0x80 {
+                        let f = ascii[Int(b)]
+                        if f & cls == 0 || (splitDigits && f & CharClass.digitSplit != 0) { break }
+                        j += 1
+                    } else {
+                        let g = peek(j)
+                        if g.flags & cls == 0 || g.flags & Self.end != 0 { break }
+                        j += g.length
+                    }
                 }
             } else {
-                while true {
-                    let g = peek(j)
-                    if g.flags & (Self.word | Self.end) != 0 { break }
-                    j += g.length
+                while j < count {
+                    let b = text[j]
+                    if b < 0x80 {
+                        if ascii[Int(b)] & Self.word != 0 { break }   // digits to split are numbers
+                        j += 1
+                    } else {
+                        let g = peek(j)
+                        if g.flags & (Self.word | Self.end) != 0 { break }
+                        j += g.length
+                    }
                 }
             }
             return j

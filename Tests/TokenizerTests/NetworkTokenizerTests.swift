@@ -40,6 +40,20 @@ final class NetworkTokenizerTests: XCTestCase {
         try assertMatches("random_cases")
     }
 
+    /// One session over every case twice: the second pass answers from the warm piece cache
+    /// (inline keys of every length, shared prefixes) and must still be tiktoken's ids.
+    func testWarmSessionMatchesTiktoken() throws {
+        let cases = try fixture()["cases"] as? [[String: Any]] ?? []
+        XCTAssertFalse(cases.isEmpty)
+        let session = TokenizerSession(tokenizer: try Fixtures.network.get().tokenizer)
+        for pass in 1...2 {
+            for (i, c) in cases.enumerated() {
+                let text = c["text"] as? String ?? ""
+                XCTAssertEqual(session.encode(text), Fixtures.ids(c["ids"]), "pass \(pass), \(c["name"] as? String ?? "cases[\(i)]")")
+            }
+        }
+    }
+
     func testLongRunsMatchTiktoken() throws {
         let long = try fixture()["long_cases"] as? [[String: Any]] ?? []
         XCTAssertFalse(long.isEmpty)

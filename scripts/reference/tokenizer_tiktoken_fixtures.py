@@ -81,6 +81,31 @@ def digest(ref, ranks):
     return h.hexdigest()
 
 
+def cache_and_split_texts():
+    """Texts for the piece cache's inline keys and the split scanner's ASCII runs: pieces of every
+    length 1..48 bytes (the cache's limit), each twice so the second is a cache hit, next to pieces
+    that share their first 8 or 16 bytes and differ after, or differ only in length; contractions;
+    whitespace runs; numbers; letters, numbers and spaces of several Unicode categories."""
+    letters = "abcdefghijklmnopqrstuvwxyz" * 2
+    words = []
+    for n in range(1, 49):
+        w = letters[:n]
+        words += [w, w, w[:-1] + "Z", w[:-1] + "Z", " " + w, " " + w]
+    yield "cache_every_length", " ".join(words)
+    stems = ["internationaliza", "abcdefgh", "abcdefghijklmnop", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl"]
+    yield "cache_shared_prefixes", " ".join(f"{st}{tail} {st}{tail}" for st in stems
+                                            for tail in ["", "x", "y", "xy", "yx", "tion"])
+    yield "cache_multibyte_lengths", " ".join(["é" * k + " " + "é" * k for k in range(1, 25)]
+                                              + ["日本語" * k for k in range(1, 9)])
+    yield "contractions", ("it's we're they've I'm you'll he'd 's 't 're 've 'm 'll 'd 'S 'T 'RE 'Ve 'LL "
+                           "''s '''' 'x 'r 'l")
+    yield "whitespace_runs", "a  b   c\t\t d\n\n\ne  \n f \r\n g\u00a0\u00a0h \u2003\u3000i   \n\n   "
+    yield "numbers", "123 4567 12345678901234567890 3.14 1,000,000 x2y3 ١٢٣ ½¾ ² ⅷ 007 a1b22c333"
+    yield "unicode_categories", ("naïve café Ελληνικά русский 日本語 한국어 عربى עברית हिन्दी ไทย 🙂👍🏽 "
+                                 "\u200d\u0301a ǅungla ʰmod 〇 Ⅻ ㈠ $€¥ «»—… ¿¡ x\u0300y")
+    yield "ascii_punctuation_runs", "a.b,c;d!!!e??f...g---h ((i)) [j]{k} <l>=m+n*o/p\\q|r&s^t%u$v#w@x~y`z"
+
+
 def entry(enc, name, text):
     e = {"text": text, "ids": enc.encode_ordinary(text), "ids_special": enc.encode(text, allowed_special="all")}
     if name is not None:
@@ -97,7 +122,7 @@ def main():
     texts = ref.CORPUS + [(f"special_text_{k}", t) for k, t in enumerate(ref.SPECIAL_TEXTS)] + [
         ("endoftext_forms", "<|endoftext|>a<|endoftext|><|endoftext|> <|endoftext <|endoftext|>|>"),
         ("left_padding_like", "<|endoftext|>" * 5 + "Hello world"),
-    ]
+    ] + list(cache_and_split_texts())
     cases = [entry(enc, name, text) for name, text in texts]
     randoms = [entry(enc, None, t) for t in ref.random_strings(1200, seed=20261202)]
     long_cases = [{"repeat": s, "count": n, "ids": runs.periodic(enc.encode_ordinary(s * n))}
