@@ -90,6 +90,7 @@ public enum WeightFunction {
 public struct WeightEntry: Sendable, Equatable {
     public var record: UIDRecord
     public var weight: Double
+    public init(record: UIDRecord, weight: Double) { self.record = record; self.weight = weight }
 }
 
 public enum WeightsFileError: Error, CustomStringConvertible {
