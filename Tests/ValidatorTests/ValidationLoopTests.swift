@@ -183,3 +183,35 @@ final class ValidationLoopTests: XCTestCase {
         axons.removeAll()
     }
 }
+
+/// `axon validate` on the command line: its help states Bittensor v3's figures, and a corpus too
+/// short for one window is a failure that says what to do.
+final class ValidateCommandTests: XCTestCase {
+    func testHelpStatesBittensorV3Figures() throws {
+        try AxonCommand.requireBuilt()
+        let help = try AxonCommand.run(["validate", "--help"], withModel: false)
+        let text = help.stdout.replacingOccurrences(of: "\n", with: " ").split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        for figure in ["batch 32", "sequence 256", "20 UIDs a step", "12 s deadline", "--exclude-quantile", "--max-weight", "--log-csv"] {
+            XCTAssertTrue(text.contains(figure), "help lacks '\(figure)': \(help.stdout)")
+        }
+    }
+
+    func testACorpusShorterThanAWindowSaysWhatToDo() throws {
+        try AxonCommand.requireBuilt()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("validate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = try Hotkey(seed: [UInt8](repeating: 3, count: 32))
+        let files = (subnet: directory.appendingPathComponent("subnet.json").path, axons: directory.appendingPathComponent("axons.json").path,
+                     corpus: directory.appendingPathComponent("tiny.jsonl").path)
+        try #"{"netuid": 2, "block": 5, "neurons": [{"uid": 0, "hotkey": "\#(key.ss58)", "stake": 1, "validator_permit": false}]}"#
+            .write(toFile: files.subnet, atomically: true, encoding: .utf8)
+        try #"[{"uid": 0, "hotkey": "\#(key.ss58)", "host": "127.0.0.1", "port": 1}]"#.write(toFile: files.axons, atomically: true, encoding: .utf8)
+        try #"{"text": "Too short."}"#.write(toFile: files.corpus, atomically: true, encoding: .utf8)
+        let run = try AxonCommand.run(["validate", "--metagraph", files.subnet, "--endpoints", files.axons, "--corpus", files.corpus,
+                                       "--steps", "1", "--weights-out", directory.appendingPathComponent("w.json").path, "--unsigned"],
+                                      home: directory.path, withModel: false)
+        XCTAssertEqual(run.status, 1, run.stderr)
+        XCTAssertTrue(run.stderr.contains("a window needs 136"), run.stderr)
+    }
+}
