@@ -136,13 +136,11 @@ struct Query: ParsableCommand {
     private func fanOut(endpointsPath: String) throws {
         var list = try Endpoints.load(path: endpointsPath)
         if let metagraph {
-            let graph = try Metagraph.load(path: metagraph)
-            let registered = Dictionary(uniqueKeysWithValues: graph.neurons.map { ($0.uid, $0.hotkey) })
-            for endpoint in list where registered[endpoint.uid] != endpoint.hotkey {
-                let actual = registered[endpoint.uid].map { "hotkey \($0)" } ?? "no neuron"
+            let (kept, skipped) = Endpoints.registered(list, in: try Metagraph.load(path: metagraph))
+            for (endpoint, actual) in skipped {
                 FileHandle.standardError.write(Data("warning: endpoint uid \(endpoint.uid) names \(endpoint.hotkey), the metagraph has \(actual) there; skipped\n".utf8))
             }
-            list.removeAll { registered[$0.uid] != $0.hotkey }
+            list = kept
         }
         // Each endpoint's INFO is not read here: network ids are checked against the standard vocabulary.
         let tokenizer = try space == .network ? TokenSpaceOption.networkStandard().tokenizer : modelOption.loadTokenizer()

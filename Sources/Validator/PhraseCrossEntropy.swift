@@ -17,6 +17,9 @@ public enum PhraseCrossEntropy {
     public static let networkVocabSize = 50257
     /// What a NaN loss counts as (v3 validators' rule).
     public static let nanLoss = 20.0
+    /// The largest loss an answer can get: −log(0 + 1e-40), a target given probability 0. The
+    /// validator's loop counts a timeout, an error or a malformed answer as this.
+    public static let worstLoss = -log(1e-40)
 
     public struct Loss: Equatable, Sendable {
         /// Cross-entropy of the first target token.

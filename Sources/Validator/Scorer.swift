@@ -79,11 +79,7 @@ public struct Scorer: Sendable {
         let result = try response.checkedResult(.textCausalLMNext)
         if space == .network {
             let answer = try result.checkedPhrases(rows: windows.count, k: topk, vocab: vocab ?? PhraseCrossEntropy.networkVocabSize)
-            return windows.enumerated().map { row, window in
-                PhraseCrossEntropy.loss(probabilities: Array(answer.probabilities[answer.span(row: row)]),
-                                        phrases: answer.phrases(row: row), floor: answer.floor(row: row), target: window.following,
-                                        vocabSize: vocab ?? PhraseCrossEntropy.networkVocabSize)
-            }
+            return Self.phraseLosses(answer, targets: windows.map(\.following), vocabSize: vocab ?? PhraseCrossEntropy.networkVocabSize)
         }
         let answer = try result.checkedTopK(rows: windows.count, positions: nil, k: topk, vocab: vocab)
         return windows.enumerated().map { row, window in
@@ -91,6 +87,15 @@ public struct Scorer: Sendable {
             let loss = NextTokenLoss.loss(of: window.target, probabilities: answer.probabilities[span], ids: answer.ids[span],
                                           floor: answer.floor(row: row))
             return PhraseCrossEntropy.Loss(lossVal: loss, loss: loss)
+        }
+    }
+
+    /// Each row's `PhraseCrossEntropy` of a checked phrase answer against `targets[row]`.
+    public static func phraseLosses(_ answer: PhraseAnswer, targets: [[Int32]],
+                                    vocabSize: Int = PhraseCrossEntropy.networkVocabSize) -> [PhraseCrossEntropy.Loss] {
+        targets.enumerated().map { row, target in
+            PhraseCrossEntropy.loss(probabilities: Array(answer.probabilities[answer.span(row: row)]), phrases: answer.phrases(row: row),
+                                    floor: answer.floor(row: row), target: target, vocabSize: vocabSize)
         }
     }
 

@@ -45,30 +45,35 @@ def phrase_cross_entropy(target, probs, phrases, floor):
     return nan(loss_val), nan(loss)
 
 
-rng = np.random.default_rng(12)
-cases = []
-for n in range(80):
-    k = int(rng.integers(1, 40))
-    phrases = [[int(t) for t in rng.integers(0, 12, size=int(rng.integers(1, 5)))] for _ in range(k)]
-    floor = float(rng.uniform(0, 2e-5))
-    mass = max(0.0, 1 - floor * (VOCAB_MIN - k))
-    probs = (rng.dirichlet(np.ones(k)) * mass * rng.uniform(0.5, 1.0)).astype(np.float32)
-    target = [int(t) for t in rng.integers(0, 12, size=8)]
-    if n % 3 == 0:  # make a phrase that is a prefix of the target
-        phrases[int(rng.integers(0, k))] = target[:int(rng.integers(1, 4))]
-    if n % 7 == 0:  # out-of-range values that Bittensor clamps
-        probs[0] = 1.5
-        floor = -1e-3 if n % 2 else floor
-    if n % 11 == 0:  # no phrase starts with the target's first token
-        target[0] = 99
-    cases.append({"probabilities": [float(x) for x in probs], "phrases": phrases, "floor": float(np.float32(floor)),
-                  "target": target})
-cases.append({"probabilities": [0.0, 0.0], "phrases": [[1], [2, 3]], "floor": 0.0, "target": [1, 2, 3]})
-for case in cases:
-    lv, l = phrase_cross_entropy(case["target"], np.float32(case["probabilities"]), case["phrases"],
-                                 np.float32(case["floor"]))
-    case["loss_val"], case["loss"] = lv, l
+def main():
+    rng = np.random.default_rng(12)
+    cases = []
+    for n in range(80):
+        k = int(rng.integers(1, 40))
+        phrases = [[int(t) for t in rng.integers(0, 12, size=int(rng.integers(1, 5)))] for _ in range(k)]
+        floor = float(rng.uniform(0, 2e-5))
+        mass = max(0.0, 1 - floor * (VOCAB_MIN - k))
+        probs = (rng.dirichlet(np.ones(k)) * mass * rng.uniform(0.5, 1.0)).astype(np.float32)
+        target = [int(t) for t in rng.integers(0, 12, size=8)]
+        if n % 3 == 0:  # make a phrase that is a prefix of the target
+            phrases[int(rng.integers(0, k))] = target[:int(rng.integers(1, 4))]
+        if n % 7 == 0:  # out-of-range values that Bittensor clamps
+            probs[0] = 1.5
+            floor = -1e-3 if n % 2 else floor
+        if n % 11 == 0:  # no phrase starts with the target's first token
+            target[0] = 99
+        cases.append({"probabilities": [float(x) for x in probs], "phrases": phrases, "floor": float(np.float32(floor)),
+                      "target": target})
+    cases.append({"probabilities": [0.0, 0.0], "phrases": [[1], [2, 3]], "floor": 0.0, "target": [1, 2, 3]})
+    for case in cases:
+        lv, l = phrase_cross_entropy(case["target"], np.float32(case["probabilities"]), case["phrases"],
+                                     np.float32(case["floor"]))
+        case["loss_val"], case["loss"] = lv, l
 
-OUT.write_text(json.dumps({"generator": "scripts/reference/phrase_loss_fixtures.py (numpy float64)",
-                           "vocab_size": VOCAB_MIN, "padding": IGNORE, "cases": cases}) + "\n")
-print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size} bytes, {len(cases)} cases)")
+    OUT.write_text(json.dumps({"generator": "scripts/reference/phrase_loss_fixtures.py (numpy float64)",
+                               "vocab_size": VOCAB_MIN, "padding": IGNORE, "cases": cases}) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size} bytes, {len(cases)} cases)")
+
+
+if __name__ == "__main__":
+    main()
