@@ -20,6 +20,8 @@ public final class InferenceEngine: @unchecked Sendable {
     let cachedScratch: CachedAttentionScratch
     /// The reduced-precision weights of decode steps (`options.decodePrecision`), nil at f32.
     public let decodeWeights: ProjectionWeights?
+    /// The int8 prefill projections (`options.precision == .int8`), reading `decodeWeights`' s8 rows.
+    let int8Projections: Int8Projections?
     /// The decode weights the current pass's LM head reads (set by `runLayers`; nil off decode steps).
     private var decodeHead: ProjectionWeights?
     private let itemLock = NSLock()
@@ -45,13 +47,20 @@ public final class InferenceEngine: @unchecked Sendable {
         try options.validate(for: config)
         self.config = config
         self.options = options
-        weights = try ModelWeights(config: config, source: source)
+        let int8 = options.precision == .int8
+        weights = try ModelWeights(config: config, source: source, projections: !int8)
         state = RunState(config: config, options: options)
         cache = try KVCache(config: config, options: options)
         cachedScratch = CachedAttentionScratch(config: config, options: options)
-        decodeWeights = options.decodePrecision == .f32 ? nil
-            : try ProjectionWeights(weights: weights, config: config, format: options.decodePrecision.format,
-                                    headFormat: options.decodePrecision.headFormat, threads: options.threads)
+        // At int8 the one copy of the projections is per-row s8, read by both paths.
+        let projectionFormat = int8 ? .int8 : options.decodePrecision.format
+        let decodeWeights = projectionFormat == nil ? nil
+            : try ProjectionWeights(weights: weights, config: config, format: projectionFormat,
+                                    headFormat: options.decodePrecision.headFormat, threads: options.threads, source: source)
+        self.decodeWeights = decodeWeights
+        int8Projections = int8 ? decodeWeights.map {
+            Int8Projections(weights: $0, maxTokens: options.maxBatchTokens, threads: options.threads)
+        } : nil
         BLASThreads.set(options.threads)
     }
 
@@ -226,21 +235,26 @@ public final class InferenceEngine: @unchecked Sendable {
     }
 
     /// c = a·bᵀ (c += with `accumulate`) for projection `p` of layer `l`: through the decode step's
-    /// reduced-precision copy when there is one, else f32 sgemm on `b`.
+    /// reduced-precision copy when there is one, else the int8 GEMM at `precision` int8, else f32
+    /// sgemm on `b` (nil only at int8, which keeps no f32 projections).
     @inline(__always)
     private func multiply(_ p: ProjectionWeights.Projection, layer l: Int, _ reduced: ProjectionWeights?,
-                          m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+                          m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>?,
                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
         if let reduced {
             reduced.project(p, layer: l, a, stride: lda, rows: m, into: c, stride: ldc, accumulate: accumulate)
-        } else {
+        } else if let int8 = int8Projections {
+            int8.project(p, layer: l, a, stride: lda, rows: m, into: c, stride: ldc, accumulate: accumulate)
+        } else if let b {
             sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+        } else {
+            preconditionFailure("projection \(p) of layer \(l) has neither f32 nor int8 weights")
         }
     }
 
     /// x += a·bᵀ, or x += RMSNorm(a·bᵀ)·postNorm for families that norm a block's output.
     private func project(_ p: ProjectionWeights.Projection, layer l: Int, _ reduced: ProjectionWeights?,
-                         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+                         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>?,
                          intoResidualWithNorm postNorm: UnsafeMutablePointer<Float>?) {
         let s = state
         guard let postNorm else {

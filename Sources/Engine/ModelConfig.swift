@@ -243,11 +243,15 @@ public struct EngineOptions: Sendable {
     /// Most tokens in a cached forward pass that still reads the decode weights; larger passes
     /// (prefill chunks) use f32 sgemm, which wins once the weights are reused across enough rows.
     public var decodeRowLimit: Int
+    /// The projections' precision on prefill (EnginePrecision). At int8 the engine keeps no f32
+    /// projections: decode steps read the same per-row int8 copy (so `decodePrecision` chooses only
+    /// the LM head's format, and f16 is refused).
+    public var precision: EnginePrecision
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatchTokens: Int = 4096,
                 maxRows: Int = 64, maxSeq: Int = 2048, maxLogitRows: Int = 512, collectTimings: Bool = false,
                 kvCacheBytes: Int = 256 << 20, maxSequences: Int = 256, decodePrecision: DecodePrecision = .f32,
-                decodeRowLimit: Int = 32) {
+                decodeRowLimit: Int = 32, precision: EnginePrecision = .f32) {
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
         self.maxRows = maxRows
@@ -258,6 +262,7 @@ public struct EngineOptions: Sendable {
         self.maxSequences = maxSequences
         self.decodePrecision = decodePrecision
         self.decodeRowLimit = decodeRowLimit
+        self.precision = precision
     }
 
     func validate(for config: ModelConfig) throws {
@@ -284,6 +289,14 @@ public struct EngineOptions: Sendable {
         }
         guard (1...4096).contains(maxSequences) else {
             throw EngineError.invalidOptions("maxSequences is \(maxSequences), expected 1...4096")
+        }
+        if precision == .int8 {
+            guard EnginePrecision.int8Available else {
+                throw EngineError.invalidOptions("precision int8 needs AVX2 (x86-64-v3); use precision f32")
+            }
+            guard decodePrecision != .f16 else {
+                throw EngineError.invalidOptions("decodePrecision f16 with precision int8: decode reads the int8 projections; use decodePrecision f32 or int8 (the LM head's format)")
+            }
         }
     }
 }

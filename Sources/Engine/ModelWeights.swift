@@ -3,19 +3,21 @@ import Foundation
 /// Every weight of the model as f32, dequantized once at load into one 64-byte-aligned arena.
 /// Q|K|V and gate|up are dequantized side by side so that each is a single matrix [out][in]
 /// and one sgemm per projection group; a tied LM head points at the token embeddings (no copy).
-/// Tensors a family does not use are nil.
+/// Tensors a family does not use are nil, and so are the projections (q|k|v, attention output,
+/// gate|up, down) of an engine that reads them in int8 only (`EngineOptions.precision`): they are
+/// then never dequantized here (`ProjectionWeights` rounds them from the source one at a time).
 final class ModelWeights {
     struct Layer {
         var attnNorm: UnsafeMutablePointer<Float>   // (hidden)
-        var qkv: UnsafeMutablePointer<Float>        // (heads·hd + 2·kvHeads·hd, hidden): rows Q, then K, then V
+        var qkv: UnsafeMutablePointer<Float>?       // (heads·hd + 2·kvHeads·hd, hidden): rows Q, then K, then V
         var qkvBias: UnsafeMutablePointer<Float>?   // (heads·hd + 2·kvHeads·hd): Q, K, V biases
         var qNorm: UnsafeMutablePointer<Float>?     // (hd) per-head RMSNorm weight of q
         var kNorm: UnsafeMutablePointer<Float>?     // (hd) per-head RMSNorm weight of k
-        var attnOutput: UnsafeMutablePointer<Float> // (hidden, heads·hd)
+        var attnOutput: UnsafeMutablePointer<Float>? // (hidden, heads·hd)
         var postAttnNorm: UnsafeMutablePointer<Float>? // (hidden)
         var ffnNorm: UnsafeMutablePointer<Float>    // (hidden)
-        var gateUp: UnsafeMutablePointer<Float>     // (2·ffn, hidden): rows gate, then up
-        var down: UnsafeMutablePointer<Float>       // (hidden, ffn)
+        var gateUp: UnsafeMutablePointer<Float>?    // (2·ffn, hidden): rows gate, then up
+        var down: UnsafeMutablePointer<Float>?      // (hidden, ffn)
         var postFfnNorm: UnsafeMutablePointer<Float>?  // (hidden)
     }
 
@@ -29,8 +31,9 @@ final class ModelWeights {
 
     /// Reserves the arena, then dequantizes all tensors in parallel into their slots.
     /// `config` has already checked that every tensor exists with its shape and a dequantizable type.
+    /// Without `projections`, the projection matrices are left out (nil).
     /// - Throws: `EngineError.tensorLoadFailed` naming the first tensor that failed.
-    init(config c: ModelConfig, source: ModelSource) throws {
+    init(config c: ModelConfig, source: ModelSource, projections: Bool = true) throws {
         // A job dequantizes a range of rows of one tensor; big tensors are split so the parallel
         // loop stays balanced (the token embeddings alone are a fifth of the model).
         var jobs: [(name: String, offset: Int, rowLength: Int, rows: Range<Int>)] = []
@@ -38,7 +41,8 @@ final class ModelWeights {
         var cursor = 0  // in floats
         let dims = Dictionary(c.expectedTensors().map { ($0.name, $0.dims) }, uniquingKeysWith: { a, _ in a })
         // Places the named tensors back to back from the cursor; returns their start.
-        func reserve(_ names: String...) -> Int {
+        func reserve(_ names: String...) -> Int { reserveAll(names) }
+        func reserveAll(_ names: [String]) -> Int {
             let start = cursor
             var at = start
             for name in names {
@@ -54,12 +58,9 @@ final class ModelWeights {
             return start
         }
         func reserveIf(_ present: Bool, _ names: String...) -> Int? {
-            guard present else { return nil }
-            let start = cursor
-            for name in names { _ = reserve(name) }
-            return start
+            present ? reserveAll(names) : nil
         }
-        struct Offsets { var attnNorm, qkv: Int, qkvBias, qNorm, kNorm: Int?, wo: Int, postAttn: Int?, ffnNorm, gateUp, down: Int, postFfn: Int? }
+        struct Offsets { var attnNorm: Int, qkv, qkvBias, qNorm, kNorm, wo, postAttn: Int?, ffnNorm: Int, gateUp, down, postFfn: Int? }
         let embOffset = reserve("token_embd.weight")
         let normOffset = reserve("output_norm.weight")
         let outOffset = c.tiedOutput ? embOffset : reserve("output.weight")
@@ -68,16 +69,16 @@ final class ModelWeights {
             let p = "blk.\(l)."
             layerOffsets.append(Offsets(
                 attnNorm: reserve(p + "attn_norm.weight"),
-                qkv: reserve(p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
+                qkv: reserveIf(projections, p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
                 // Q, K and V biases adjacent, like the fused rows they are added to.
                 qkvBias: c.hasQKVBias ? reserve(p + "attn_q.bias", p + "attn_k.bias", p + "attn_v.bias") : nil,
                 qNorm: reserveIf(c.family.perHeadQKNorm, p + "attn_q_norm.weight"),
                 kNorm: reserveIf(c.family.perHeadQKNorm, p + "attn_k_norm.weight"),
-                wo: reserve(p + "attn_output.weight"),
+                wo: reserveIf(projections, p + "attn_output.weight"),
                 postAttn: reserveIf(c.family.postBlockNorms, p + "post_attention_norm.weight"),
                 ffnNorm: reserve(p + "ffn_norm.weight"),
-                gateUp: reserve(p + "ffn_gate.weight", p + "ffn_up.weight"),
-                down: reserve(p + "ffn_down.weight"),
+                gateUp: reserveIf(projections, p + "ffn_gate.weight", p + "ffn_up.weight"),
+                down: reserveIf(projections, p + "ffn_down.weight"),
                 postFfn: reserveIf(c.family.postBlockNorms, p + "post_ffw_norm.weight")))
         }
         arena = AlignedFloats(count: cursor)
@@ -86,10 +87,10 @@ final class ModelWeights {
         outputNorm = base + normOffset
         output = base + outOffset
         layers = layerOffsets.map { o in
-            Layer(attnNorm: base + o.attnNorm, qkv: base + o.qkv, qkvBias: o.qkvBias.map { base + $0 },
-                  qNorm: o.qNorm.map { base + $0 }, kNorm: o.kNorm.map { base + $0 }, attnOutput: base + o.wo,
-                  postAttnNorm: o.postAttn.map { base + $0 }, ffnNorm: base + o.ffnNorm, gateUp: base + o.gateUp,
-                  down: base + o.down, postFfnNorm: o.postFfn.map { base + $0 })
+            Layer(attnNorm: base + o.attnNorm, qkv: o.qkv.map { base + $0 }, qkvBias: o.qkvBias.map { base + $0 },
+                  qNorm: o.qNorm.map { base + $0 }, kNorm: o.kNorm.map { base + $0 }, attnOutput: o.wo.map { base + $0 },
+                  postAttnNorm: o.postAttn.map { base + $0 }, ffnNorm: base + o.ffnNorm, gateUp: o.gateUp.map { base + $0 },
+                  down: o.down.map { base + $0 }, postFfnNorm: o.postFfn.map { base + $0 })
         }
 
         // Largest first, so the parallel loop ends evenly.

@@ -69,10 +69,12 @@ public final class ProjectionWeights: @unchecked Sendable {
     /// layer once, and the head once.
     public let bytesPerToken: Int
 
-    /// Builds the copies from the engine's f32 weights.
-    /// - Throws: `DecodeWeightsError` naming a matrix the precision cannot hold.
+    /// Builds the copies from the engine's f32 weights, or, for a projection the engine holds no f32
+    /// copy of (an int8 engine, `EngineOptions.precision`), from `source`, one matrix at a time.
+    /// - Throws: `DecodeWeightsError` naming a matrix the precision cannot hold, or
+    ///   `EngineError.tensorLoadFailed` for a tensor `source` cannot dequantize.
     init(weights: ModelWeights, config c: ModelConfig, format: QuantizedMatrix.Format?, headFormat: QuantizedMatrix.Format?,
-         threads: Int, path: DecodeKernelPath = .best) throws {
+         threads: Int, path: DecodeKernelPath = .best, source: ModelSource? = nil) throws {
         precondition(path.isSupported, "\(path) kernels are not supported on this CPU")
         self.format = format
         self.headFormat = headFormat
@@ -84,14 +86,38 @@ public final class ProjectionWeights: @unchecked Sendable {
             return .reduced(try QuantizedMatrix(format: format, rows: rows, columns: columns, weights: pointer, name: name,
                                                 threads: threads, path: path))
         }
+        /// The projection from the engine's f32 weights, or rounded from the source's `tensors`
+        /// stacked by rows through a scratch that lives only for this call.
+        func projection(_ pointer: UnsafePointer<Float>?, rows: Int, columns: Int, layer l: Int, _ tensors: [String],
+                        name: String) throws -> Matrix {
+            if let pointer { return try matrix(pointer, rows: rows, columns: columns, format: format, name: name) }
+            guard let format, let source else {
+                preconditionFailure("\(name): the engine holds no f32 copy and no source or format was given")
+            }
+            let scratch = AlignedFloats(count: rows * columns)
+            var at = 0
+            for tensor in tensors.map({ "blk.\(l).\($0).weight" }) {
+                let count = source.tensorDims(tensor).map { $0.dropFirst().reduce(1, *) } ?? 0
+                do {
+                    try source.dequantizeRows(tensor, rows: 0..<count,
+                                              into: UnsafeMutableBufferPointer(start: scratch.base + at * columns, count: count * columns))
+                } catch {
+                    throw EngineError.tensorLoadFailed(name: tensor, reason: "\(error)")
+                }
+                at += count
+            }
+            precondition(at == rows, "\(name): the source's tensors hold \(at) rows, expected \(rows)")
+            return .reduced(try QuantizedMatrix(format: format, rows: rows, columns: columns, weights: scratch.base, name: name,
+                                                threads: threads, path: path))
+        }
         let h = c.hiddenSize, f = c.ffnSize
         layers = try weights.layers.enumerated().map { l, layer in
             let p = "blk.\(l)."
             return [
-                try matrix(layer.qkv, rows: c.qkvWidth, columns: h, format: format, name: p + "attn_q|k|v"),
-                try matrix(layer.attnOutput, rows: h, columns: c.attentionWidth, format: format, name: p + "attn_output"),
-                try matrix(layer.gateUp, rows: 2 * f, columns: h, format: format, name: p + "ffn_gate|up"),
-                try matrix(layer.down, rows: h, columns: f, format: format, name: p + "ffn_down"),
+                try projection(layer.qkv, rows: c.qkvWidth, columns: h, layer: l, ["attn_q", "attn_k", "attn_v"], name: p + "attn_q|k|v"),
+                try projection(layer.attnOutput, rows: h, columns: c.attentionWidth, layer: l, ["attn_output"], name: p + "attn_output"),
+                try projection(layer.gateUp, rows: 2 * f, columns: h, layer: l, ["ffn_gate", "ffn_up"], name: p + "ffn_gate|up"),
+                try projection(layer.down, rows: h, columns: f, layer: l, ["ffn_down"], name: p + "ffn_down"),
             ]
         }
         head = try matrix(weights.output, rows: c.vocabSize, columns: h, format: headFormat,

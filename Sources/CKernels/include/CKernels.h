@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "Int8Activations.h"   // the int8 prefill path's activation kernels
+
 // Reduced-precision weight kernels for the engine's decode path (few activation rows, weights read
 // once per step). Weights are row-major [n][k] (a weight stored [out][in]); activations are f32.
 // Wrapped by Swift types in Sources/Engine (QuantizedMatrix, DecodeKernelPath): call from there.

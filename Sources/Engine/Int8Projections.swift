@@ -1,0 +1,100 @@
+import CKernels
+import Dispatch
+
+/// The int8 prefill path's projections (`EngineOptions.precision == .int8`): y = x·Wᵀ through
+/// oneDNN's `dnnl_gemm_u8s8s32` (W8A8). Each token's activation row is quantized to u8 with its own
+/// scale and zero point; W is the decode path's per-row s8 copy (`QuantizedMatrix.Format.int8`,
+/// shared, not copied); the int32 products come back to f32 with the zero-point compensation
+/// Σ_k (u − z)·q = Σ_k u·q − z·Σ_k q[j][k] (the weight-row sums are kept here).
+///
+/// Not thread-safe (one scratch): the engine calls it from its forward pass only.
+final class Int8Projections {
+    struct Matrix {
+        let weights: QuantizedMatrix
+        /// Σ_k q[j][k] per output j.
+        let rowSums: UnsafeMutablePointer<Int32>
+    }
+
+    private let layers: [[Matrix]]   // [layer][Projection.rawValue]
+    let threads: Int
+    /// 255 with VNNI, else 127 (`Int8Gemm.ISA.activationLevels`).
+    let levels: Int32
+    // Scratch for the widest projection at the engine's batch limit; pages are touched only as far
+    // as a batch reaches.
+    private let activations: UnsafeMutablePointer<UInt8>   // (tokens, widest input)
+    private let products: UnsafeMutablePointer<Int32>      // (tokens, widest output)
+    private let scales: UnsafeMutablePointer<Float>        // (tokens)
+    private let zeros: UnsafeMutablePointer<Int32>         // (tokens)
+    private let widestInput: Int, widestOutput: Int
+    private let maxTokens: Int
+
+    /// Bytes of the weight-row sums (the int8 weights themselves belong to `ProjectionWeights`).
+    let rowSumBytes: Int
+
+    /// - Precondition: every projection of `weights` is per-row int8.
+    init(weights: ProjectionWeights, maxTokens: Int, threads: Int, levels: Int32 = Int8Gemm.isa.activationLevels) {
+        self.threads = threads
+        self.levels = levels
+        self.maxTokens = maxTokens
+        var sums = 0
+        layers = (0..<weights.layerCount).map { l in
+            ProjectionWeights.Projection.allCases.map { p in
+                guard let q = weights.quantized(p, layer: l), q.format == .int8 else {
+                    preconditionFailure("the int8 path needs per-row int8 projections")
+                }
+                let rowSums = UnsafeMutablePointer<Int32>.allocate(capacity: q.rows)
+                _ = q.withInt8Storage { values, _ in
+                    for j in 0..<q.rows {
+                        var s: Int32 = 0
+                        for c in 0..<q.columns { s += Int32(values[j * q.columns + c]) }
+                        rowSums[j] = s
+                    }
+                }
+                sums += q.rows * 4
+                return Matrix(weights: q, rowSums: rowSums)
+            }
+        }
+        rowSumBytes = sums
+        let all = layers.flatMap { $0 }
+        widestInput = all.map(\.weights.columns).max() ?? 1
+        widestOutput = all.map(\.weights.rows).max() ?? 1
+        activations = .allocate(capacity: maxTokens * widestInput)
+        products = .allocate(capacity: maxTokens * widestOutput)
+        scales = .allocate(capacity: maxTokens)
+        zeros = .allocate(capacity: maxTokens)
+    }
+
+    deinit {
+        for m in layers.flatMap({ $0 }) { m.rowSums.deallocate() }
+        activations.deallocate(); products.deallocate(); scales.deallocate(); zeros.deallocate()
+    }
+
+    /// y = x·Wᵀ (y += with `accumulate`) for projection `p` of layer `l`; x is (m × columns) with
+    /// row stride ldx, y (m × rows) with row stride ldy. A row with a non-finite value comes out 0
+    /// (as its product would be garbage either way) rather than poisoning its scale.
+    func project(_ p: ProjectionWeights.Projection, layer l: Int, _ x: UnsafePointer<Float>, stride ldx: Int, rows m: Int,
+                 into y: UnsafeMutablePointer<Float>, stride ldy: Int, accumulate: Bool) {
+        precondition(m <= maxTokens, "\(m) rows over the int8 scratch's \(maxTokens)")
+        let matrix = layers[l][p.rawValue], w = matrix.weights
+        let k = w.columns, n = w.rows, levels = levels
+        let (u, c, scales, zeros) = (activations, products, scales, zeros)
+        forEachRange(m) { r0, r1 in
+            _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros)
+        }
+        _ = w.withInt8Storage { values, _ in
+            Int8Gemm.multiply(m: m, n: n, k: k, a: u, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
+        }
+        _ = w.withInt8Storage { _, rowScales in
+            forEachRange(m) { r0, r1 in
+                axon_dequantize_s32_rows(c, n, n, r0, r1, scales, zeros, rowScales, matrix.rowSums, y, ldy, accumulate ? 1 : 0)
+            }
+        }
+    }
+
+    /// Runs `body` over contiguous token ranges, on the engine's threads when there are enough tokens.
+    private func forEachRange(_ count: Int, _ body: (Int, Int) -> Void) {
+        let workers = min(threads, count / 16)
+        guard workers > 1 else { body(0, count); return }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in body(count * w / workers, count * (w + 1) / workers) }
+    }
+}
