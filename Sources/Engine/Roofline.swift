@@ -2,7 +2,8 @@ import Foundation
 
 /// The sgemm rate the engine's projections could reach: OpenBLAS timed on this model's own
 /// projection shapes (tokens × Q|K|V, attention output, gate|up, down), with the engine's thread count.
-/// `axon bench --roofline` divides the forward pass's useful GFLOP/s by it.
+/// `axon bench --roofline` times it after each timed forward pass and divides the forward pass's
+/// useful GFLOP/s (`UsefulFlops`) by the median of those rates.
 public enum SgemmRoofline {
     /// GFLOP/s of sgemm over the four projection shapes of `config` at `tokens` rows: total FLOPs
     /// over total time, best of `repeats` after one warm-up. Allocates its own matrices.
