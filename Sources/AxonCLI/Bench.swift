@@ -65,24 +65,35 @@ struct Bench: ParsableCommand {
             try forward(engine, batch)   // warm-up: page in scratch, spin up threads
             progress.advance(detail: "\(shape.batch)x\(shape.seq) warm-up")
             engine.timings = ForwardTimings()
-            var times: [Double] = []
+            var times: [Double] = [], sgemmRates: [Double] = []
             for _ in 0..<repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
                 try forward(engine, batch)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                // The roofline is timed right after each forward pass and summarized the same way (median),
+                // so load from other processes weighs on both sides of the fraction alike.
+                if roofline {
+                    sgemmRates.append(SgemmRoofline.gflops(config: engine.config, tokens: batch.tokenCount, threads: threads, repeats: 1))
+                }
                 progress.advance(detail: "\(shape.batch)x\(shape.seq)")
             }
             progress.finish()
             let median = times.sorted()[times.count / 2]
-            let useful = Phases.usefulFlops(engine.config, tokens: Double(batch.tokenCount), headRows: logits == "all" ? Double(batch.tokenCount) : (logits == "last" ? Double(shape.batch) : 0)) / median * 1e-9
-            let sgemmRate = roofline ? SgemmRoofline.gflops(config: engine.config, tokens: batch.tokenCount, threads: threads) : nil
+            let lengths = Array(repeating: shape.seq, count: shape.batch)
+            let headRows = logits == "all" ? batch.tokenCount : (logits == "last" ? shape.batch : 0)
+            let useful = UsefulFlops.forward(engine.config, rowLengths: lengths, headRows: headRows) / median * 1e-9
+            let usefulWithoutAttention = (UsefulFlops.forward(engine.config, rowLengths: lengths, headRows: headRows)
+                - UsefulFlops.attention(engine.config, rowLengths: lengths)) / median * 1e-9
+            let sgemmRate = roofline ? sgemmRates.sorted()[sgemmRates.count / 2] : nil
             results.append(Result(batch: shape.batch, seq: shape.seq, logits: logits,
                                   tokens_per_s: Double(batch.tokenCount) / median, ms: median * 1e3,
-                                  phases: profile ? Phases(engine.timings, config: engine.config, logits: logits) : nil,
-                                  useful_gflops: useful, sgemm_roofline_gflops: sgemmRate, roofline_fraction: sgemmRate.map { useful / $0 }))
+                                  phases: profile ? Phases(engine.timings, config: engine.config, rowLengths: lengths, logits: logits) : nil,
+                                  useful_gflops: useful, useful_gflops_without_attention: usefulWithoutAttention,
+                                  sgemm_roofline_gflops: sgemmRate, roofline_fraction: sgemmRate.map { useful / $0 }))
             if !json {
                 let r = results[results.count - 1]
-                print(String(format: "%dx%d logits=%@: %.1f tokens/s, %.1f ms, %.0f useful GFLOP/s", shape.batch, shape.seq, logits, r.tokens_per_s, r.ms, useful))
+                print(String(format: "%dx%d logits=%@: %.1f tokens/s, %.1f ms, %.0f useful GFLOP/s (%.0f without attention)",
+                             shape.batch, shape.seq, logits, r.tokens_per_s, r.ms, useful, usefulWithoutAttention))
                 if let rate = sgemmRate { print(String(format: "  sgemm roofline on this model's projection shapes: %.0f GFLOP/s; forward at %.1f%% of it", rate, useful / rate * 100)) }
                 if let p = r.phases { print("  " + p.text) }
             }
@@ -136,8 +147,11 @@ struct Bench: ParsableCommand {
         let tokens_per_s: Double
         let ms: Double
         let phases: Phases?
-        /// Projection and LM-head FLOPs over wall time.
+        /// Projection, attention (the query–key pairs each query sees) and LM-head FLOPs over wall
+        /// time (`UsefulFlops.forward`).
         let useful_gflops: Double
+        /// The same without attention's FLOPs (what `useful_gflops` counted before attention was).
+        let useful_gflops_without_attention: Double
         let sgemm_roofline_gflops: Double?
         let roofline_fraction: Double?
     }
@@ -152,9 +166,13 @@ struct Bench: ParsableCommand {
         let activation: Double
         let other: Double
         let projection_gflops: Double
+        /// Attention's useful FLOPs (`UsefulFlops.attention`) over its wall time.
+        let attention_gflops: Double
+        /// Projections, attention and LM head over the whole forward time.
         let overall_gflops: Double
 
-        init(_ t: ForwardTimings, config c: ModelConfig, logits: String) {
+        /// `rowLengths` is one forward pass's batch; every pass timed in `t` ran it.
+        init(_ t: ForwardTimings, config c: ModelConfig, rowLengths: [Int], logits: String) {
             let total = max(t.total, 1e-12)
             projections = t.projections / total
             attention = t.attention / total
@@ -163,22 +181,16 @@ struct Bench: ParsableCommand {
             rope = t.rope / total
             activation = t.activation / total
             other = t.other / total
-            let tokens = Double(t.tokens)
-            projection_gflops = Self.usefulFlops(c, tokens: tokens, headRows: 0) / max(t.projections, 1e-12) * 1e-9
-            let headRows = logits == "all" ? tokens : (logits == "last" ? Double(t.forwardCount) : 0)
-            overall_gflops = Self.usefulFlops(c, tokens: tokens, headRows: headRows) / total * 1e-9
-        }
-
-        /// FLOPs of the projections for `tokens` tokens plus the LM head for `headRows` rows.
-        static func usefulFlops(_ c: ModelConfig, tokens: Double, headRows: Double) -> Double {
-            let h = Double(c.hiddenSize), qkv = Double(c.headCount + 2 * c.kvHeadCount) * Double(c.headDim)
-            let perToken = 2 * Double(c.layerCount) * h * (qkv + Double(c.headCount * c.headDim) + 3 * Double(c.ffnSize))
-            return perToken * tokens + 2 * h * Double(c.vocabSize) * headRows
+            let passes = Double(t.forwardCount)
+            let headRows = logits == "all" ? rowLengths.reduce(0, +) : (logits == "last" ? rowLengths.count : 0)
+            projection_gflops = UsefulFlops.projections(c, tokens: t.tokens) / max(t.projections, 1e-12) * 1e-9
+            attention_gflops = UsefulFlops.attention(c, rowLengths: rowLengths) * passes / max(t.attention, 1e-12) * 1e-9
+            overall_gflops = UsefulFlops.forward(c, rowLengths: rowLengths, headRows: headRows) * passes / total * 1e-9
         }
 
         var text: String {
-            String(format: "projections %.1f%% (%.0f GFLOP/s), attention %.1f%%, LM head %.1f%%, norms %.1f%%, RoPE %.1f%%, activation %.1f%%, other %.1f%%; %.0f GFLOP/s overall (projections + LM head)",
-                   projections * 100, projection_gflops, attention * 100, lm_head * 100, norms * 100, rope * 100, activation * 100, other * 100, overall_gflops)
+            String(format: "projections %.1f%% (%.0f GFLOP/s), attention %.1f%% (%.0f GFLOP/s useful), LM head %.1f%%, norms %.1f%%, RoPE %.1f%%, activation %.1f%%, other %.1f%%; %.0f GFLOP/s overall (projections, attention, LM head)",
+                   projections * 100, projection_gflops, attention * 100, attention_gflops, lm_head * 100, norms * 100, rope * 100, activation * 100, other * 100, overall_gflops)
         }
     }
 }

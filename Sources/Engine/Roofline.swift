@@ -2,7 +2,8 @@ import Foundation
 
 /// The sgemm rate the engine's projections could reach: OpenBLAS timed on this model's own
 /// projection shapes (tokens × Q|K|V, attention output, gate|up, down), with the engine's thread count.
-/// `axon bench --roofline` divides the forward pass's useful GFLOP/s by it.
+/// `axon bench --roofline` times it after each timed forward pass and divides the forward pass's
+/// useful GFLOP/s (`UsefulFlops`) by the median of those rates.
 public enum SgemmRoofline {
     /// GFLOP/s of sgemm over the four projection shapes of `config` at `tokens` rows: total FLOPs
     /// over total time, best of `repeats` after one warm-up. Allocates its own matrices.
@@ -29,5 +30,41 @@ public enum SgemmRoofline {
         }
         let flops = shapes.reduce(0.0) { $0 + 2 * Double(tokens) * Double($1.0) * Double($1.1) }
         return flops / best * 1e-9
+    }
+}
+
+/// The multiply-adds a forward pass cannot do without, ×2: what "useful GFLOP/s" counts
+/// (`axon bench`, Benchmarks/). Work the engine spends beyond them (the masked corner of a causal
+/// query block, norms, RoPE, the activation, the softmax) is not counted.
+public enum UsefulFlops {
+    /// The four projections of every layer, for `tokens` tokens.
+    public static func projections(_ c: ModelConfig, tokens: Int) -> Double {
+        let perToken = 2 * Double(c.hiddenSize) * Double(c.qkvWidth + c.attentionWidth + 3 * c.ffnSize)
+        return perToken * Double(c.layerCount) * Double(tokens)
+    }
+
+    /// The LM head for `rows` rows.
+    public static func head(_ c: ModelConfig, rows: Int) -> Double {
+        2 * Double(c.hiddenSize) * Double(c.vocabSize) * Double(rows)
+    }
+
+    /// Attention's two products, Q·Kᵀ and S·V, over only the (query, key) pairs a query sees: in a
+    /// row of `length` tokens, query p sees min(p + 1, window) keys at its layer's window. Each
+    /// pair costs 2·headDim FLOPs per product and per query head.
+    public static func attention(_ c: ModelConfig, rowLengths: [Int]) -> Double {
+        var pairs = 0.0
+        for layer in c.layers {
+            for length in rowLengths {
+                // Σ_{p<L} min(p + 1, w) = w(w + 1)/2 + (L − w)·w for L ≥ w, else L(L + 1)/2.
+                let w = min(layer.window ?? length, length)
+                pairs += Double(w) * Double(w + 1) / 2 + Double(length - w) * Double(w)
+            }
+        }
+        return 4 * Double(c.headDim) * Double(c.headCount) * pairs
+    }
+
+    /// Everything above for a batch of `rowLengths` with the head on `headRows` rows.
+    public static func forward(_ c: ModelConfig, rowLengths: [Int], headRows: Int) -> Double {
+        projections(c, tokens: rowLengths.reduce(0, +)) + head(c, rows: headRows) + attention(c, rowLengths: rowLengths)
     }
 }
