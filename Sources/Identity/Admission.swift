@@ -106,29 +106,25 @@ public final class Admission: @unchecked Sendable {
     public let policy: AdmissionPolicy
     public let metagraph: MetagraphStore
 
-    private let lock = NSLock()
-    private var nonces: NonceTable
-    private var rateLimiter: RateLimiter?
+    /// Replay and rate-limit state: in this process by default, or shared between replicas.
+    public let state: AdmissionState
 
+    /// - Parameter state: where nonces and buckets live; nil keeps them in this process.
     /// - Throws: `AdmissionPolicyError` if the policy is invalid.
-    public init(receiver: PublicKey, policy: AdmissionPolicy, metagraph: MetagraphStore) throws {
+    public init(receiver: PublicKey, policy: AdmissionPolicy, metagraph: MetagraphStore,
+                state: AdmissionState? = nil) throws {
         try policy.validate()
         self.receiver = receiver.ss58
         self.policy = policy
         self.metagraph = metagraph
-        nonces = NonceTable(capacity: policy.nonceCapacity, sessionsPerSender: policy.noncesPerSender)
-        rateLimiter = policy.rateLimit.map { RateLimiter(limit: $0, capacity: policy.rateTableCapacity) }
+        self.state = state ?? LocalAdmissionState(policy: policy)
     }
 
     /// This axon's UID in the current metagraph, -1 when not registered.
     public var ownUID: Int32 { metagraph.current.uid(of: receiver) }
 
     /// Sessions the nonce table tracks now (bounded as `NonceTable` describes).
-    public var trackedSessions: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return nonces.count
-    }
+    public var trackedSessions: Int { state.trackedSessions }
 
     /// Decides on one request. `body` is `Request.body` exactly as received.
     public func admit(auth: AuthFields?, body: UnsafeRawBufferPointer, now: MonotonicTime) -> AdmissionDecision {
@@ -165,16 +161,17 @@ public final class Admission: @unchecked Sendable {
             return .rejected(.unauthenticated(.badSignature(sender: auth.hotkey, receiver: receiver, bodySHA256: digest)))
         }
 
-        lock.lock()
-        defer { lock.unlock() }
         // Registered and allow-listed senders are bounded by the metagraph and the operator; their
         // nonces live apart from unregistered ones, which anyone can mint (see NonceTable).
         let trusted = neuron != nil || policy.allow.contains(auth.hotkey)
-        if let last = nonces.accept(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, trusted: trusted) {
+        switch state.check(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, trusted: trusted,
+                           limit: policy.rateLimit, now: now) {
+        case .staleNonce(let last):
             return .rejected(.unauthenticated(.staleNonce(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, lastSeen: last)))
-        }
-        if rateLimiter?.take(hotkey: auth.hotkey, now: now) == false, let limit = policy.rateLimit {
-            return .rejected(.rateLimited(hotkey: auth.hotkey, limit))
+        case .rateLimited:
+            if let limit = policy.rateLimit { return .rejected(.rateLimited(hotkey: auth.hotkey, limit)) }
+        case .accepted:
+            break
         }
         if let neuron { return .admitted(priority: .registered(stake: neuron.stake), unregistered: false) }
         return .admitted(priority: .unregistered, unregistered: true)
