@@ -56,11 +56,7 @@ public enum Int8Gemm {
         precondition(status == dnnl_success, "dnnl_gemm_u8s8s32 \(m)×\(n)×\(k) failed with status \(status.rawValue)")
     }
 
-    public struct Shape: Sendable, Equatable {
-        public let m: Int, n: Int, k: Int
-        public init(m: Int, n: Int, k: Int) { self.m = m; self.n = n; self.k = k }
-        var ops: Double { 2 * Double(m) * Double(n) * Double(k) }
-    }
+    public typealias Shape = GEMMShape
 
     /// GOP/s of `dnnl_gemm_u8s8s32` alone over one pass of `shapes`, best of `rounds` passes after
     /// a warm-up (as `SgemmProbe.gflops`): the ceiling the int8 path's useful GOP/s is measured against.
@@ -75,13 +71,6 @@ public enum Int8Gemm {
         func pass() {
             for s in shapes { multiply(m: s.m, n: s.n, k: s.k, a: a, lda: s.k, b: b, ldb: s.k, c: c, ldc: s.n, threads: threads) }
         }
-        pass()
-        var best = Double.infinity
-        for _ in 0..<max(1, rounds) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            pass()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-        }
-        return shapes.reduce(0) { $0 + $1.ops } / max(best, 1e-9) * 1e-9
+        return GEMMShape.bestRate(shapes, rounds: rounds, pass: pass)
     }
 }

@@ -27,14 +27,31 @@ enum BLASThreads {
     static func set(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }
 
+/// One product C[m×n] = A[m×k]·Bᵀ, as the probes time it.
+public struct GEMMShape: Sendable, Equatable {
+    public let m: Int, n: Int, k: Int
+    public init(m: Int, n: Int, k: Int) { self.m = m; self.n = n; self.k = k }
+    /// Multiply-adds counted as two operations.
+    var operations: Double { 2 * Double(m) * Double(n) * Double(k) }
+
+    /// G-operations/s of one `pass` over `shapes`, best of `rounds` passes after a warm-up pass
+    /// (the best pass is the one least disturbed by other load).
+    static func bestRate(_ shapes: [GEMMShape], rounds: Int, pass: () -> Void) -> Double {
+        pass()
+        var best = Double.infinity
+        for _ in 0..<max(1, rounds) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            pass()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return shapes.reduce(0) { $0 + $1.operations } / max(best, 1e-9) * 1e-9
+    }
+}
+
 /// Times sgemm as the engine's projections call it (row-major C[m×n] = A[m×k]·Bᵀ) on given shapes:
 /// a fact about the machine and the OpenBLAS core, for telling a slow core from a fast one.
 public enum SgemmProbe {
-    public struct Shape: Sendable, Equatable {
-        public let m: Int, n: Int, k: Int
-        public init(m: Int, n: Int, k: Int) { self.m = m; self.n = n; self.k = k }
-        var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
-    }
+    public typealias Shape = GEMMShape
 
     /// GFLOP/s of one pass over every shape, best of `rounds` passes after a warm-up pass (the best
     /// pass is the one least disturbed by other load), on `threads` OpenBLAS threads (the
@@ -51,14 +68,7 @@ public enum SgemmProbe {
         func pass() {
             for s in shapes { sgemm(m: s.m, n: s.n, k: s.k, a: a, lda: s.k, b: b, ldb: s.k, transposeB: true, c: c, ldc: s.n) }
         }
-        pass()
-        var best = Double.infinity
-        for _ in 0..<max(1, rounds) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            pass()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-        }
-        return shapes.reduce(0) { $0 + $1.flops } / max(best, 1e-9) * 1e-9
+        return GEMMShape.bestRate(shapes, rounds: rounds, pass: pass)
     }
 
     /// Small finite values in a fixed pattern, so no denormals or infinities slow a kernel down.
