@@ -81,9 +81,9 @@ struct Bench: ParsableCommand {
             let median = times.sorted()[times.count / 2]
             let lengths = Array(repeating: shape.seq, count: shape.batch)
             let headRows = logits == "all" ? batch.tokenCount : (logits == "last" ? shape.batch : 0)
-            let useful = UsefulFlops.forward(engine.config, rowLengths: lengths, headRows: headRows) / median * 1e-9
-            let usefulWithoutAttention = (UsefulFlops.forward(engine.config, rowLengths: lengths, headRows: headRows)
-                - UsefulFlops.attention(engine.config, rowLengths: lengths)) / median * 1e-9
+            let usefulFlops = UsefulFlops.forward(engine.config, rowLengths: lengths, headRows: headRows)
+            let useful = usefulFlops / median * 1e-9
+            let usefulWithoutAttention = (usefulFlops - UsefulFlops.attention(engine.config, rowLengths: lengths)) / median * 1e-9
             let sgemmRate = roofline ? sgemmRates.sorted()[sgemmRates.count / 2] : nil
             results.append(Result(batch: shape.batch, seq: shape.seq, logits: logits,
                                   tokens_per_s: Double(batch.tokenCount) / median, ms: median * 1e3,

@@ -302,15 +302,8 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Small batches stay on the calling thread.
     @inline(__always)
     private func forEachToken(_ count: Int, _ body: (Int) -> Void) {
-        let workers = min(options.threads, count / 16)
-        guard workers > 1 else {
-            for t in 0..<count { body(t) }
-            return
-        }
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                for t in (count * w / workers)..<(count * (w + 1) / workers) { body(t) }
-            }
+        forEachTokenRange(count, threads: options.threads) { t0, t1 in
+            for t in t0..<t1 { body(t) }
         }
     }
 
@@ -531,5 +524,19 @@ public struct ForwardResult {
         case .last: return UnsafeBufferPointer(start: logitsBase + row * vocabSize, count: vocabSize)
         case .all, .positions: return logits(row: row, position: batch.length(ofRow: row) - 1)
         }
+    }
+}
+
+/// Runs `body(start, end)` over 0..<count split in contiguous ranges of at least 16 tokens, on up
+/// to `threads` threads (DispatchQueue.concurrentPerform); fewer tokens stay on the calling thread.
+@inline(__always)
+func forEachTokenRange(_ count: Int, threads: Int, _ body: (_ start: Int, _ end: Int) -> Void) {
+    let workers = min(threads, count / 16)
+    guard workers > 1 else {
+        body(0, count)
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: workers) { w in body(count * w / workers, count * (w + 1) / workers) }
     }
 }

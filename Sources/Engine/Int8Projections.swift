@@ -78,23 +78,14 @@ final class Int8Projections {
         let matrix = layers[l][p.rawValue], w = matrix.weights
         let k = w.columns, n = w.rows, levels = levels
         let (u, c, scales, zeros) = (activations, products, scales, zeros)
-        forEachRange(m) { r0, r1 in
+        forEachTokenRange(m, threads: threads) { r0, r1 in
             _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros)
         }
-        _ = w.withInt8Storage { values, _ in
+        _ = w.withInt8Storage { values, rowScales in
             Int8Gemm.multiply(m: m, n: n, k: k, a: u, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
-        }
-        _ = w.withInt8Storage { _, rowScales in
-            forEachRange(m) { r0, r1 in
+            forEachTokenRange(m, threads: threads) { r0, r1 in
                 axon_dequantize_s32_rows(c, n, n, r0, r1, scales, zeros, rowScales, matrix.rowSums, y, ldy, accumulate ? 1 : 0)
             }
         }
-    }
-
-    /// Runs `body` over contiguous token ranges, on the engine's threads when there are enough tokens.
-    private func forEachRange(_ count: Int, _ body: (Int, Int) -> Void) {
-        let workers = min(threads, count / 16)
-        guard workers > 1 else { body(0, count); return }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in body(count * w / workers, count * (w + 1) / workers) }
     }
 }

@@ -19,17 +19,12 @@ public enum SgemmRoofline {
             for i in 0..<buffer.count { seed = seed &* 1_664_525 &+ 1_013_904_223; buffer.base[i] = Float(seed >> 8) / 16_777_216 - 0.5 }
         }
         BLASThreads.set(threads)
-        var best = Double.infinity
-        for round in 0...repeats {
-            let start = DispatchTime.now().uptimeNanoseconds
+        // Each shape multiplies its own weights, as the forward pass's distinct matrices do.
+        return GEMMShape.bestRate(shapes.map { GEMMShape(m: tokens, n: $0.0, k: $0.1) }, rounds: repeats) {
             for (i, (n, k)) in shapes.enumerated() {
                 sgemm(m: tokens, n: n, k: k, a: input.base, lda: k, b: weights[i].base, ldb: k, transposeB: true, c: output.base, ldc: n)
             }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-            if round > 0 { best = min(best, seconds) }
         }
-        let flops = shapes.reduce(0.0) { $0 + 2 * Double(tokens) * Double($1.0) * Double($1.1) }
-        return flops / best * 1e-9
     }
 }
 
