@@ -4,8 +4,9 @@ import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CBLAS, CDNNL, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
-// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
-// {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
+// CLibUV <- LibUV (Swift types over libuv handles), {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus, LibUV} <- Server,
+// {Wire, Identity} <- AxonClient, {AxonClient, Wire, Identity} <- Validator,
+// {AxonClient, Validator, Wire, Identity, Tokenizer, LibUV} <- Playground (the web page; never Server), everything <- axon (CLI).
 // The SIMD kernels of the engine and of Sampling need AVX2/FMA codegen (x86-64-v3, any x86 CPU since
 // 2013-15) or Swift falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
 var engineSettings: [SwiftSetting] = []
@@ -47,14 +48,17 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Engine", dependencies: ["GGUF", "CBLAS", "CDNNL", "CKernels"], swiftSettings: engineSettings),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
+        .target(name: "LibUV", dependencies: ["CLibUV"]),
         .target(name: "Server", dependencies: [
-            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV",
+            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV", "LibUV",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "Identity", dependencies: ["CSodium"]),
         .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
+        // `axon playground`: a web page and JSON API over the signed client and the fan-out (docs/PLAYGROUND.md).
+        .target(name: "Playground", dependencies: ["AxonClient", "Validator", "Wire", "Identity", "Tokenizer", "LibUV", "CLibUV"]),
         // Translation between the network's standard token space and the model's.
         .target(name: "TokenTranslation", dependencies: ["Tokenizer"]),
         // Choosing tokens: Hugging Face's logits processors, seeded sampling, beam search (docs/GENERATION.md).
@@ -63,6 +67,7 @@ let package = Package(
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
             "GGUF", "Tokenizer", "TokenTranslation", "Engine", "Wire", "Server", "AxonClient", "Identity", "Validator",
+            "LibUV", "Playground",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -78,10 +83,12 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer",
-                                                        "TokenTranslation", "GGUF", "Identity", "Sampling"],
+                                                        "TokenTranslation", "GGUF", "Identity", "Sampling", "LibUV"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ValidatorTests", dependencies: ["TestSupport", "Validator", "Server", "AxonClient", "Wire", "Identity",
                                                            "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "PlaygroundTests", dependencies: ["TestSupport", "Playground", "Server", "AxonClient", "Validator", "Wire",
+                                                            "Identity", "Tokenizer", "Engine", "GGUF"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,6 +2,7 @@
 // connection, answered and closed. Every input gets an answer or a close, within bounded bytes,
 // connections and time, and never touches the axon's own clients.
 import Foundation
+import LibUV
 
 /// What the responder makes of the bytes a scrape connection has sent so far.
 enum ScrapeRequest: Equatable {
