@@ -1,0 +1,6 @@
+@testable import Playground
+import XCTest
+
+final class HTTPParserTests: XCTestCase {
+    func testPlaceholder() {}
+}
