@@ -73,7 +73,7 @@ let package = Package(
         ]),
 
         // One test target per module, plus shared paths.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Wire"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
@@ -87,8 +87,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ValidatorTests", dependencies: ["TestSupport", "Validator", "Server", "AxonClient", "Wire", "Identity",
                                                            "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "PlaygroundTests", dependencies: ["TestSupport", "Playground", "Server", "AxonClient", "Validator", "Wire",
-                                                            "Identity", "Tokenizer", "Engine", "GGUF"]),
+        .testTarget(name: "PlaygroundTests", dependencies: ["TestSupport", "Playground", "Validator", "Wire", "Identity", "Tokenizer"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -51,7 +51,7 @@ struct PlaygroundCommand: ParsableCommand {
                                  mixture: try mixture.map(parsedMixture))
         let hotkey = unsigned ? nil : try keyOption.load(defaultName: "default")
         let queries = MinerQueries(roster: roster, hotkey: hotkey, standard: try TokenSpaceOption.networkStandard())
-        let server = PlaygroundServer(api: PlaygroundAPI(queries: queries), host: host, port: port)
+        let server = PlaygroundServer(api: PlaygroundAPI(queries: queries, loopbackOnly: PlaygroundServer.isLoopback(host)), host: host, port: port)
         if !PlaygroundServer.isLoopback(host) {
             FileHandle.standardError.write(Data("warning: --host \(host) is not loopback: anyone who reaches this port can make the miners answer, signed with your validator key\(hotkey.map { " \($0.ss58)" } ?? "")\n".utf8))
         }

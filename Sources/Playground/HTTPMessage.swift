@@ -7,6 +7,7 @@ import Foundation
 public enum HTTPStatus: Int, Equatable, Sendable {
     case ok = 200
     case badRequest = 400
+    case forbidden = 403
     case notFound = 404
     case methodNotAllowed = 405
     case lengthRequired = 411
@@ -21,6 +22,7 @@ public enum HTTPStatus: Int, Equatable, Sendable {
         switch self {
         case .ok: return "OK"
         case .badRequest: return "Bad Request"
+        case .forbidden: return "Forbidden"
         case .notFound: return "Not Found"
         case .methodNotAllowed: return "Method Not Allowed"
         case .lengthRequired: return "Length Required"

@@ -1,6 +1,7 @@
 // Who the playground can ask: the endpoints file's UIDs (with stake from a metagraph and the last
 // validator weight from a weights file, when given) and the mixture, which is one more axon
-// speaking the same protocol. The mixture's hotkey is not in any file: INFO tells it.
+// speaking the same protocol. The mixture's hotkey is not in any file, and an endpoint may leave
+// its hotkey empty: INFO tells them (trusting the axon's word, as `axon query` does).
 import Foundation
 import Identity
 import Validator
@@ -15,7 +16,7 @@ public struct Miner: Sendable {
     public let uid: Int?
     public let host: String
     public let port: Int
-    /// From the endpoints file; the mixture's comes from INFO.
+    /// From the endpoints file; nil (the mixture, an empty entry) means INFO's.
     public let hotkey: String?
     public let stake: Double?
     public let weight: Double?
@@ -84,7 +85,7 @@ public final class MinerRoster: @unchecked Sendable {
         let stakes = Dictionary(metagraph?.neurons.map { ($0.uid, $0.stake) } ?? [], uniquingKeysWith: { first, _ in first })
         var miners = endpoints.sorted { $0.uid < $1.uid }.map { endpoint in
             Miner(id: "uid-\(endpoint.uid)", label: "UID \(endpoint.uid)", uid: endpoint.uid, host: endpoint.host, port: endpoint.port,
-                  hotkey: endpoint.hotkey, stake: stakes[endpoint.uid], weight: weights?[endpoint.uid])
+                  hotkey: endpoint.hotkey.isEmpty ? nil : endpoint.hotkey, stake: stakes[endpoint.uid], weight: weights?[endpoint.uid])
         }
         if let mixture {
             miners.append(Miner(id: "mixture", label: "mixture", uid: nil, host: mixture.host, port: mixture.port,

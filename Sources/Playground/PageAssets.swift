@@ -1,8 +1,8 @@
 // The page: plain HTML, CSS and JavaScript, no build step, embedded here so the one `axon` binary
 // serves it wherever it is installed. Miner output reaches the DOM only through textContent and
 // attributes, never as markup, and the server's Content-Security-Policy allows no inline script.
-enum PageAssets {
-    static let html = #"""
+public enum PageAssets {
+    public static let html = #"""
 <!doctype html>
 <html lang="en">
 <head>
@@ -54,7 +54,7 @@ enum PageAssets {
 </html>
 """#
 
-    static let style = #"""
+    public static let style = #"""
 :root { --fg: #1d2330; --muted: #667; --line: #d8dce4; --bar: #3b6fd8; --bad: #b3261e; --ok: #1b7f3b; }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, sans-serif; color: var(--fg); margin: 0; background: #f6f7f9; }
@@ -93,7 +93,7 @@ body:not(.mode-embed) .only-embed, body:not(.mode-generate) .only-generate { dis
 .cosine { font-size: 22px; font-variant-numeric: tabular-nums; }
 """#
 
-    static let script = #"""
+    public static let script = #"""
 "use strict";
 // Miner output is only ever put in the page with textContent or as attribute values: never as markup.
 const state = { miners: [], limits: { max_text_bytes: 2000, max_new_tokens: 128, max_concurrent_queries: 8, topk: 10 } };
@@ -162,7 +162,7 @@ async function loadMiners() {
 function card(miner) {
   const node = el("article", "card pending");
   node.dataset.miner = miner.id;
-  node.append(el("h2", "", miner.label), el("div", "meta"), el("div", "message"), el("div", "answer"));
+  node.append(el("h2", "", miner.label + (miner.model ? " · " + miner.model : "")), el("div", "meta"), el("div", "message"), el("div", "answer"));
   return node;
 }
 

@@ -4,7 +4,10 @@
 //   POST /api/next      {"miner", "text"}                                     → MinerAnswer with phrases, floor
 //   POST /api/generate  {"miner", "text", "temperature", "top_p", "max_tokens"} → MinerAnswer with text, tokens
 //   POST /api/embed     {"miner", "text", "text2"}                            → MinerAnswer with cosine, width
-// Input mistakes are 400 {"error": …}; more questions in flight than the cap are 429.
+// Input mistakes are 400 {"error": …}; more questions in flight than the cap are 429. Bound to
+// loopback, a request naming another Host is 403: a page elsewhere cannot reach the playground by
+// pointing its own name at 127.0.0.1 (DNS rebinding) and ask with the validator key. A question
+// must be application/json, which a page elsewhere cannot send without the browser asking first.
 import Foundation
 import Wire
 
@@ -14,12 +17,32 @@ public final class PlaygroundAPI: @unchecked Sendable {
     private let lock = NSLock()
     private var inFlight = 0
 
-    public init(queries: MinerQueries) { self.queries = queries }
+    /// Only requests whose Host header is loopback (or absent) are served.
+    public let loopbackOnly: Bool
+
+    public init(queries: MinerQueries, loopbackOnly: Bool = true) {
+        self.queries = queries
+        self.loopbackOnly = loopbackOnly
+    }
+
+    /// Whether a Host header ("name", "name:port", "[v6]:port") names this machine's loopback.
+    public static func isLoopbackHostHeader(_ value: String) -> Bool {
+        var name = Substring(value)
+        if name.hasPrefix("["), let close = name.firstIndex(of: "]") {
+            name = name[name.index(after: name.startIndex)..<close]
+        } else if let colon = name.lastIndex(of: ":"), name.firstIndex(of: ":") == colon {
+            name = name[..<colon]
+        }
+        return PlaygroundServer.isLoopback(name.lowercased())
+    }
 
     private var limits: PlaygroundLimits { queries.limits }
 
     /// Answers `request` through `reply`, now (the page, input errors) or from a worker thread (questions).
     public func handle(_ request: HTTPRequest, reply: HTTPReply) {
+        if loopbackOnly, let host = request.header("host"), !Self.isLoopbackHostHeader(host) {
+            return reply.send(.error(.forbidden, "Host '\(host.prefix(80))' is not this machine's loopback: open the page at the address the playground printed"))
+        }
         switch (request.method, request.path) {
         case (.get, "/"), (.get, "/index.html"):
             reply.send(HTTPResponse(status: .ok, contentType: "text/html; charset=utf-8", body: Array(PageAssets.html.utf8)))

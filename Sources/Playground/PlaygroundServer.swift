@@ -15,9 +15,11 @@ public final class PlaygroundServer: @unchecked Sendable {
     /// The bound port, once `start` returned.
     public private(set) var port = 0
 
-    /// Hosts that only this machine can reach.
+    /// Hosts that only this machine can reach: localhost, ::1, and IPv4 addresses 127.0.0.0/8.
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" || host == "::1" { return true }
+        var address = in_addr()
+        return inet_pton(AF_INET, host, &address) == 1 && UInt32(bigEndian: address.s_addr) >> 24 == 127
     }
 
     public init(api: PlaygroundAPI, host: String, port: Int, parser: HTTPRequestParser = HTTPRequestParser()) {
