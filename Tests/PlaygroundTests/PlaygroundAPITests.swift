@@ -121,6 +121,8 @@ final class PlaygroundAPITests: XCTestCase {
         let roster = MinerRoster(endpoints: [Endpoint(uid: 0, hotkey: miner, host: "127.0.0.1", port: good.port),
                                              Endpoint(uid: 1, hotkey: miner, host: "127.0.0.1", port: absurd.port),
                                              Endpoint(uid: 2, hotkey: miner, host: "127.0.0.1", port: closed.port)],
+                                 metagraph: try Metagraph(netuid: 1, block: 1, neurons: [
+                                     Neuron(uid: 0, hotkey: miner, stake: 1500, validatorPermit: false)]),
                                  weights: [0: 0.75], mixture: ("127.0.0.1", good.port))
         let queries = MinerQueries(roster: roster, hotkey: Self.validatorKey, standard: standard, limits: limits)
         let server = PlaygroundServer(api: PlaygroundAPI(queries: queries), host: "127.0.0.1", port: 0)
@@ -198,6 +200,8 @@ final class PlaygroundAPITests: XCTestCase {
         XCTAssertEqual(miners.map { $0["id"] as? String }, ["uid-0", "uid-1", "uid-2", "mixture"])
         XCTAssertEqual(miners.map { $0["code"] as? Int }, [1, 1, 4, 1])
         XCTAssertEqual(miners[0]["weight"] as? Double, 0.75)
+        XCTAssertEqual(miners[0]["stake"] as? Double, 1500)
+        XCTAssertNil(miners[1]["stake"], "UID 1 is not in the metagraph")
         XCTAssertEqual(miners[3]["hotkey"] as? String, Self.minerKey.ss58, "the mixture's hotkey comes from its INFO")
         XCTAssertTrue((miners[2]["message"] as? String ?? "").contains("unreachable"), "\(miners[2])")
     }
@@ -306,9 +310,10 @@ final class PlaygroundAPITests: XCTestCase {
         let port = playground.server.port
         _ = try post(port, "/api/next", #"{"miner": "uid-1", "text": "x"}"#)   // INFO of the slow axon's peers is quick
         let first = DispatchSemaphore(value: 0)
-        var firstCode: Int?
+        final class Code: @unchecked Sendable { var value: Int? }   // written before `first` signals, read after
+        let firstCode = Code()
         DispatchQueue.global().async {
-            firstCode = (try? self.object(self.post(port, "/api/next", #"{"miner": "uid-0", "text": "x"}"#).body))?["code"] as? Int
+            firstCode.value = (try? self.object(self.post(port, "/api/next", #"{"miner": "uid-0", "text": "x"}"#).body))?["code"] as? Int
             first.signal()
         }
         let deadline = Date(timeIntervalSinceNow: 5)
@@ -316,7 +321,7 @@ final class PlaygroundAPITests: XCTestCase {
         let refused = try post(port, "/api/next", #"{"miner": "uid-0", "text": "x"}"#)
         XCTAssertEqual(refused.status, 429, String(decoding: refused.body, as: UTF8.self))
         first.wait()
-        XCTAssertEqual(firstCode, 1)
+        XCTAssertEqual(firstCode.value, 1)
         XCTAssertEqual(try object(post(port, "/api/next", #"{"miner": "uid-0", "text": "x"}"#).body)["code"] as? Int, 1)
     }
 
