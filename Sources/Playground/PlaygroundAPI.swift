@@ -9,6 +9,7 @@
 // pointing its own name at 127.0.0.1 (DNS rebinding) and ask with the validator key. A question
 // must be application/json, which a page elsewhere cannot send without the browser asking first.
 import Foundation
+import HTTPResponder
 import Wire
 
 public final class PlaygroundAPI: @unchecked Sendable {

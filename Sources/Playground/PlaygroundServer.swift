@@ -1,5 +1,6 @@
 // `axon playground`'s process: one libuv loop thread for HTTP, worker threads for the questions.
 import Foundation
+import HTTPResponder
 import LibUV
 
 public final class PlaygroundServer: @unchecked Sendable {

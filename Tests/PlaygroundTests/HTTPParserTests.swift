@@ -1,4 +1,4 @@
-import Playground
+import HTTPResponder
 import XCTest
 
 /// The playground's HTTP/1.x parser: complete requests only, within its limits, and a typed error

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPResponder
 import Identity
 import Playground
 import TestSupport

@@ -1,9 +1,10 @@
-// The playground's HTTP/1.x: a bounded request parser (a pure function over the bytes received so
-// far, testable without a socket) and the responses it writes. Only GET and POST with a
-// Content-Length body are understood; everything else is a typed error with its status.
+// A small HTTP/1.x for the axon's own pages (the metrics endpoint, the playground): a bounded
+// request parser (a pure function over the bytes received so far, testable without a socket) and
+// the responses written. Only GET and POST with a Content-Length body are understood; everything
+// else is a typed error with its status.
 import Foundation
 
-/// The statuses the playground answers with.
+/// The statuses the responders answer with.
 public enum HTTPStatus: Int, Equatable, Sendable {
     case ok = 200
     case badRequest = 400
@@ -199,6 +200,8 @@ public struct HTTPResponse: Equatable, Sendable {
     public var status: HTTPStatus
     public var contentType: String
     public var body: [UInt8]
+    /// The methods a 405 names in its Allow header.
+    public var allow: [HTTPMethod] = [.get, .post]
 
     public init(status: HTTPStatus, contentType: String, body: [UInt8]) {
         self.status = status; self.contentType = contentType; self.body = body
@@ -226,7 +229,7 @@ public struct HTTPResponse: Equatable, Sendable {
             + "X-Frame-Options: DENY\r\n"
             + "Referrer-Policy: no-referrer\r\n"
             + "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\n"
-        if status == .methodNotAllowed { head += "Allow: GET, POST\r\n" }
+        if status == .methodNotAllowed { head += "Allow: \(allow.map(\.rawValue).joined(separator: ", "))\r\n" }
         return Array((head + "\r\n").utf8) + body
     }
 }

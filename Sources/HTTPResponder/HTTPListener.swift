@@ -1,5 +1,6 @@
-// The playground's HTTP responder on its own libuv loop: one request per connection, answered and
-// closed. Handlers may answer later from another thread (a query to the miners takes seconds);
+// An HTTP responder on a libuv loop (the metrics endpoint's, the playground's): one request per
+// connection, answered and closed. Handlers may answer later from another thread (a playground
+// query to the miners takes seconds);
 // their answers are handed to the loop through uv_async. Every input gets an answer or a close,
 // within bounded bytes, connections and time.
 import CLibUV
@@ -27,7 +28,7 @@ public final class HTTPReply: @unchecked Sendable {
 /// Accepts connections on `host:port` and passes each complete request to `handler` on the loop thread.
 public final class HTTPListener: @unchecked Sendable {
     /// Connections open at once; more are closed at accept.
-    public static let maxConnections = 64
+    public let maxConnections: Int
     /// A connection whose request has not all arrived this long after the accept is closed.
     static let requestTimeoutNs: UInt64 = 10_000_000_000
     /// A connection waiting longer than this for its handler (a stuck query) is closed.
@@ -58,9 +59,10 @@ public final class HTTPListener: @unchecked Sendable {
 
     /// Binds and listens on `host:port` (0 picks a free port) on `loop`; call from the loop's thread.
     /// - Throws: `UVError` when the address cannot be bound (for example, the port is taken).
-    package init(loop: EventLoop, host: String, port: Int, parser: HTTPRequestParser,
+    package init(loop: EventLoop, host: String, port: Int, parser: HTTPRequestParser, maxConnections: Int = 64,
                  handler: @escaping (HTTPRequest, HTTPReply) -> Void) throws {
         self.loop = loop
+        self.maxConnections = maxConnections
         self.parser = parser
         self.handler = handler
         let listener = try TCPSocket(loop: loop)
@@ -118,7 +120,7 @@ public final class HTTPListener: @unchecked Sendable {
     private func accept() {
         guard let listener, let socket = try? TCPSocket(loop: loop) else { return }
         do { try listener.accept(into: socket) } catch { socket.close(); return }
-        guard connections.count < Self.maxConnections else { socket.close(); return }
+        guard connections.count < maxConnections else { socket.close(); return }
         let connection = Connection(id: nextID, socket: socket, opened: uv_hrtime())
         nextID += 1
         connections[connection.id] = connection
