@@ -4,8 +4,10 @@ import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CBLAS, CDNNL, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
-// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
-// {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
+// CLibUV <- LibUV (Swift types over libuv handles) <- HTTPResponder (HTTP/1.x for the axon's own pages),
+// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus, LibUV, HTTPResponder} <- Server,
+// {Wire, Identity} <- AxonClient, {AxonClient, Wire, Identity} <- Validator,
+// {AxonClient, Validator, Wire, Identity, Tokenizer, LibUV, HTTPResponder} <- Playground (the web page; never Server), everything <- axon (CLI).
 // The SIMD kernels of the engine and of Sampling need AVX2/FMA codegen (x86-64-v3, any x86 CPU since
 // 2013-15) or Swift falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
 var engineSettings: [SwiftSetting] = []
@@ -47,14 +49,19 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Engine", dependencies: ["GGUF", "CBLAS", "CDNNL", "CKernels"], swiftSettings: engineSettings),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
+        .target(name: "LibUV", dependencies: ["CLibUV"]),
+        // HTTP/1.x for the axon's own pages: a bounded parser and a responder on a libuv loop.
+        .target(name: "HTTPResponder", dependencies: ["LibUV", "CLibUV"]),
         .target(name: "Server", dependencies: [
-            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV",
+            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV", "LibUV", "HTTPResponder",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "Identity", dependencies: ["CSodium"]),
         .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
+        // `axon playground`: a web page and JSON API over the signed client and the fan-out (docs/PLAYGROUND.md).
+        .target(name: "Playground", dependencies: ["AxonClient", "Validator", "Wire", "Identity", "Tokenizer", "LibUV", "HTTPResponder"]),
         // Translation between the network's standard token space and the model's.
         .target(name: "TokenTranslation", dependencies: ["Tokenizer"]),
         // Choosing tokens: Hugging Face's logits processors, seeded sampling, beam search (docs/GENERATION.md).
@@ -63,12 +70,13 @@ let package = Package(
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
             "GGUF", "Tokenizer", "TokenTranslation", "Engine", "Wire", "Server", "AxonClient", "Identity", "Validator",
+            "LibUV", "Playground",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         // One test target per module, plus shared paths.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Wire"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
@@ -78,10 +86,12 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["TestSupport", "Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ServerTests", dependencies: ["TestSupport", "Server", "AxonClient", "Wire", "Engine", "Tokenizer",
-                                                        "TokenTranslation", "GGUF", "Identity", "Sampling"],
+                                                        "TokenTranslation", "GGUF", "Identity", "Sampling", "LibUV"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ValidatorTests", dependencies: ["TestSupport", "Validator", "Server", "AxonClient", "Wire", "Identity",
                                                            "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "PlaygroundTests", dependencies: ["TestSupport", "Playground", "HTTPResponder", "Validator", "Wire", "Identity",
+                                                            "Tokenizer"]),
     ],
     swiftLanguageModes: [.v5]
 )

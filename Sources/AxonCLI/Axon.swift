@@ -11,6 +11,7 @@ struct Axon: ParsableCommand {
             Tokenize.self, Detokenize.self,
             Inspect.self,
             Keygen.self, Score.self, LoadGen.self, Validate.self,
+            PlaygroundCommand.self,
         ]
     )
 }

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import GGUF
 import Identity
+import LibUV
 import Logging
 import Server
 import Tokenizer

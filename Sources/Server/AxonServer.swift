@@ -3,6 +3,7 @@
 import CLibUV
 import Foundation
 import Identity
+import LibUV
 import Logging
 import Wire
 

@@ -1,3 +1,4 @@
+import LibUV
 import Server
 import XCTest
 

@@ -1,7 +1,7 @@
 // Small Swift types over libuv handles. Each handle's `data` holds a retained reference to its
 // Swift owner from `init` until libuv's close callback, so callbacks always find a live object.
-// All of these are used on the loop thread only (except `AsyncWakeup.send`). A few are `package`
-// so ServerTests can check handle lifetimes directly.
+// All of these are used on the loop thread only (except `AsyncWakeup.send`). They are `package`:
+// the axon's server, the playground's HTTP responder and ServerTests use them, nothing outside.
 import CLibUV
 import Foundation
 
@@ -15,16 +15,16 @@ public struct UVError: Error, CustomStringConvertible {
 }
 
 @discardableResult
-func uvCheck(_ result: Int32, _ function: String) throws -> Int32 {
+package func uvCheck(_ result: Int32, _ function: String) throws -> Int32 {
     if result < 0 { throw UVError(function: function, code: result) }
     return result
 }
 
 /// One libuv loop and the buffer that every read on it lands in (reads are handled synchronously).
 package final class EventLoop {
-    let loop: UnsafeMutablePointer<uv_loop_t>
-    static let readBufferSize = 256 * 1024
-    let readBuffer: UnsafeMutableRawPointer
+    package let loop: UnsafeMutablePointer<uv_loop_t>
+    package static let readBufferSize = 256 * 1024
+    package let readBuffer: UnsafeMutableRawPointer
 
     package init() throws {
         loop = .allocate(capacity: 1)
@@ -36,7 +36,7 @@ package final class EventLoop {
     }
 
     /// Runs until no handle is left open.
-    func run() { uv_run(loop, UV_RUN_DEFAULT) }
+    package func run() { uv_run(loop, UV_RUN_DEFAULT) }
 
     /// One iteration without blocking (runs pending close callbacks).
     package func runOnce() { uv_run(loop, UV_RUN_NOWAIT) }
@@ -53,21 +53,21 @@ package final class EventLoop {
 
 /// The shared part of every handle: memory, the retained owner, and closing.
 package class UVHandle {
-    let raw: UnsafeMutableRawPointer
-    private(set) var isClosing = false
-    var handle: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
+    package let raw: UnsafeMutableRawPointer
+    package private(set) var isClosing = false
+    package var handle: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
 
-    init(size: Int) {
+    package init(size: Int) {
         raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
     }
 
     /// Call once the uv_*_init succeeded: from now on libuv owns a reference until close.
-    func retainUntilClosed() {
+    package func retainUntilClosed() {
         handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
     }
 
-    static func owner<T: UVHandle>(_ handle: UnsafeMutableRawPointer?, as type: T.Type) -> T? {
+    package static func owner<T: UVHandle>(_ handle: UnsafeMutableRawPointer?, as type: T.Type) -> T? {
         guard let data = handle?.assumingMemoryBound(to: uv_handle_t.self).pointee.data else { return nil }
         return Unmanaged<T>.fromOpaque(data).takeUnretainedValue()
     }
@@ -75,14 +75,14 @@ package class UVHandle {
     /// Runs a `uv_*_start` call after `retainUntilClosed()`; when it fails, closes the handle (libuv's
     /// close callback then drops the retained reference) before rethrowing, so a handle that never
     /// started is neither left in the loop nor leaked.
-    func start(_ result: Int32, _ function: String) throws {
+    package func start(_ result: Int32, _ function: String) throws {
         do { try uvCheck(result, function) } catch {
             close()
             throw error
         }
     }
 
-    func close() {
+    package func close() {
         guard !isClosing else { return }
         isClosing = true
         uv_close(handle) { handle in
@@ -95,10 +95,10 @@ package class UVHandle {
 }
 
 /// uv_async: wakes the loop from another thread.
-final class AsyncWakeup: UVHandle {
+package final class AsyncWakeup: UVHandle {
     private let action: () -> Void
 
-    init(loop: EventLoop, action: @escaping () -> Void) throws {
+    package init(loop: EventLoop, action: @escaping () -> Void) throws {
         self.action = action
         super.init(size: MemoryLayout<uv_async_t>.size)
         try uvCheck(uv_async_init(loop.loop, raw.assumingMemoryBound(to: uv_async_t.self)) { async in
@@ -108,14 +108,14 @@ final class AsyncWakeup: UVHandle {
     }
 
     /// Thread-safe; several sends before the loop wakes run the action once.
-    func send() { uv_async_send(raw.assumingMemoryBound(to: uv_async_t.self)) }
+    package func send() { uv_async_send(raw.assumingMemoryBound(to: uv_async_t.self)) }
 }
 
 /// uv_timer: a repeating callback on the loop.
-final class RepeatingTimer: UVHandle {
+package final class RepeatingTimer: UVHandle {
     private let action: () -> Void
 
-    init(loop: EventLoop, intervalMs: UInt64, action: @escaping () -> Void) throws {
+    package init(loop: EventLoop, intervalMs: UInt64, action: @escaping () -> Void) throws {
         self.action = action
         super.init(size: MemoryLayout<uv_timer_t>.size)
         let timer = raw.assumingMemoryBound(to: uv_timer_t.self)
@@ -144,28 +144,28 @@ package final class SignalWatcher: UVHandle {
 }
 
 /// A TCP socket: the listener or one accepted connection.
-final class TCPSocket: UVHandle {
+package final class TCPSocket: UVHandle {
     /// Bytes arrived (a view valid only during the call).
-    var onRead: ((UnsafeRawBufferPointer) -> Void)?
+    package var onRead: ((UnsafeRawBufferPointer) -> Void)?
     /// The peer closed, or reading or writing failed.
-    var onEnd: ((Int32) -> Void)?
+    package var onEnd: ((Int32) -> Void)?
     /// A queued write finished (its size).
-    var onWriteDone: ((Int) -> Void)?
+    package var onWriteDone: ((Int) -> Void)?
     /// The listener has a connection to accept.
-    var onConnection: (() -> Void)?
+    package var onConnection: (() -> Void)?
 
     private var stream: UnsafeMutablePointer<uv_stream_t> { raw.assumingMemoryBound(to: uv_stream_t.self) }
     private var tcp: UnsafeMutablePointer<uv_tcp_t> { raw.assumingMemoryBound(to: uv_tcp_t.self) }
-    private(set) var isReading = false
+    package private(set) var isReading = false
 
-    init(loop: EventLoop) throws {
+    package init(loop: EventLoop) throws {
         super.init(size: MemoryLayout<uv_tcp_t>.size)
         try uvCheck(uv_tcp_init(loop.loop, raw.assumingMemoryBound(to: uv_tcp_t.self)), "uv_tcp_init")
         retainUntilClosed()
     }
 
     /// Binds to an IPv4 or IPv6 address and listens.
-    func listen(host: String, port: Int, backlog: Int32 = 511) throws {
+    package func listen(host: String, port: Int, backlog: Int32 = 511) throws {
         var storage = sockaddr_storage()
         try withUnsafeMutablePointer(to: &storage) { pointer in
             let address = UnsafeMutableRawPointer(pointer)
@@ -182,7 +182,7 @@ final class TCPSocket: UVHandle {
     }
 
     /// The bound port (after `listen`).
-    func localPort() throws -> Int {
+    package func localPort() throws -> Int {
         var storage = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
         return try withUnsafeMutablePointer(to: &storage) { pointer in
@@ -196,7 +196,7 @@ final class TCPSocket: UVHandle {
     }
 
     /// The peer's IP address as text (IPv4 dotted or IPv6), nil when unknown.
-    func peerAddress() -> String? {
+    package func peerAddress() -> String? {
         var storage = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
         return withUnsafeMutablePointer(to: &storage) { pointer -> String? in
@@ -211,12 +211,12 @@ final class TCPSocket: UVHandle {
     }
 
     /// Accepts a pending connection from this listener into `client`.
-    func accept(into client: TCPSocket) throws {
+    package func accept(into client: TCPSocket) throws {
         try uvCheck(uv_accept(stream, client.stream), "uv_accept")
         uv_tcp_nodelay(client.tcp, 1)
     }
 
-    func startReading() {
+    package func startReading() {
         guard !isReading, !isClosing else { return }
         let started = uv_read_start(stream, { handle, _, buffer in
             let readBuffer = handle?.pointee.loop.pointee.data
@@ -232,14 +232,14 @@ final class TCPSocket: UVHandle {
         isReading = started == 0
     }
 
-    func stopReading() {
+    package func stopReading() {
         guard isReading else { return }
         uv_read_stop(stream)
         isReading = false
     }
 
     /// Queues `bytes` for writing (copied); `onWriteDone` reports it when done.
-    func write(_ bytes: [UInt8]) {
+    package func write(_ bytes: [UInt8]) {
         guard !isClosing else { return }
         let request = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         // The size goes in a header before the bytes: libuv clears `bufs` before the callback.
