@@ -32,12 +32,23 @@ public enum EndpointsError: Error, CustomStringConvertible, Equatable {
 }
 
 public enum Endpoints {
+    /// An endpoints file is at most this large (16,384 UIDs take about 1.5 MB).
+    public static let maxBytes = 64 << 20
+
     /// Reads a JSON list of `{uid, hotkey, host, port}`.
     /// - Throws: `EndpointsError` naming the file or the offending entry.
     public static func load(path: String) throws -> [Endpoint] {
+        // Read through a file handle, not Data(contentsOf:), so a pipe (`--endpoints <(…)`) works too.
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw EndpointsError.unreadable(path: path, reason: "no such file, or no permission to read it")
+        }
+        defer { try? handle.close() }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        do { data = try handle.read(upToCount: maxBytes + 1) ?? Data() } catch {
             throw EndpointsError.unreadable(path: path, reason: error.localizedDescription)
+        }
+        guard data.count <= maxBytes else {
+            throw EndpointsError.unreadable(path: path, reason: "larger than \(maxBytes >> 20) MiB, far more than any metagraph's endpoints")
         }
         let endpoints: [Endpoint]
         do { endpoints = try JSONDecoder().decode([Endpoint].self, from: data) } catch {

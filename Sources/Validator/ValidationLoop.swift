@@ -46,6 +46,7 @@ public enum ValidationLoopError: Error, CustomStringConvertible, Equatable {
     case invalidSetting(name: String, reason: String)
     case corpusTooShort(tokens: Int, needed: Int)
     case noNeurons
+    case duplicateUID(Int)
 
     public var description: String {
         switch self {
@@ -53,6 +54,7 @@ public enum ValidationLoopError: Error, CustomStringConvertible, Equatable {
         case let .corpusTooShort(tokens, needed):
             return "the corpus has \(tokens) standard tokens; a window needs \(needed) (--seq plus the 8 held out): give more text or a smaller --seq"
         case .noNeurons: return "no metagraph neuron has an endpoint (uid and hotkey must match an entry of --endpoints)"
+        case let .duplicateUID(uid): return "uid \(uid) is given more than once: each neuron needs one endpoint"
         }
     }
 }
@@ -137,6 +139,8 @@ public final class ValidationLoop {
             throw ValidationLoopError.invalidSetting(name: "--max-weight", reason: "must be in (0, 1], got \(settings.maxWeight)")
         }
         guard !neurons.isEmpty else { throw ValidationLoopError.noNeurons }
+        var seen = Set<Int>()
+        for neuron in neurons where !seen.insert(neuron.uid).inserted { throw ValidationLoopError.duplicateUID(neuron.uid) }
         let needed = settings.seq + Scorer.phraseTargetLength
         guard tokens.count >= needed else { throw ValidationLoopError.corpusTooShort(tokens: tokens.count, needed: needed) }
         self.settings = settings

@@ -74,4 +74,17 @@ final class FanOutTests: XCTestCase {
         try #"[{"uid": 1, "hotkey": "x", "host": "127.0.0.1", "port": 70000}]"#.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try Endpoints.load(path: path)) { XCTAssertEqual($0 as? EndpointsError, .badPort(index: 0, uid: 1, port: 70000)) }
     }
+
+    /// `--endpoints <(…)` hands the loader a pipe, which has no size to map: it reads it whole.
+    func testEndpointsLoadFromAPipe() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("endpoints-\(UUID().uuidString).fifo").path
+        XCTAssertEqual(mkfifo(path, 0o600), 0)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = #"[{"uid": 7, "hotkey": "x", "host": "127.0.0.1", "port": 8091}]"#
+        let writer = Thread {
+            if let handle = FileHandle(forWritingAtPath: path) { handle.write(Data(text.utf8)); try? handle.close() }
+        }
+        writer.start()
+        XCTAssertEqual(try Endpoints.load(path: path), [Endpoint(uid: 7, hotkey: "x", host: "127.0.0.1", port: 8091)])
+    }
 }

@@ -196,6 +196,18 @@ final class ValidateCommandTests: XCTestCase {
         }
     }
 
+    /// The loop keys its endpoints and ledger by UID: a repeated UID is a typed error, not a trap.
+    func testARepeatedUIDIsATypedError() {
+        let neurons = [Endpoint(uid: 5, hotkey: "a", host: "127.0.0.1", port: 1), Endpoint(uid: 5, hotkey: "b", host: "127.0.0.1", port: 2)]
+        var settings = ValidationSettings()
+        settings.seq = 4
+        XCTAssertThrowsError(try ValidationLoop(settings: settings, netuid: 1, block: 1, neurons: neurons,
+                                                tokens: [Int32](repeating: 1, count: 64),
+                                                transport: FanOutTransport(hotkey: nil))) { error in
+            XCTAssertEqual(error as? ValidationLoopError, .duplicateUID(5))
+        }
+    }
+
     func testACorpusShorterThanAWindowSaysWhatToDo() throws {
         try AxonCommand.requireBuilt()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("validate-\(UUID().uuidString)")
