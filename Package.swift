@@ -5,7 +5,8 @@ import PackageDescription
 // Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CBLAS, CDNNL, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
 // {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
-// {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
+// {AxonClient, Wire, Identity} <- Validator, {Server, Validator} <- Mixture (the mixture axon: relays through
+// Server's ForwardRelay seam, asks experts with Validator's fan-out), everything <- axon (CLI).
 // The SIMD kernels of the engine and of Sampling need AVX2/FMA codegen (x86-64-v3, any x86 CPU since
 // 2013-15) or Swift falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
 var engineSettings: [SwiftSetting] = []
@@ -55,6 +56,8 @@ let package = Package(
         .target(name: "Identity", dependencies: ["CSodium"]),
         .target(name: "AxonClient", dependencies: ["Wire", "Identity"]),
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
+        .target(name: "Mixture", dependencies: ["Server", "Validator", "AxonClient", "Wire", "Identity",
+                                                .product(name: "Logging", package: "swift-log")]),
         // Translation between the network's standard token space and the model's.
         .target(name: "TokenTranslation", dependencies: ["Tokenizer"]),
         // Choosing tokens: Hugging Face's logits processors, seeded sampling, beam search (docs/GENERATION.md).
@@ -62,7 +65,7 @@ let package = Package(
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
-            "GGUF", "Tokenizer", "TokenTranslation", "Engine", "Wire", "Server", "AxonClient", "Identity", "Validator",
+            "GGUF", "Tokenizer", "TokenTranslation", "Engine", "Wire", "Server", "AxonClient", "Identity", "Validator", "Mixture",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -82,6 +85,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ValidatorTests", dependencies: ["TestSupport", "Validator", "Server", "AxonClient", "Wire", "Identity",
                                                            "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MixtureTests", dependencies: ["TestSupport", "Mixture", "Validator", "Server", "AxonClient", "Wire", "Identity",
+                                                         "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )
