@@ -127,6 +127,10 @@ public struct WeightsSnapshot: Sendable, Equatable, Decodable {
     public var block: UInt64
     public var step: Int
     public var weights: [Entry]
+
+    public init(netuid: UInt32, block: UInt64, step: Int, weights: [Entry]) {
+        self.netuid = netuid; self.block = block; self.step = step; self.weights = weights
+    }
 }
 
 /// `weights.json`: what `set_weights` would submit, in the shape

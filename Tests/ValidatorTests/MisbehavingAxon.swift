@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Wire
 
 /// A fake axon on 127.0.0.1 that answers every request with whatever `answer` builds: hand-built
