@@ -42,7 +42,7 @@ struct MixtureCommand: ParsableCommand {
     @OptionGroup(title: "Identity and admission") var admission: AdmissionOptions
 
     func validate() throws {
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \(logLevel) is not one of trace, debug, info, warning, error") }
+        try ServerLogging.check(level: logLevel)
         if experts < 1 { throw ValidationError("--experts must be at least 1, got \(experts)") }
         if upstreamDeadlineMs < 1 { throw ValidationError("--upstream-deadline-ms must be at least 1, got \(upstreamDeadlineMs)") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535, got \(port)") }
@@ -50,13 +50,7 @@ struct MixtureCommand: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "axon-mixture")
+        let logger = ServerLogging.start(level: logLevel, label: "axon-mixture")
         var config = ServerConfiguration()
         config.host = host
         config.port = port
