@@ -342,6 +342,74 @@ final class MixtureTests: XCTestCase {
     }
 }
 
+/// A relay that holds every request until released, recording the order it was handed them in.
+private final class HeldRelay: ForwardRelay, @unchecked Sendable {
+    let network = RelayNetworkIdentity(name: "gpt2", sha256: String(repeating: "0", count: 64), vocabSize: 50257)
+    var modelInfo: ModelInfo { ModelInfo(name: "held", architecture: "mixture", vocabSize: 50257, hiddenSize: 1) }
+    private let lock = NSLock()
+    private var held: [@Sendable (RelayReply) -> Void] = []
+    private(set) var order: [UInt32] = []
+    func reload() {}
+
+    func relay(_ forward: RelayedForward, reply: @escaping @Sendable (RelayReply) -> Void) {
+        lock.withLock {
+            order.append(forward.request.synapses[0].topk)
+            held.append(reply)
+        }
+    }
+
+    var count: Int { lock.withLock { held.count } }
+
+    func releaseAll() {
+        while let next = lock.withLock({ held.isEmpty ? nil : held.removeFirst() }) {
+            next(.answered(ForwardResponse(results: [SynapseResult(type: .textCausalLMNext, code: .notImplemented)])))
+        }
+    }
+}
+
+final class RelayPriorityTests: XCTestCase {
+    /// One relay slot: while it is taken, a registered sender's request queued after an
+    /// unregistered one is relayed first (stake priority is the server's, as for a model).
+    func testAWaitingStakedRequestIsRelayedFirst() throws {
+        let receiver = try Hotkey(seed: [UInt8](repeating: 80, count: 32))
+        let staked = try Hotkey(seed: [UInt8](repeating: 81, count: 32)), unstaked = try Hotkey(seed: [UInt8](repeating: 82, count: 32))
+        let store = MetagraphStore(try Metagraph(netuid: 1, block: 1, neurons: [Neuron(uid: 0, hotkey: staked.ss58, stake: 100, validatorPermit: true)]))
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.drainTimeout = 1
+        configuration.hotkey = receiver.ss58
+        configuration.metagraph = store
+        configuration.maxRelaysInFlight = 1
+        configuration.admission = try Admission(receiver: receiver.publicKey, policy: AdmissionPolicy(allowUnregistered: true), metagraph: store)
+        let relay = HeldRelay()
+        let server = try AxonServer(relay: relay, configuration: configuration, logger: quietLogger)
+        try server.start()
+        defer { server.shutdown(); server.waitUntilStopped() }
+        let rows = Tensor(int32Rows: [[464, 2068, 318]])
+        func request(k: UInt32) -> [UInt8] {
+            ForwardRequest(tokens: rows, synapses: [Synapse(type: .textCausalLMNext, topk: k)], space: .network).serializedBytes()
+        }
+        let first = try AxonClient(host: "127.0.0.1", port: server.port, hotkey: unstaked, receiver: receiver.ss58)
+        let late = try AxonClient(host: "127.0.0.1", port: server.port, hotkey: unstaked, receiver: receiver.ss58)
+        let rich = try AxonClient(host: "127.0.0.1", port: server.port, hotkey: staked, receiver: receiver.ss58)
+        defer { first.close(); late.close(); rich.close() }
+        let ids = [first.makeID(), late.makeID(), rich.makeID()]
+        try first.send(Request(id: ids[0], method: .forward, timeoutMs: 5000, body: request(k: 1)))
+        while relay.count < 1 { usleep(1000) }
+        try late.send(Request(id: ids[1], method: .forward, timeoutMs: 5000, body: request(k: 2)))
+        usleep(100_000)
+        try rich.send(Request(id: ids[2], method: .forward, timeoutMs: 5000, body: request(k: 3)))
+        usleep(100_000)
+        let until = Date().addingTimeInterval(5)
+        while relay.order.count < 3, Date() < until {
+            relay.releaseAll()
+            usleep(2000)
+        }
+        XCTAssertEqual(relay.order, [1, 3, 2])
+        for (client, id) in zip([first, late, rich], ids) { XCTAssertEqual(try client.response(id: id, timeout: 5).code, .success) }
+    }
+}
+
 /// The `axon` executable built beside the test bundle, and key files for it.
 private enum MixtureCommandLine {
     struct TimedOut: Error, CustomStringConvertible {
