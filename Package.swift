@@ -6,7 +6,8 @@ import PackageDescription
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
 // CLibUV <- LibUV (Swift types over libuv handles) <- HTTPResponder (HTTP/1.x for the axon's own pages),
 // {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus, LibUV, HTTPResponder} <- Server,
-// {Wire, Identity} <- AxonClient, {AxonClient, Wire, Identity} <- Validator,
+// {Wire, Identity} <- AxonClient, {AxonClient, Wire, Identity} <- Validator, {Server, Validator} <- Mixture (the mixture
+// axon: relays through Server's ForwardRelay seam, asks experts with Validator's fan-out),
 // {AxonClient, Validator, Wire, Identity, Tokenizer, LibUV, HTTPResponder} <- Playground (the web page; never Server), everything <- axon (CLI).
 // The SIMD kernels of the engine and of Sampling need AVX2/FMA codegen (x86-64-v3, any x86 CPU since
 // 2013-15) or Swift falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
@@ -62,6 +63,8 @@ let package = Package(
         .target(name: "Validator", dependencies: ["AxonClient", "Wire", "Identity"]),
         // `axon playground`: a web page and JSON API over the signed client and the fan-out (docs/PLAYGROUND.md).
         .target(name: "Playground", dependencies: ["AxonClient", "Validator", "Wire", "Identity", "Tokenizer", "LibUV", "HTTPResponder"]),
+        .target(name: "Mixture", dependencies: ["Server", "Validator", "AxonClient", "Wire", "Identity",
+                                                .product(name: "Logging", package: "swift-log")]),
         // Translation between the network's standard token space and the model's.
         .target(name: "TokenTranslation", dependencies: ["Tokenizer"]),
         // Choosing tokens: Hugging Face's logits processors, seeded sampling, beam search (docs/GENERATION.md).
@@ -69,7 +72,7 @@ let package = Package(
 
         // The one executable.
         .executableTarget(name: "AxonCLI", dependencies: [
-            "GGUF", "Tokenizer", "TokenTranslation", "Engine", "Wire", "Server", "AxonClient", "Identity", "Validator",
+            "GGUF", "Tokenizer", "TokenTranslation", "Engine", "Wire", "Server", "AxonClient", "Identity", "Validator", "Mixture",
             "LibUV", "Playground",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -92,6 +95,8 @@ let package = Package(
                                                            "Engine", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PlaygroundTests", dependencies: ["TestSupport", "Playground", "HTTPResponder", "Validator", "Wire", "Identity",
                                                             "Tokenizer"]),
+        .testTarget(name: "MixtureTests", dependencies: ["TestSupport", "Mixture", "Validator", "Server", "AxonClient", "Wire", "Identity",
+                                                         "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -10,7 +10,7 @@ struct Axon: ParsableCommand {
             Run.self, Bench.self, BenchKernels.self,
             Tokenize.self, Detokenize.self,
             Inspect.self,
-            Keygen.self, Score.self, LoadGen.self, Validate.self,
+            Keygen.self, Score.self, LoadGen.self, Validate.self, MixtureCommand.self,
             PlaygroundCommand.self,
         ]
     )

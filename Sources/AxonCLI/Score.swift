@@ -34,6 +34,8 @@ struct Score: ParsableCommand {
     @Option(help: "Windows sent as the rows of one request.") var rows = 8
     @Option(help: "Deadline per request in milliseconds (0: the server's default).") var timeoutMs: UInt32 = 0
     @Flag(help: "Send unsigned requests (for --no-auth axons).") var unsigned = false
+    @Option(help: "Write one CSV row per window: start,loss,phrase_loss,server_ms (the axon's queue + compute time for the window's request).")
+    var windowLosses: String?
     @Flag(help: "Print one JSON object (loss, perplexity, positions, and phraseLoss, bitsPerByte where known).") var json = false
 
     func validate() throws {
@@ -77,8 +79,18 @@ struct Score: ParsableCommand {
             return
         }
         let progress = Progress("score \(endpoint)", total: windows.count, unit: "windows", quiet: json)
-        let result = try scorer.score(tokens: tokens, windows: windows, client: client) { done, _ in progress.set(done) }
+        var rows = "start,loss,phrase_loss,server_ms\n"
+        let result = try scorer.score(tokens: tokens, windows: windows, client: client, progress: { done, _ in progress.set(done) },
+                                      each: windowLosses == nil ? nil : { window, loss, response in
+            let serverMs = response.timing.map { (Double($0.queueUs) + Double($0.computeUs)) / 1000 }.map { String(format: "%.1f", $0) } ?? ""
+            rows += "\(window.start),\(loss.lossVal),\(loss.loss),\(serverMs)\n"
+        })
         progress.finish()
+        if let windowLosses {
+            do { try rows.write(toFile: windowLosses, atomically: true, encoding: .utf8) } catch {
+                throw Failure("--window-losses \(windowLosses) cannot be written: \(error.localizedDescription)")
+            }
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys

@@ -104,7 +104,7 @@ struct Serve: ParsableCommand {
     var fake = false
 
     func validate() throws {
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \(logLevel) is not one of trace, debug, info, warning, error") }
+        try ServerLogging.check(level: logLevel)
         if let networkDim, networkDim <= 0 { throw ValidationError("--network-dim must be positive, got \(networkDim)") }
         if idleTimeout <= 0 { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout)") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535, got \(port)") }
@@ -112,13 +112,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "axon")
+        let logger = ServerLogging.start(level: logLevel, label: "axon")
         let path = try modelOption.resolvedPath()
         let started = Date()
         let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,

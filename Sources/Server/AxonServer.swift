@@ -68,9 +68,11 @@ private final class Connection {
     }
 }
 
-/// A miner endpoint serving one `InferenceBackend` over TCP.
+/// A miner endpoint serving one `InferenceBackend` over TCP, or relaying its FORWARDs through a
+/// `ForwardRelay` (the mixture axon).
 public final class AxonServer: @unchecked Sendable {
     public let configuration: ServerConfiguration
+    /// The model's, or for a relay the relay's as of start (INFO reads the relay's each time).
     public let modelInfo: ModelInfo
     private let logger: Logger
     private let networkDim: Int
@@ -78,7 +80,11 @@ public final class AxonServer: @unchecked Sendable {
     private let validator: ForwardValidator
     private let counters = CounterStore()
     private let abuse: AbuseLog
-    private var scheduler: Scheduler!
+    /// The worker for a local model; nil for a relay.
+    private var scheduler: Scheduler?
+    /// FORWARDs handed to a relay instead of a model (ForwardRelay.swift).
+    private var relays: RelayQueue?
+    private let relay: ForwardRelay?
     /// TEXT_SEQ_2_SEQ, when the backend generates (GenerationService.swift).
     private let generation: GenerationService?
 
@@ -120,10 +126,22 @@ public final class AxonServer: @unchecked Sendable {
     public private(set) var metricsPort: Int?
 
     /// - Throws: `ServerError` for an impossible configuration.
-    public init(backend: InferenceBackend, configuration: ServerConfiguration, logger: Logger) throws {
+    public convenience init(backend: InferenceBackend, configuration: ServerConfiguration, logger: Logger) throws {
+        try self.init(backend: backend, relay: nil, configuration: configuration, logger: logger)
+    }
+
+    /// A server whose FORWARDs go to `relay`: network space only, admitted, checked and prioritised
+    /// here, at most `configuration.maxRelaysInFlight` relayed at once and `maxQueue` waiting.
+    /// - Throws: `ServerError` for an impossible configuration.
+    public convenience init(relay: ForwardRelay, configuration: ServerConfiguration, logger: Logger) throws {
+        try self.init(backend: nil, relay: relay, configuration: configuration, logger: logger)
+    }
+
+    private init(backend: InferenceBackend?, relay: ForwardRelay?, configuration: ServerConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        let info = backend.modelInfo
+        self.relay = relay
+        let info = backend?.modelInfo ?? relay?.modelInfo ?? ModelInfo(name: "", architecture: "", vocabSize: 1, hiddenSize: 1)
         modelInfo = info
         networkDim = configuration.networkDim ?? info.hiddenSize
         guard networkDim >= info.hiddenSize else {
@@ -134,7 +152,8 @@ public final class AxonServer: @unchecked Sendable {
                               ("--max-response", configuration.maxResponse), ("--max-connections", configuration.maxConnections),
                               ("--max-connections-per-ip", configuration.maxConnectionsPerIP),
                               ("--max-synapses", configuration.maxSynapses),
-                              ("--max-pending-response", configuration.maxPendingResponseBytes)]
+                              ("--max-pending-response", configuration.maxPendingResponseBytes),
+                              ("--max-relays", configuration.maxRelaysInFlight)]
         where value <= 0 {
             throw ServerError.invalidLimit(name: name, value: value)
         }
@@ -149,11 +168,21 @@ public final class AxonServer: @unchecked Sendable {
         generation = try (backend as? GenerationBackend).map {
             try GenerationService(backend: $0, configuration: configuration)
         }
-        scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
-                              maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,
-                              decode: generation?.loop, deliver: { [weak self] in self?.deliver($0) })
-        scheduler.metrics = counters.metrics
+        if let backend {
+            let scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
+                                      maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,
+                                      decode: generation?.loop, deliver: { [weak self] in self?.deliver($0) })
+            scheduler.metrics = counters.metrics
+            self.scheduler = scheduler
+        }
+        if let relay {
+            relays = RelayQueue(relay: relay, maxInFlight: configuration.maxRelaysInFlight, maxQueue: configuration.maxQueue,
+                                deliver: { [weak self] in self?.deliver($0) })
+        }
     }
+
+    /// Jobs waiting for the worker or for a relay slot.
+    private var queueDepth: Int { (scheduler?.depth ?? 0) + (relays?.depth ?? 0) }
 
     /// The INFO answer.
     public var info: InfoResponse {
@@ -166,6 +195,7 @@ public final class AxonServer: @unchecked Sendable {
             info.uid = configuration.uid
             info.netuid = configuration.netuid
         }
+        let modelInfo = relay?.modelInfo ?? modelInfo
         info.model = modelInfo.name
         info.architecture = modelInfo.architecture
         info.vocabSize = UInt32(modelInfo.vocabSize)
@@ -180,6 +210,10 @@ public final class AxonServer: @unchecked Sendable {
         info.eosID = modelInfo.eosID
         info.padID = modelInfo.padID
         if let network = configuration.networkSpace {
+            info.networkTokenizer = network.name
+            info.networkTokenizerSHA256 = network.sha256
+            info.networkVocabSize = UInt32(network.vocabSize)
+        } else if let network = relay?.network {
             info.networkTokenizer = network.name
             info.networkTokenizerSHA256 = network.sha256
             info.networkVocabSize = UInt32(network.vocabSize)
@@ -223,10 +257,11 @@ public final class AxonServer: @unchecked Sendable {
                 self.logger.info("counters: \(self.counterSnapshot())")
             })
             signalWatchers.append(try SignalWatcher(loop: loop, signal: SIGHUP) { [unowned self] in
-                self.reloadMetagraph()
+                if self.configuration.metagraphPath != nil || self.relay == nil { self.reloadMetagraph() }
+                self.relay?.reload()
             })
         }
-        scheduler.start()
+        scheduler?.start()
         let thread = Thread { [self] in
             loop.run()
             self.loop = nil
@@ -272,21 +307,21 @@ public final class AxonServer: @unchecked Sendable {
     }
 
     /// How many requests the starvation guard has served ahead of a waiting higher-priority one.
-    public var starvationPromotions: Int { scheduler.promotionCount }
+    public var starvationPromotions: Int { scheduler?.promotionCount ?? 0 }
 
     /// Totals of refusals that point at abuse (also summarised in the log every `abuseLogInterval`).
     public var abuseCounts: AbuseCounts { abuse.snapshot }
 
     /// The engine throughput (tokens/s) the scheduler estimates the cost of a FORWARD with.
-    public var estimatedTokensPerSecond: Double { scheduler.estimatedTokensPerSecond }
+    public var estimatedTokensPerSecond: Double { scheduler?.estimatedTokensPerSecond ?? 0 }
 
     public func counterSnapshot() -> ServerCounters {
-        counters.snapshot(queueDepth: scheduler.depth, openConnections: lock.withLock { openConnectionCount })
+        counters.snapshot(queueDepth: queueDepth, openConnections: lock.withLock { openConnectionCount })
     }
 
     /// The Prometheus page (what `GET /metrics` answers), from any thread.
     public func metricsPage() -> [UInt8] {
-        counters.metrics.page(queueDepth: scheduler.depth, openConnections: lock.withLock { openConnectionCount })
+        counters.metrics.page(queueDepth: queueDepth, openConnections: lock.withLock { openConnectionCount })
     }
 
     /// Binds `/metrics` if configured. A port that cannot be bound costs one warning, not the axon.
@@ -535,6 +570,10 @@ public final class AxonServer: @unchecked Sendable {
                 return
             }
         }
+        if let relays, let relay {
+            return handleRelayed(request, relays, relay, on: connection, arrival: arrival, priority: priority)
+        }
+        guard let scheduler else { return }
         let forward: ValidatedForward
         do {
             forward = try validator.validate(body: request.body)
@@ -581,6 +620,32 @@ public final class AxonServer: @unchecked Sendable {
         }
     }
 
+    // MARK: - Relays (loop thread)
+
+    /// A FORWARD for the relay: checked, then queued for a relay slot by priority.
+    private func handleRelayed(_ request: Request, _ relays: RelayQueue, _ relay: ForwardRelay, on connection: Connection,
+                               arrival: UInt64, priority: AdmissionPriority) {
+        let timeoutMs = request.timeoutMs == 0 ? configuration.defaultTimeoutMs : request.timeoutMs
+        let forward: RelayedForward
+        do {
+            forward = try validator.validateRelayed(body: request.body, networkVocabSize: relay.network.vocabSize,
+                                                    deadline: arrival + UInt64(timeoutMs) * 1_000_000, priority: priority)
+            counters.metrics.asked(forward.request.synapses.map(\.type))
+        } catch let refusal as Refusal {
+            return send(Response(id: request.id, code: refusal.code, message: refusal.message), on: connection, arrival: arrival)
+        } catch {
+            return send(Response(id: request.id, code: .unknownException, message: "\(error)"), on: connection, arrival: arrival)
+        }
+        let job = RelayJob(jobID: nextJobID, connectionID: connection.id, requestID: request.id, arrival: arrival,
+                           forward: forward, cancellation: connection.cancellation)
+        nextJobID += 1
+        // An estimate (phrases of one id each): the answer's size is the relay's to choose.
+        let reserved = forward.batch * forward.request.synapses.reduce(0) { $0 + Int($1.topk) * 8 + 4 }
+        settle(relays.submit(job), jobID: job.jobID, request, reservedBytes: reserved, on: connection, arrival: arrival) { _, _, _ in
+            "the relay cannot meet the deadline"
+        }
+    }
+
     // MARK: - Generation (loop thread)
 
     /// A FORWARD of TEXT_SEQ_2_SEQ synapses: checked, then queued for the worker's generation steps.
@@ -600,6 +665,7 @@ public final class AxonServer: @unchecked Sendable {
                                 deadline: deadline, waitUntil: min(deadline, arrival + UInt64(configuration.generationWaitMs) * 1_000_000),
                                 priority: priority, generation: validated, cancellation: connection.cancellation)
         nextJobID += 1
+        guard let scheduler else { return }
         settle(scheduler.submitGeneration(job), jobID: job.jobID, request, reservedBytes: validated.responseBytes, on: connection,
                arrival: arrival) { estimateUs, leftUs, tokensPerSecond in
             "refused without compute: reading its \(validated.promptTokens) prompt tokens would take about \(estimateUs) µs "
@@ -608,10 +674,10 @@ public final class AxonServer: @unchecked Sendable {
     }
 
     /// Timings of the most recent finished generations (at most 1,024), oldest first.
-    public var recentGenerations: [GenerationRecord] { scheduler.recentGenerations }
+    public var recentGenerations: [GenerationRecord] { scheduler?.recentGenerations ?? [] }
 
     /// Generations waiting, running and decoding, as of the worker's last step.
-    public var generationStatus: GenerationStatus { scheduler.generationStatus }
+    public var generationStatus: GenerationStatus { scheduler?.generationStatus ?? GenerationStatus(waiting: 0, running: 0, decodingRows: 0) }
 
     /// The return code each admission refusal maps to (see docs/PROTOCOL.md).
     static func code(for rejection: AdmissionRejection) -> ReturnCode {
@@ -684,7 +750,7 @@ public final class AxonServer: @unchecked Sendable {
     private func checkDrained() {
         guard !shutDown else { return }
         let pending = lock.withLock { !completions.isEmpty }
-        let quiet = scheduler.isIdle && !pending
+        let quiet = (scheduler?.isIdle ?? true) && (relays?.isIdle ?? true) && !pending
             && connections.values.allSatisfy { $0.pending.isEmpty && $0.queuedOutputBytes == 0 }
         if quiet || monotonicNanoseconds() > drainDeadline {
             if !quiet { logger.warning("drain timeout: answering the FORWARDs still pending Unavailable") }
@@ -696,7 +762,8 @@ public final class AxonServer: @unchecked Sendable {
     /// Unavailable, and connections close once those answers are written (or after one more second).
     private func finishShutdown() {
         guard !shutDown else { return }
-        scheduler.stop()
+        scheduler?.stop()
+        relays?.stop()
         let now = monotonicNanoseconds()
         for connection in Array(connections.values) {
             for (_, pending) in connection.pending.sorted(by: { $0.key < $1.key }) {

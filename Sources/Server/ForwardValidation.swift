@@ -1,3 +1,4 @@
+import Identity
 import TokenTranslation
 import Wire
 
@@ -45,19 +46,7 @@ struct ForwardValidator {
     let network: NetworkTokenSpace?
 
     func validate(body: [UInt8]) throws -> ValidatedForward {
-        let request: ForwardRequest
-        do {
-            request = try ForwardRequest(serializedBytes: body)
-        } catch {
-            throw Refusal(code: .requestDeserializationException, message: "FORWARD body: \(error)")
-        }
-        guard !request.synapses.isEmpty else {
-            throw Refusal(code: .emptyRequest, message: "FORWARD has no synapses")
-        }
-        guard request.synapses.count <= maxSynapses else {
-            throw Refusal(code: .requestShapeException,
-                          message: "FORWARD has \(request.synapses.count) synapses, more than the \(maxSynapses) a request may hold")
-        }
+        let request = try decode(body: body)
         // Reading ids of a space this axon does not serve as model ids would answer garbage.
         let space: NetworkTokenSpace?
         switch request.space {
@@ -72,56 +61,9 @@ struct ForwardValidator {
             throw Refusal(code: .notImplemented,
                           message: "\(request.space) is not served by this axon; send model-space ids (space MODEL, tokenizer_sha256 in INFO) or network-space ids (space NETWORK, network_tokenizer_sha256)")
         }
-        guard let tokens = request.tokens, !(tokens.buffer.isEmpty && tokens.shape.isEmpty) else {
-            throw Refusal(code: .emptyRequest, message: "FORWARD has no tokens")
-        }
-        guard tokens.shape.count == 2 else {
-            throw Refusal(code: .requestShapeException,
-                          message: "tokens have shape \(tokens.shape), expected 2 dimensions [batch, seq]")
-        }
-        let (batch64, seq64) = (tokens.shape[0], tokens.shape[1])
-        guard batch64 >= 0, seq64 >= 0 else {
-            throw Refusal(code: .requestShapeException, message: "tokens have negative shape \(tokens.shape)")
-        }
-        if batch64 == 0 || seq64 == 0 {
-            throw Refusal(code: .emptyRequest, message: "FORWARD has no tokens (shape \(tokens.shape))")
-        }
-        guard let width = tokens.dtype.byteWidth, tokens.dtype == .int32 || tokens.dtype == .int64 else {
-            throw Refusal(code: .requestShapeException, message: "tokens have dtype \(tokens.dtype), expected INT32 or INT64")
-        }
-        guard batch64 <= Int64(maxBatch) else {
-            throw Refusal(code: .requestShapeException, message: "batch \(batch64) exceeds --max-batch \(maxBatch)")
-        }
-        guard seq64 <= Int64(maxSeq) else {
-            throw Refusal(code: .requestShapeException, message: "seq \(seq64) exceeds --max-seq \(maxSeq)")
-        }
-        let batch = Int(batch64), seq = Int(seq64)
-        guard tokens.buffer.count == batch * seq * width else {
-            throw Refusal(code: .requestShapeException,
-                          message: "tokens buffer has \(tokens.buffer.count) bytes, expected \(batch * seq * width) for shape [\(batch), \(seq)] of \(tokens.dtype)")
-        }
-        let lengths: [Int]
-        if request.lengths.isEmpty {
-            lengths = Array(repeating: seq, count: batch)
-        } else {
-            guard request.lengths.count == batch else {
-                throw Refusal(code: .requestShapeException,
-                              message: "lengths has \(request.lengths.count) entries, expected one per row (\(batch))")
-            }
-            if let row = request.lengths.firstIndex(where: { Int($0) > seq }) {
-                throw Refusal(code: .requestShapeException,
-                              message: "lengths[\(row)] = \(request.lengths[row]) exceeds seq \(seq)")
-            }
-            lengths = request.lengths.map(Int.init)
-        }
-        let sentCount = lengths.reduce(0, +)
-        guard sentCount > 0 else { throw Refusal(code: .emptyRequest, message: "every row has length 0") }
-        guard sentCount <= maxBatchTokens else {
-            throw Refusal(code: .requestShapeException,
-                          message: "\(sentCount) tokens exceed --max-batch-tokens \(maxBatchTokens)")
-        }
-        let sent = try readRows(tokens.buffer, width: width, batch: batch, seq: seq, lengths: lengths,
-                                vocabSize: space?.vocabSize ?? vocabSize, vocabulary: space == nil ? "vocabulary" : "network vocabulary")
+        let grid = try readGrid(request, vocabSize: space?.vocabSize ?? vocabSize,
+                                vocabulary: space == nil ? "vocabulary" : "network vocabulary")
+        let (batch, seq, sent, sentCount) = (grid.batch, grid.seq, grid.rows, grid.tokenCount)
         let rows: [[Int32]], alignments: [RowAlignment]?, tokenCount: Int
         if let space {
             let aligned = try align(sent, in: space)
@@ -191,6 +133,93 @@ struct ForwardValidator {
         return ValidatedForward(batch: batch, seq: seq, rows: rows, network: alignments, synapses: request.synapses,
                                 synapseFailures: failures, tokenCount: tokenCount, wantsHidden: wantsHidden,
                                 logits: logits, responseBytes: responseBytes)
+    }
+
+    /// A FORWARD for a relay (the mixture axon): network space only, ids below `networkVocabSize`,
+    /// within the same limits as a model's. What each synapse asks is the relay's to check.
+    func validateRelayed(body: [UInt8], networkVocabSize: Int, deadline: UInt64, priority: AdmissionPriority) throws -> RelayedForward {
+        let request = try decode(body: body)
+        guard request.space == .network else {
+            throw Refusal(code: .notImplemented,
+                          message: "\(request.space) is not served by this axon: it relays to other axons and serves network space only; send network-space ids (space NETWORK, network_tokenizer_sha256 in INFO)")
+        }
+        let grid = try readGrid(request, vocabSize: networkVocabSize, vocabulary: "network vocabulary")
+        return RelayedForward(request: request, batch: grid.batch, seq: grid.seq, rows: grid.rows, deadline: deadline, priority: priority)
+    }
+
+    /// The body as a FORWARD with at least one synapse and at most `maxSynapses`.
+    private func decode(body: [UInt8]) throws -> ForwardRequest {
+        let request: ForwardRequest
+        do {
+            request = try ForwardRequest(serializedBytes: body)
+        } catch {
+            throw Refusal(code: .requestDeserializationException, message: "FORWARD body: \(error)")
+        }
+        guard !request.synapses.isEmpty else {
+            throw Refusal(code: .emptyRequest, message: "FORWARD has no synapses")
+        }
+        guard request.synapses.count <= maxSynapses else {
+            throw Refusal(code: .requestShapeException,
+                          message: "FORWARD has \(request.synapses.count) synapses, more than the \(maxSynapses) a request may hold")
+        }
+        return request
+    }
+
+    /// The request's token grid: its shape, dtype and lengths checked against the limits, and each
+    /// row's valid ids checked against `vocabSize`.
+    private func readGrid(_ request: ForwardRequest, vocabSize: Int, vocabulary: String) throws
+        -> (batch: Int, seq: Int, rows: [[Int32]], tokenCount: Int) {
+        guard let tokens = request.tokens, !(tokens.buffer.isEmpty && tokens.shape.isEmpty) else {
+            throw Refusal(code: .emptyRequest, message: "FORWARD has no tokens")
+        }
+        guard tokens.shape.count == 2 else {
+            throw Refusal(code: .requestShapeException,
+                          message: "tokens have shape \(tokens.shape), expected 2 dimensions [batch, seq]")
+        }
+        let (batch64, seq64) = (tokens.shape[0], tokens.shape[1])
+        guard batch64 >= 0, seq64 >= 0 else {
+            throw Refusal(code: .requestShapeException, message: "tokens have negative shape \(tokens.shape)")
+        }
+        if batch64 == 0 || seq64 == 0 {
+            throw Refusal(code: .emptyRequest, message: "FORWARD has no tokens (shape \(tokens.shape))")
+        }
+        guard let width = tokens.dtype.byteWidth, tokens.dtype == .int32 || tokens.dtype == .int64 else {
+            throw Refusal(code: .requestShapeException, message: "tokens have dtype \(tokens.dtype), expected INT32 or INT64")
+        }
+        guard batch64 <= Int64(maxBatch) else {
+            throw Refusal(code: .requestShapeException, message: "batch \(batch64) exceeds --max-batch \(maxBatch)")
+        }
+        guard seq64 <= Int64(maxSeq) else {
+            throw Refusal(code: .requestShapeException, message: "seq \(seq64) exceeds --max-seq \(maxSeq)")
+        }
+        let batch = Int(batch64), seq = Int(seq64)
+        guard tokens.buffer.count == batch * seq * width else {
+            throw Refusal(code: .requestShapeException,
+                          message: "tokens buffer has \(tokens.buffer.count) bytes, expected \(batch * seq * width) for shape [\(batch), \(seq)] of \(tokens.dtype)")
+        }
+        let lengths: [Int]
+        if request.lengths.isEmpty {
+            lengths = Array(repeating: seq, count: batch)
+        } else {
+            guard request.lengths.count == batch else {
+                throw Refusal(code: .requestShapeException,
+                              message: "lengths has \(request.lengths.count) entries, expected one per row (\(batch))")
+            }
+            if let row = request.lengths.firstIndex(where: { Int($0) > seq }) {
+                throw Refusal(code: .requestShapeException,
+                              message: "lengths[\(row)] = \(request.lengths[row]) exceeds seq \(seq)")
+            }
+            lengths = request.lengths.map(Int.init)
+        }
+        let sentCount = lengths.reduce(0, +)
+        guard sentCount > 0 else { throw Refusal(code: .emptyRequest, message: "every row has length 0") }
+        guard sentCount <= maxBatchTokens else {
+            throw Refusal(code: .requestShapeException,
+                          message: "\(sentCount) tokens exceed --max-batch-tokens \(maxBatchTokens)")
+        }
+        let rows = try readRows(tokens.buffer, width: width, batch: batch, seq: seq, lengths: lengths,
+                                vocabSize: vocabSize, vocabulary: vocabulary)
+        return (batch, seq, rows, sentCount)
     }
 
     /// The valid tokens of each row, checking each id against the vocabulary of the request's space.

@@ -31,6 +31,9 @@ public struct ServerConfiguration: Sendable {
     public var reservedConnections: Int?
     /// Most synapses in one FORWARD (beyond: RequestShapeException).
     public var maxSynapses = 64
+    /// A relaying server's FORWARDs relayed at once (`AxonServer(relay:)`); the rest wait, by
+    /// priority, up to `maxQueue`.
+    public var maxRelaysInFlight = 32
     /// Seconds a connection may stay idle, or leave a frame incomplete, before it is closed. A
     /// connection that has not had a FORWARD admitted is closed this long after it was accepted,
     /// whatever else it sends (PING does not keep a slot).

@@ -68,41 +68,75 @@ public enum AnswerGrade: Equatable, Sendable {
     /// Grades a fan-out outcome against the step's targets (the 8 held-out tokens of each row).
     public static func grade(_ outcome: FanOutOutcome, targets: [[Int32]], k: Int,
                              vocabSize: Int = PhraseCrossEntropy.networkVocabSize) -> AnswerGrade {
-        switch outcome {
-        case .timedOut(let stage): return .failed(.timeout, detail: "no answer within the deadline (\(stage))")
-        case .unreachable(let reason): return .failed(.unreachable, detail: reason)
-        case .failed(let reason): return .failed(.broken, detail: reason)
-        case .answered(let response): return grade(response, targets: targets, k: k, vocabSize: vocabSize)
-        }
+        score(checkedPhrases(outcome, rows: targets.count, k: k, vocabSize: vocabSize), targets: targets, vocabSize: vocabSize)
     }
 
-    /// Grades an answer: its code, then its form (shapes, ids, probabilities, sums, in that order),
-    /// then the mean phrase cross-entropy of its rows.
+    /// Grades an answer: its code, then its form (`checkedPhrases`), then the mean phrase
+    /// cross-entropy of its rows.
     public static func grade(_ response: Response, targets: [[Int32]], k: Int,
                              vocabSize: Int = PhraseCrossEntropy.networkVocabSize) -> AnswerGrade {
+        score(checkedPhrases(response, rows: targets.count, k: k, vocabSize: vocabSize), targets: targets, vocabSize: vocabSize)
+    }
+
+    private static func score(_ checked: Result<PhraseAnswer, PhraseAnswerRejection>, targets: [[Int32]], vocabSize: Int) -> AnswerGrade {
+        let answer: PhraseAnswer
+        switch checked {
+        case .success(let checked): answer = checked
+        case .failure(let rejection): return .failed(rejection.failure, detail: rejection.detail)
+        }
+        let losses = Scorer.phraseLosses(answer, targets: targets, vocabSize: vocabSize)
+        return .scored(loss: losses.reduce(0) { $0 + $1.loss } / Double(max(1, losses.count)))
+    }
+}
+
+/// Why a phrase answer cannot be used: the failure it is counted under and what was wrong.
+public struct PhraseAnswerRejection: Error, Sendable, Equatable {
+    public let failure: AnswerFailure
+    public let detail: String
+}
+
+extension AnswerGrade {
+    /// A network-space TEXT_CAUSAL_LM_NEXT answer of `rows` rows and `k` phrases, checked in the
+    /// validator's order: its code, then its form (shapes, ids, probabilities, sums). The
+    /// validator grades with it and the mixture axon takes its experts' answers through it.
+    public static func checkedPhrases(_ response: Response, rows: Int, k: Int,
+                                      vocabSize: Int = PhraseCrossEntropy.networkVocabSize) -> Result<PhraseAnswer, PhraseAnswerRejection> {
+        func reject(_ failure: AnswerFailure, _ detail: String) -> Result<PhraseAnswer, PhraseAnswerRejection> {
+            .failure(PhraseAnswerRejection(failure: failure, detail: detail))
+        }
         let answer: PhraseAnswer
         do {
             let result = try response.checkedResult(.textCausalLMNext)
             // Ids are checked below, so an id beyond the vocabulary is told apart from a bad shape.
-            answer = try result.checkedPhrases(rows: targets.count, k: k, vocab: Int(Int32.max))
+            answer = try result.checkedPhrases(rows: rows, k: k, vocab: Int(Int32.max))
         } catch AnswerError.refused(_, let code, let message), AnswerError.synapseRefused(_, let code, let message) {
-            return .failed(.code(code), detail: message)
+            return reject(.code(code), message)
         } catch {
-            return .failed(.wrongShape, detail: "\(error)")
+            return reject(.wrongShape, "\(error)")
         }
         if let bad = answer.phrases.first(where: { Int($0) >= vocabSize }) {
-            return .failed(.phraseIDOutOfRange, detail: "a phrase holds id \(bad), outside the network vocabulary of \(vocabSize)")
+            return reject(.phraseIDOutOfRange, "a phrase holds id \(bad), outside the network vocabulary of \(vocabSize)")
         }
         if let bad = (answer.probabilities + answer.floors).first(where: { !($0 >= 0 && $0 <= 1) }) {
-            return .failed(.probabilityOutOfRange, detail: "a probability or floor is \(bad), outside [0, 1]")
+            return reject(.probabilityOutOfRange, "a probability or floor is \(bad), outside [0, 1]")
         }
         for row in 0..<answer.rows {
             let sum = answer.probabilities[answer.span(row: row)].reduce(0.0) { $0 + Double($1) }
             if sum > 1 + sumTolerance {
-                return .failed(.sumAboveOne, detail: "row \(row)'s probabilities sum to \(sum), above 1 + \(sumTolerance)")
+                return reject(.sumAboveOne, "row \(row)'s probabilities sum to \(sum), above 1 + \(sumTolerance)")
             }
         }
-        let losses = Scorer.phraseLosses(answer, targets: targets, vocabSize: vocabSize)
-        return .scored(loss: losses.reduce(0) { $0 + $1.loss } / Double(max(1, losses.count)))
+        return .success(answer)
+    }
+
+    /// `checkedPhrases` of a fan-out outcome: no answer is a failure under its transport name.
+    public static func checkedPhrases(_ outcome: FanOutOutcome, rows: Int, k: Int,
+                                      vocabSize: Int = PhraseCrossEntropy.networkVocabSize) -> Result<PhraseAnswer, PhraseAnswerRejection> {
+        switch outcome {
+        case .timedOut(let stage): return .failure(PhraseAnswerRejection(failure: .timeout, detail: "no answer within the deadline (\(stage))"))
+        case .unreachable(let reason): return .failure(PhraseAnswerRejection(failure: .unreachable, detail: reason))
+        case .failed(let reason): return .failure(PhraseAnswerRejection(failure: .broken, detail: reason))
+        case .answered(let response): return checkedPhrases(response, rows: rows, k: k, vocabSize: vocabSize)
+        }
     }
 }

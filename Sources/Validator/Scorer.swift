@@ -102,8 +102,12 @@ public struct Scorer: Sendable {
     /// The sums over `windows` from one answer (see `losses`).
     /// - Throws: `AnswerError` when the axon refused or the answer is not of its space's form.
     public func totals(windows: ArraySlice<ScoreWindow>, response: Response) throws -> ScoreTotals {
+        totals(windows: windows, losses: try losses(windows: windows, response: response))
+    }
+
+    private func totals(windows: ArraySlice<ScoreWindow>, losses: [PhraseCrossEntropy.Loss]) -> ScoreTotals {
         var totals = ScoreTotals()
-        for (window, loss) in zip(windows, try losses(windows: windows, response: response)) {
+        for (window, loss) in zip(windows, losses) {
             totals.loss += loss.lossVal
             totals.phraseLoss += loss.loss
             totals.positions += 1
@@ -122,13 +126,18 @@ public struct Scorer: Sendable {
         try score(tokens: tokens, windows: windows(tokens: tokens), client: client, progress: progress)
     }
 
-    /// `score` over the given windows of `tokens`.
+    /// `score` over the given windows of `tokens`. `each`, when given, sees every window's loss
+    /// with the response it came in (its `timing` is the axon's own account of the request).
     public func score(tokens: [Int32], windows: [ScoreWindow], client: AxonClient,
-                      progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> ScoreResult {
+                      progress: ((_ done: Int, _ total: Int) -> Void)? = nil,
+                      each: ((_ window: ScoreWindow, _ loss: PhraseCrossEntropy.Loss, _ response: Response) -> Void)? = nil) throws -> ScoreResult {
         let planned = try requests(tokens: tokens, windows: windows)
         var totals = ScoreTotals()
         try Self.inFlight(planned.map(\.request), client: client, timeoutMs: timeoutMs) { index, response in
-            totals.add(try self.totals(windows: planned[index].windows, response: response))
+            let chunk = planned[index].windows
+            let losses = try self.losses(windows: chunk, response: response)
+            totals.add(self.totals(windows: chunk, losses: losses))
+            if let each { for (window, loss) in zip(chunk, losses) { each(window, loss, response) } }
             progress?(totals.positions, windows.count)
         }
         return ScoreResult(totals, space: space, bytesKnown: tokenBytes != nil)

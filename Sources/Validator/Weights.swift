@@ -93,12 +93,43 @@ public struct WeightEntry: Sendable, Equatable {
     public init(record: UIDRecord, weight: Double) { self.record = record; self.weight = weight }
 }
 
-public enum WeightsFileError: Error, CustomStringConvertible {
+public enum WeightsFileError: Error, CustomStringConvertible, Equatable {
     case writeFailed(path: String, reason: String)
+    case unreadable(path: String, reason: String)
+    case malformed(path: String, reason: String)
     public var description: String {
         switch self {
         case let .writeFailed(path, reason): return "cannot write the weights file '\(path)': \(reason)"
+        case let .unreadable(path, reason): return "cannot read the weights file '\(path)': \(reason)"
+        case let .malformed(path, reason):
+            return "the weights file '\(path)' is not axon validate's {netuid, block, step, weights: [{uid, hotkey, weight, ema_loss, …}]}: \(reason)"
         }
+    }
+}
+
+/// A `weights.json` as read back (the mixture axon chooses and weighs its experts by it).
+public struct WeightsSnapshot: Sendable, Equatable, Decodable {
+    public struct Entry: Sendable, Equatable, Decodable {
+        public var uid: Int
+        public var hotkey: String
+        public var weight: Double
+        /// nil for a UID not scored yet.
+        public var emaLoss: Double?
+        public var responses: Int
+
+        enum CodingKeys: String, CodingKey { case uid, hotkey, weight, emaLoss = "ema_loss", responses }
+
+        public init(uid: Int, hotkey: String, weight: Double, emaLoss: Double?, responses: Int) {
+            self.uid = uid; self.hotkey = hotkey; self.weight = weight; self.emaLoss = emaLoss; self.responses = responses
+        }
+    }
+    public var netuid: UInt32
+    public var block: UInt64
+    public var step: Int
+    public var weights: [Entry]
+
+    public init(netuid: UInt32, block: UInt64, step: Int, weights: [Entry]) {
+        self.netuid = netuid; self.block = block; self.step = step; self.weights = weights
     }
 }
 
@@ -113,6 +144,23 @@ public enum WeightsFile {
                 + "\"ema_loss\": \(r.emaLoss.map(number) ?? "null"), \"responses\": \(r.responses), \"failures\": {\(failures)}}"
         }
         return "{\"netuid\": \(netuid), \"block\": \(block), \"step\": \(step), \"weights\": [\n" + rows.joined(separator: ",\n") + "\n]}\n"
+    }
+
+    /// Reads a file `json` wrote. Files are at most 64 MiB (16,384 UIDs take about 3 MB).
+    /// - Throws: `WeightsFileError.unreadable` or `.malformed`.
+    public static func read(path: String) throws -> WeightsSnapshot {
+        let data: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            data = try handle.read(upToCount: (64 << 20) + 1) ?? Data()
+        } catch {
+            throw WeightsFileError.unreadable(path: path, reason: error.localizedDescription)
+        }
+        guard data.count <= 64 << 20 else { throw WeightsFileError.malformed(path: path, reason: "larger than 64 MiB") }
+        do { return try JSONDecoder().decode(WeightsSnapshot.self, from: data) } catch {
+            throw WeightsFileError.malformed(path: path, reason: "\(error)")
+        }
     }
 
     /// A finite double as JSON (Swift's shortest round-tripping form); non-finite as null.

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Wire
 
 /// A fake axon on 127.0.0.1 that answers every request with whatever `answer` builds: hand-built
@@ -90,34 +91,4 @@ public enum RawBytes {
     public static func float32(_ values: [Float]) -> [UInt8] { values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } }
     public static func float64(_ values: [Double]) -> [UInt8] { values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } }
     public static func int32(_ values: [Int32]) -> [UInt8] { values.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) } }
-}
-
-/// A socket call that failed, with its errno.
-public struct SocketFailure: Error, CustomStringConvertible {
-    public let call: String
-    public let code: Int32
-    public var description: String { "\(call): \(String(cString: strerror(code)))" }
-    public init(call: String, code: Int32) { self.call = call; self.code = code }
-}
-
-/// A TCP socket listening on 127.0.0.1 at an ephemeral port.
-public func loopbackListener() throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw SocketFailure(call: "socket", code: errno) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
-            bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
-        }
-    }
-    guard bound else {
-        let code = errno
-        Foundation.close(fd)
-        throw SocketFailure(call: "bind/listen", code: code)
-    }
-    return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Identity
 import Server
+import TestSupport
 import Validator
 import Wire
 import XCTest

@@ -37,31 +37,6 @@ final class LocalAxon {
     deinit { stop() }
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound, then closed).
-func closedPort() throws -> Int {
-    let listener = try SilentListener()
-    let port = listener.port
-    listener.close()
-    return port
-}
-
-/// A TCP listener that never accepts: connects complete in the kernel's backlog, nothing answers.
-final class SilentListener {
-    private var fd: Int32
-    let port: Int
-
-    init() throws {
-        (fd, port) = try loopbackListener()
-    }
-
-    func close() {
-        if fd >= 0 { Foundation.close(fd) }
-        fd = -1
-    }
-
-    deinit { close() }
-}
-
 /// The `axon` executable built beside this test bundle (`swift build --build-tests` builds it).
 enum AxonCommand {
     static var executable: URL {
