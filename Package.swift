@@ -4,7 +4,7 @@ import PackageDescription
 
 // Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CBLAS, CDNNL, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
-// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus} <- Server, {Wire, Identity} <- AxonClient,
+// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus, CLibUV, CHiredis} <- Server, {Wire, Identity} <- AxonClient,
 // {AxonClient, Wire, Identity} <- Validator, everything <- axon (CLI).
 // The SIMD kernels of the engine and of Sampling need AVX2/FMA codegen (x86-64-v3, any x86 CPU since
 // 2013-15) or Swift falls back to scalar calls. AXON_PORTABLE=1 builds a baseline x86-64 binary for older CPUs.
@@ -32,6 +32,8 @@ let package = Package(
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // hiredis and its libuv adapter: admission state shared between replicas in Redis (serve --state).
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         // oneDNN's int8 GEMM for the engine's int8 path. Debian's libdnnl-dev ships no pkg-config file;
         // its CPU runtime is OpenMP (libgomp), linked for omp_set_num_threads (Sources/CDNNL/shim.h).
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
@@ -48,7 +50,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["GGUF", "CBLAS", "CDNNL", "CKernels"], swiftSettings: engineSettings),
         .target(name: "Wire", dependencies: ["AxonProto", "CProtobufC"]),
         .target(name: "Server", dependencies: [
-            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV",
+            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV", "CHiredis",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
