@@ -195,6 +195,7 @@ public final class AxonServer: @unchecked Sendable {
             info.networkTokenizerSHA256 = network.sha256
             info.networkVocabSize = UInt32(network.vocabSize)
         }
+        info.admissionState = admissionStateStatus.info(configuration.sharedState?.endpoint)
         return info
     }
 
