@@ -1,6 +1,7 @@
 import AxonClient
 import Foundation
 import Identity
+import Server
 import TestSupport
 import Wire
 import XCTest
@@ -216,6 +217,28 @@ final class ReplicaTests: XCTestCase {
         let second = signedFrame(id: 2, session: session, receiver: receiver)
         XCTAssertEqual(try answer(second, at: front).code, .success)
         for port in [a, b] { XCTAssertEqual(try answer(second, at: port).code, .unauthenticated) }
+
+        // Clients that leave while their check waits for Redis cost the replica nothing.
+        for i in 0..<50 {
+            let client = try AxonClient(host: "127.0.0.1", port: a)
+            try client.sendRaw(signedFrame(id: UInt64(100 + i), session: session, receiver: receiver))
+            client.close()
+        }
+        XCTAssertEqual(try AxonClient(host: "127.0.0.1", port: a).ping().code, .success)
+        XCTAssertEqual(try answer(signedFrame(id: 200, session: session, receiver: receiver), at: a).code, .success)
+    }
+
+    func testStateURLsParseOrSayWhatIsWrong() throws {
+        XCTAssertEqual(try RedisEndpoint(url: "redis://127.0.0.1:6379"), RedisEndpoint(host: "127.0.0.1", port: 6379))
+        XCTAssertEqual(try RedisEndpoint(url: "redis://10.0.0.5:6380/3"), RedisEndpoint(host: "10.0.0.5", port: 6380, database: 3))
+        XCTAssertEqual(try RedisEndpoint(url: "redis://[::1]:6379/1"), RedisEndpoint(host: "::1", port: 6379, database: 1))
+        XCTAssertEqual(RedisEndpoint(host: "::1", port: 6379, database: 1).description, "redis://[::1]:6379/1")
+        for (url, why) in [("http://h:1", "redis://"), ("redis://h", "HOST:PORT"), ("redis://h:0", "port"), ("redis://h:1/x", "database"),
+                           ("redis://:pw@h:1", "credentials"), ("redis://:1", "host is empty")] {
+            XCTAssertThrowsError(try RedisEndpoint(url: url), url) { error in
+                XCTAssertTrue("\(error)".contains(why), "\(url): \(error)")
+            }
+        }
     }
 
     /// 1,000 signed requests, each sent byte for byte to A and to B at once: exactly one of each pair
