@@ -13,7 +13,7 @@ FROM ${SWIFT_IMAGE} AS builder
 ARG FETCH_MODEL=1
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libopenblas-dev libdnnl-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler libsodium-dev pkg-config \
+      libopenblas-dev libdnnl-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler libsodium-dev libhiredis-dev pkg-config \
       python3 python3-pip python3-venv \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -29,7 +29,7 @@ RUN mkdir -p /out/models \
 FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libopenblas0-pthread libdnnl2 libuv1 libprotobuf-c1 libsodium23 \
+      libopenblas0-pthread libdnnl2 libuv1 libprotobuf-c1 libsodium23 libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 axon \
  && useradd --system --create-home --home-dir /home/axon --uid 10001 --gid 10001 axon

@@ -5,7 +5,7 @@ import PackageDescription
 // Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CBLAS, CDNNL, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
 // CLibUV <- LibUV (Swift types over libuv handles) <- HTTPResponder (HTTP/1.x for the axon's own pages),
-// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus, LibUV, HTTPResponder} <- Server,
+// {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus, LibUV, HTTPResponder, CHiredis} <- Server,
 // {Wire, Identity} <- AxonClient, {AxonClient, Wire, Identity} <- Validator, {Server, Validator} <- Mixture (the mixture
 // axon: relays through Server's ForwardRelay seam, asks experts with Validator's fan-out),
 // {AxonClient, Validator, Wire, Identity, Tokenizer, LibUV, HTTPResponder} <- Playground (the web page; never Server), everything <- axon (CLI).
@@ -35,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // hiredis and its libuv adapter: admission state shared between replicas in Redis (serve --state).
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         // oneDNN's int8 GEMM for the engine's int8 path. Debian's libdnnl-dev ships no pkg-config file;
         // its CPU runtime is OpenMP (libgomp), linked for omp_set_num_threads (Sources/CDNNL/shim.h).
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
@@ -54,7 +56,7 @@ let package = Package(
         // HTTP/1.x for the axon's own pages: a bounded parser and a responder on a libuv loop.
         .target(name: "HTTPResponder", dependencies: ["LibUV", "CLibUV"]),
         .target(name: "Server", dependencies: [
-            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV", "LibUV", "HTTPResponder",
+            "Wire", "Engine", "Tokenizer", "TokenTranslation", "Identity", "Sampling", "CLibUV", "LibUV", "HTTPResponder", "CHiredis",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),

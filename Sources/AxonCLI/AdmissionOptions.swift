@@ -16,10 +16,24 @@ struct AdmissionOptions: ParsableArguments {
     @Option(help: "Per-hotkey rate limit, N or N/s (requests per second).") var rateLimit: String?
     @Option(help: "Per-hotkey burst for --rate-limit (default: the rate, at least 1).") var rateBurst: Double?
     @Flag(help: "Serve FORWARD without checking signatures or admission (local benchmarking only).") var noAuth = false
+    @Option(help: ArgumentHelp("Share replay checks and rate limits with the other replicas of this hotkey in Redis (docs/SCALE.md). Without it they live in this process.",
+                               valueName: "redis://HOST:PORT[/DB]"))
+    var state: String?
+    @Option(help: "With --state, while Redis is unreachable: closed answers FORWARD Unavailable; local decides with this replica's own tables (logged once, counted in axon_state_fallback_total).")
+    var stateFallback: StateFallback = .closed
+
+    enum StateFallback: String, ExpressibleByArgument, CaseIterable {
+        case closed, local
+    }
 
     func validate() throws {
         if rateLimit != nil && parsedRate == nil { throw ValidationError("--rate-limit must be N or N/s with N > 0, got \(rateLimit ?? "")") }
         if rateBurst != nil && rateLimit == nil { throw ValidationError("--rate-burst needs --rate-limit") }
+        if let state {
+            do { _ = try RedisEndpoint(url: state) } catch { throw ValidationError("\(error)") }
+            if noAuth { throw ValidationError("--state shares admission state, and --no-auth turns admission off; pass one of them") }
+        }
+        if stateFallback != .closed && state == nil { throw ValidationError("--state-fallback needs --state") }
     }
 
     /// `--rate-limit N` or `N/s`, in requests per second.
@@ -58,5 +72,11 @@ struct AdmissionOptions: ParsableArguments {
         let policy = AdmissionPolicy(minStake: minStake, requireValidatorPermit: requireValidatorPermit, deny: Set(deny),
                                      allow: Set(allow), allowUnregistered: allowUnregistered || metagraph == nil, rateLimit: rate)
         config.admission = try Admission(receiver: hotkey.publicKey, policy: policy, metagraph: store)
+        if let state {
+            var shared = SharedStateConfiguration(endpoint: try RedisEndpoint(url: state))
+            shared.fallbackLocal = stateFallback == .local
+            config.sharedState = shared
+            logger.info("admission state: shared in \(shared.endpoint) (keys \(shared.keyPrefix):\(hotkey.ss58):…), \(shared.fallbackLocal ? "local tables while it is unreachable" : "FORWARD fails closed while it is unreachable")")
+        }
     }
 }

@@ -199,6 +199,7 @@ struct Query: ParsableCommand {
             ("bos/eos/pad", "\(info.bosID)/\(info.eosID)/\(info.padID)"),
             ("network_tokenizer", info.networkTokenizer.isEmpty ? "(none: model space only)" : info.networkTokenizer),
             ("network_sha256", info.networkTokenizerSHA256), ("network_vocab", "\(info.networkVocabSize)"),
+            ("admission_state", info.admissionState),
         ]
         for (key, value) in rows { print(key.padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
     }

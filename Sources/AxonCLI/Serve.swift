@@ -45,14 +45,14 @@ enum BackendLoader {
     /// `maxSeq` nil means min(2048, the model's `context_length`) (`RowLimit`).
     /// `generation` (serve's flags) adds the KV cache and TEXT_SEQ_2_SEQ; nil serves FORWARD only.
     static func load(path: String, threads: Int?, maxBatch: Int, maxSeq requested: Int?, maxBatchTokens: Int,
-                     fake: Bool, generation: GenerationServeOptions? = nil) throws -> Loaded {
+                     fake: Bool, fakeComputeSeconds: Double = 0, generation: GenerationServeOptions? = nil) throws -> Loaded {
         let file = try GGUFFile(path: path)
         let limit = RowLimit(requested: requested, gguf: file)
         let maxSeq = limit.maxSeq, clamped = limit.clampedToContext
         let tokenizer = try TokenizerLoader.load(gguf: file)
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         if fake {
-            return Loaded(backend: FakeGenerationBackend(modelInfo: info), tokenizer: tokenizer, description: "fake backend shaped like \(info.name)",
+            return Loaded(backend: FakeGenerationBackend(modelInfo: info, computeDelay: fakeComputeSeconds), tokenizer: tokenizer, description: "fake backend shaped like \(info.name)",
                           maxSeq: maxSeq, clampedToContext: clamped)
         }
         let sequences = generation?.maxSequences ?? 1
@@ -102,6 +102,8 @@ struct Serve: ParsableCommand {
     @OptionGroup(title: "Identity and admission") var admission: AdmissionOptions
     @Flag(help: ArgumentHelp("Serve a deterministic fake backend of the model's shape (server benchmarks).", visibility: .hidden))
     var fake = false
+    @Option(help: ArgumentHelp("With --fake, each batch takes this long, as a fixed stand-in for compute (replica benchmarks).", visibility: .hidden))
+    var fakeComputeMs = 0.0
 
     func validate() throws {
         try ServerLogging.check(level: logLevel)
@@ -116,7 +118,8 @@ struct Serve: ParsableCommand {
         let path = try modelOption.resolvedPath()
         let started = Date()
         let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,
-                                            maxBatchTokens: maxBatchTokens, fake: fake, generation: generation)
+                                            maxBatchTokens: maxBatchTokens, fake: fake, fakeComputeSeconds: fakeComputeMs / 1000,
+                                            generation: generation)
         let loadSeconds = Date().timeIntervalSince(started)
         let maxSeq = loaded.maxSeq
         if let clamped = loaded.clampedToContext {

@@ -1183,7 +1183,7 @@ const ProtobufCMessageDescriptor axon__v1__forward_response__descriptor =
   (ProtobufCMessageInit) axon__v1__forward_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor axon__v1__info_response__field_descriptors[19] =
+static const ProtobufCFieldDescriptor axon__v1__info_response__field_descriptors[20] =
 {
   {
     "hotkey",
@@ -1413,8 +1413,21 @@ static const ProtobufCFieldDescriptor axon__v1__info_response__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "admission_state",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Axon__V1__InfoResponse, admission_state),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned axon__v1__info_response__field_indices_by_name[] = {
+  19,   /* field[19] = admission_state */
   4,   /* field[4] = architecture */
   13,   /* field[13] = bos_id */
   14,   /* field[14] = eos_id */
@@ -1438,7 +1451,7 @@ static const unsigned axon__v1__info_response__field_indices_by_name[] = {
 static const ProtobufCIntRange axon__v1__info_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 19 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor axon__v1__info_response__descriptor =
 {
@@ -1448,7 +1461,7 @@ const ProtobufCMessageDescriptor axon__v1__info_response__descriptor =
   "Axon__V1__InfoResponse",
   "axon.v1",
   sizeof(Axon__V1__InfoResponse),
-  19,
+  20,
   axon__v1__info_response__field_descriptors,
   axon__v1__info_response__field_indices_by_name,
   1,  axon__v1__info_response__number_ranges,

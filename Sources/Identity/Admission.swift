@@ -84,6 +84,24 @@ public enum AdmissionDecision: Equatable, Sendable {
     case rejected(AdmissionRejection)
 }
 
+/// A request whose auth, sender and signature passed, waiting for the replay check and the
+/// token bucket (`AdmissionState`).
+public struct AdmissionStateQuery: Equatable, Sendable {
+    public let sender: String
+    public let uuid: String
+    public let nonce: UInt64
+    /// Registered or allow-listed (see `NonceTable`).
+    public let trusted: Bool
+    /// The sender's stake when it is registered, nil when admitted unregistered.
+    public let registeredStake: Double?
+}
+
+/// What `Admission.screen` found: a decision already, or the state check still to make.
+public enum AdmissionStep: Equatable, Sendable {
+    case decided(AdmissionDecision)
+    case needsState(AdmissionStateQuery)
+}
+
 /// Decides whether a FORWARD request may be served. Thread-safe; one per axon.
 ///
 /// Check order, cheapest first, and so that nothing a forger sends changes state:
@@ -128,52 +146,69 @@ public final class Admission: @unchecked Sendable {
 
     /// Decides on one request. `body` is `Request.body` exactly as received.
     public func admit(auth: AuthFields?, body: UnsafeRawBufferPointer, now: MonotonicTime) -> AdmissionDecision {
-        guard let auth else { return .rejected(.unauthenticated(.missingAuth)) }
+        switch screen(auth: auth, body: body) {
+        case .decided(let decision):
+            return decision
+        case .needsState(let query):
+            return decide(query, state.check(sender: query.sender, uuid: query.uuid, nonce: query.nonce, trusted: query.trusted,
+                                             limit: policy.rateLimit, now: now))
+        }
+    }
+
+    /// Steps 1–5, which need no state: a refusal, or the query for the state check (steps 6–7).
+    /// A server whose state is shared (issue 16) asks it asynchronously, then calls `decide`.
+    public func screen(auth: AuthFields?, body: UnsafeRawBufferPointer) -> AdmissionStep {
+        guard let auth else { return .decided(.rejected(.unauthenticated(.missingAuth))) }
         let uuidBytes = auth.uuid.utf8.count
         guard uuidBytes >= 1 && uuidBytes <= AdmissionPolicy.maxUUIDBytes else {
-            return .rejected(.unauthenticated(.malformedUUID(bytes: uuidBytes)))
+            return .decided(.rejected(.unauthenticated(.malformedUUID(bytes: uuidBytes))))
         }
         guard auth.signature.count == 64 else {
-            return .rejected(.unauthenticated(.malformedSignature(bytes: auth.signature.count)))
+            return .decided(.rejected(.unauthenticated(.malformedSignature(bytes: auth.signature.count))))
         }
         let sender: PublicKey
         do { sender = try SS58.decode(auth.hotkey) } catch let e as SS58Error {
-            return .rejected(.unauthenticated(.malformedSender(e)))
+            return .decided(.rejected(.unauthenticated(.malformedSender(e))))
         } catch {
-            return .rejected(.unauthenticated(.malformedSender(.wrongLength(address: auth.hotkey, decodedBytes: nil))))
+            return .decided(.rejected(.unauthenticated(.malformedSender(.wrongLength(address: auth.hotkey, decodedBytes: nil)))))
         }
 
-        if policy.deny.contains(auth.hotkey) { return .rejected(.blacklisted(hotkey: auth.hotkey, .denied)) }
+        if policy.deny.contains(auth.hotkey) { return .decided(.rejected(.blacklisted(hotkey: auth.hotkey, .denied))) }
         let neuron = metagraph.current.neuron(hotkey: auth.hotkey)
         if !policy.allow.contains(auth.hotkey) {
-            if neuron == nil && !policy.allowUnregistered { return .rejected(.senderUnknown(hotkey: auth.hotkey)) }
+            if neuron == nil && !policy.allowUnregistered { return .decided(.rejected(.senderUnknown(hotkey: auth.hotkey))) }
             let stake = neuron?.stake ?? 0
             if stake < policy.minStake {
-                return .rejected(.blacklisted(hotkey: auth.hotkey, .belowMinStake(stake: stake, minimum: policy.minStake)))
+                return .decided(.rejected(.blacklisted(hotkey: auth.hotkey, .belowMinStake(stake: stake, minimum: policy.minStake))))
             }
             if policy.requireValidatorPermit && !(neuron?.validatorPermit ?? false) {
-                return .rejected(.blacklisted(hotkey: auth.hotkey, .noValidatorPermit))
+                return .decided(.rejected(.blacklisted(hotkey: auth.hotkey, .noValidatorPermit)))
             }
         }
 
         let digest = sha256Hex(body)
         guard RequestSignature.verify(auth, sender: sender, receiver: receiver, bodySHA256Hex: digest) else {
-            return .rejected(.unauthenticated(.badSignature(sender: auth.hotkey, receiver: receiver, bodySHA256: digest)))
+            return .decided(.rejected(.unauthenticated(.badSignature(sender: auth.hotkey, receiver: receiver, bodySHA256: digest))))
         }
 
         // Registered and allow-listed senders are bounded by the metagraph and the operator; their
         // nonces live apart from unregistered ones, which anyone can mint (see NonceTable).
         let trusted = neuron != nil || policy.allow.contains(auth.hotkey)
-        switch state.check(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, trusted: trusted,
-                           limit: policy.rateLimit, now: now) {
+        return .needsState(AdmissionStateQuery(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, trusted: trusted,
+                                               registeredStake: neuron?.stake))
+    }
+
+    /// Steps 6–7's outcome for a query `screen` returned.
+    public func decide(_ query: AdmissionStateQuery, _ verdict: AdmissionStateVerdict) -> AdmissionDecision {
+        switch verdict {
         case .staleNonce(let last):
-            return .rejected(.unauthenticated(.staleNonce(sender: auth.hotkey, uuid: auth.uuid, nonce: auth.nonce, lastSeen: last)))
+            return .rejected(.unauthenticated(.staleNonce(sender: query.sender, uuid: query.uuid, nonce: query.nonce, lastSeen: last)))
         case .rateLimited:
-            if let limit = policy.rateLimit { return .rejected(.rateLimited(hotkey: auth.hotkey, limit)) }
+            if let limit = policy.rateLimit { return .rejected(.rateLimited(hotkey: query.sender, limit)) }
         case .accepted:
             break
         }
-        if let neuron { return .admitted(priority: .registered(stake: neuron.stake), unregistered: false) }
+        if let stake = query.registeredStake { return .admitted(priority: .registered(stake: stake), unregistered: false) }
         return .admitted(priority: .unregistered, unregistered: true)
     }
 

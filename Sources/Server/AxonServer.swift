@@ -87,6 +87,8 @@ public final class AxonServer: @unchecked Sendable {
     private let relay: ForwardRelay?
     /// TEXT_SEQ_2_SEQ, when the backend generates (GenerationService.swift).
     private let generation: GenerationService?
+    /// Replay and rate-limit state shared with other replicas (`--state`), on the loop.
+    private let sharedState: RedisAdmissionStore?
 
     // Loop-thread state.
     private var loop: EventLoop?
@@ -168,6 +170,13 @@ public final class AxonServer: @unchecked Sendable {
         generation = try (backend as? GenerationBackend).map {
             try GenerationService(backend: $0, configuration: configuration)
         }
+        if let shared = configuration.sharedState, let admission = configuration.admission {
+            sharedState = RedisAdmissionStore(configuration: shared, receiver: admission.receiver,
+                                              sessionsPerSender: admission.policy.noncesPerSender, local: admission.state,
+                                              metrics: counters.metrics, logger: logger)
+        } else {
+            sharedState = nil
+        }
         if let backend {
             let scheduler = Scheduler(backend: backend, encoder: encoder, maxQueue: configuration.maxQueue,
                                       maxBatchRows: configuration.maxBatch, maxBatchTokens: configuration.maxBatchTokens,
@@ -183,6 +192,9 @@ public final class AxonServer: @unchecked Sendable {
 
     /// Jobs waiting for the worker or for a relay slot.
     private var queueDepth: Int { (scheduler?.depth ?? 0) + (relays?.depth ?? 0) }
+
+    /// Where admission state lives and, when it is shared, its connection's state.
+    public var admissionStateStatus: SharedStateStatus { sharedState?.status ?? .local }
 
     /// The INFO answer.
     public var info: InfoResponse {
@@ -218,6 +230,7 @@ public final class AxonServer: @unchecked Sendable {
             info.networkTokenizerSHA256 = network.sha256
             info.networkVocabSize = UInt32(network.vocabSize)
         }
+        info.admissionState = admissionStateStatus.info(configuration.sharedState?.endpoint)
         return info
     }
 
@@ -246,6 +259,7 @@ public final class AxonServer: @unchecked Sendable {
         let sweepMs = UInt64(max(10, min(1000, configuration.idleTimeout * 250)))
         sweeper = try RepeatingTimer(loop: loop, intervalMs: sweepMs) { [unowned self] in self.sweepIdleConnections() }
         startMetricsEndpoint(loop)
+        try sharedState?.start(loop: loop)
         if configuration.handleSignals {
             for signal in [SIGINT, SIGTERM] {
                 signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in
@@ -551,25 +565,65 @@ public final class AxonServer: @unchecked Sendable {
     }
 
     private func handleForward(_ request: Request, on connection: Connection, arrival: UInt64) {
-        var priority = AdmissionPriority.unregistered
-        defer {
-            // Admitted (or no admission at all): the connection made FORWARD progress.
-            if connection.admittedForward == false, configuration.admission == nil { connection.admittedForward = true }
+        guard let admission = configuration.admission else {
+            // No admission at all: the connection made FORWARD progress.
+            connection.admittedForward = true
+            return serveAdmitted(request, on: connection, arrival: arrival, priority: .unregistered)
         }
-        if let admission = configuration.admission {
-            let auth = request.auth.map { AuthFields(hotkey: $0.hotkey, nonce: $0.nonce, uuid: $0.uuid, signature: $0.signature) }
-            switch admission.admit(auth: auth, body: request.body, now: MonotonicTime(nanoseconds: arrival)) {
-            case .admitted(let admitted, _):
-                priority = admitted
-                connection.admittedForward = true
-                if admitted.registered { connection.staked = true }
-            case .rejected(let rejection):
-                counters.metrics.refused(rejection)
-                send(Response(id: request.id, code: Self.code(for: rejection), message: rejection.description),
-                     on: connection, arrival: arrival)
-                return
+        let auth = request.auth.map { AuthFields(hotkey: $0.hotkey, nonce: $0.nonce, uuid: $0.uuid, signature: $0.signature) }
+        let now = MonotonicTime(nanoseconds: arrival)
+        let step = request.body.withUnsafeBytes { admission.screen(auth: auth, body: $0) }
+        switch step {
+        case .decided(let decision):
+            admitted(decision, request, on: connection, arrival: arrival)
+        case .needsState(let query):
+            guard let sharedState else {
+                let verdict = admission.state.check(sender: query.sender, uuid: query.uuid, nonce: query.nonce,
+                                                    trusted: query.trusted, limit: admission.policy.rateLimit, now: now)
+                return admitted(admission.decide(query, verdict), request, on: connection, arrival: arrival)
+            }
+            // The request waits for Redis off the loop's critical path: its bytes count against the
+            // connection's budget meanwhile, so a client cannot pile up unbounded waiting requests.
+            let held = request.body.count
+            connection.reservedBytes += held
+            pendingResponseBytes += held
+            let connectionID = connection.id
+            sharedState.check(query, limit: admission.policy.rateLimit, now: now) { [unowned self] outcome in
+                // The connection may have closed while Redis answered: its request is dropped with it.
+                guard let connection = self.connections[connectionID], !connection.closed else { return }
+                connection.reservedBytes -= held
+                self.pendingResponseBytes -= held
+                defer { self.resumePausedConnections() }
+                if self.draining {
+                    return self.send(Response(id: request.id, code: .unavailable, message: "the server is shutting down"),
+                                     on: connection, arrival: arrival)
+                }
+                switch outcome {
+                case .unavailable(let message):
+                    self.send(Response(id: request.id, code: .unavailable, message: message), on: connection, arrival: arrival)
+                case .decided(let verdict):
+                    self.admitted(admission.decide(query, verdict), request, on: connection, arrival: arrival)
+                }
             }
         }
+    }
+
+    /// Answers an admission refusal, or goes on to serve the admitted request.
+    private func admitted(_ decision: AdmissionDecision, _ request: Request, on connection: Connection, arrival: UInt64) {
+        switch decision {
+        case .admitted(let priority, _):
+            connection.admittedForward = true
+            if priority.registered { connection.staked = true }
+            serveAdmitted(request, on: connection, arrival: arrival, priority: priority)
+        case .rejected(let rejection):
+            counters.metrics.refused(rejection)
+            send(Response(id: request.id, code: Self.code(for: rejection), message: rejection.description),
+                 on: connection, arrival: arrival)
+        }
+    }
+
+    /// Validates an admitted FORWARD and queues it for the engine (or for generation).
+    private func serveAdmitted(_ request: Request, on connection: Connection, arrival: UInt64, priority: AdmissionPriority) {
         if let relays, let relay {
             return handleRelayed(request, relays, relay, on: connection, arrival: arrival, priority: priority)
         }
@@ -750,7 +804,7 @@ public final class AxonServer: @unchecked Sendable {
     private func checkDrained() {
         guard !shutDown else { return }
         let pending = lock.withLock { !completions.isEmpty }
-        let quiet = (scheduler?.isIdle ?? true) && (relays?.isIdle ?? true) && !pending
+        let quiet = (scheduler?.isIdle ?? true) && (relays?.isIdle ?? true) && !pending && (sharedState?.waitingCount ?? 0) == 0
             && connections.values.allSatisfy { $0.pending.isEmpty && $0.queuedOutputBytes == 0 }
         if quiet || monotonicNanoseconds() > drainDeadline {
             if !quiet { logger.warning("drain timeout: answering the FORWARDs still pending Unavailable") }
@@ -799,6 +853,7 @@ public final class AxonServer: @unchecked Sendable {
         for connection in Array(connections.values) { close(connection, reason: "server shutdown") }
         metricsEndpoint?.close()
         metricsEndpoint = nil
+        sharedState?.close()
         lock.withLock { loopClosed = true }
         drainTimer?.close()
         sweeper?.close()

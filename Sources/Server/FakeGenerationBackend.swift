@@ -48,8 +48,9 @@ public final class FakeGenerationBackend: InferenceBackend, GenerationBackend, @
 
     /// A fake with a real model's shape and tokenizer identity (`FakeBackend(modelInfo:)`).
     public convenience init(modelInfo: ModelInfo, kvCapacityBytes: Int = 64 << 20, kvBytesPerToken: Int = 1024,
-                            maxSequences: Int = 64, maxStepRows: Int = 64, maxStepTokens: Int = 4096, maxSequenceLength: Int = 4096) {
-        self.init(forward: FakeBackend(modelInfo: modelInfo), kvCapacityBytes: kvCapacityBytes, kvBytesPerToken: kvBytesPerToken,
+                            maxSequences: Int = 64, maxStepRows: Int = 64, maxStepTokens: Int = 4096, maxSequenceLength: Int = 4096,
+                            computeDelay: Double = 0) {
+        self.init(forward: FakeBackend(modelInfo: modelInfo, computeDelay: computeDelay), kvCapacityBytes: kvCapacityBytes, kvBytesPerToken: kvBytesPerToken,
                   maxSequences: maxSequences, maxStepRows: maxStepRows, maxStepTokens: maxStepTokens,
                   maxSequenceLength: maxSequenceLength, stepDelay: 0)
     }

@@ -45,6 +45,9 @@ final class ServerMetrics: Sendable {
     static let latencyBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 12]
     /// `axon_batch_rows` bucket bounds: powers of two up to past `--max-batch`'s default of 64.
     static let batchRowBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    /// `axon_state_redis_seconds` bucket bounds: a loopback round trip is tens of µs, a LAN one
+    /// hundreds; the last bound is past the default check timeout (500 ms).
+    static let stateRoundTripBuckets: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
     /// The label an out-of-range synapse type or method counts under, so labels stay a closed set.
     static let otherLabel = "other"
 
@@ -70,6 +73,10 @@ final class ServerMetrics: Sendable {
     private let generatedTokens: Counter
     private let activeSequences: Gauge
     private let kvCacheBytes: Gauge
+    private let stateRoundTrip: ValueHistogram
+    private let stateUp: Gauge
+    private let stateFallbacks: Counter
+    private let stateUnavailable: Counter
 
     init() {
         let r = registry
@@ -117,6 +124,14 @@ final class ServerMetrics: Sendable {
         generatedTokens = counter("axon_generated_tokens_total", "Tokens chosen by TEXT_SEQ_2_SEQ decoding (one per live sequence per step).")
         activeSequences = gauge("axon_active_sequences", "Sequences (rows and beams of running generations) holding KV cache.")
         kvCacheBytes = gauge("axon_kv_cache_bytes", "KV cache bytes held by the running generations' sequences.")
+        stateRoundTrip = histogram("axon_state_redis_seconds",
+                                   "Round trip of each shared admission check (serve --state): the script's EVALSHA, sent to answered.",
+                                   Self.stateRoundTripBuckets)
+        stateUp = gauge("axon_state_redis_up", "1 while the shared admission state's Redis connection is up (serve --state), else 0.")
+        stateFallbacks = counter("axon_state_fallback_total",
+                                 "Admission checks decided by this replica's own tables because Redis was unreachable (--state-fallback local).")
+        stateUnavailable = counter("axon_state_unavailable_total",
+                                   "FORWARDs answered Unavailable because the shared admission state was unreachable.")
     }
 
     /// One answered frame. Only FORWARDs count toward the forward series and the latency.
@@ -154,6 +169,15 @@ final class ServerMetrics: Sendable {
         activeSequences.set(to: Double(sequences))
         kvCacheBytes.set(to: Double(bytes))
     }
+
+    /// The shared admission state's connection went up or down.
+    func sharedState(up: Bool) { stateUp.set(to: up ? 1 : 0) }
+
+    func sharedStateRoundTrip(seconds: Double) { stateRoundTrip.record(seconds) }
+
+    func sharedStateFallback() { stateFallbacks.increment() }
+
+    func sharedStateUnavailable() { stateUnavailable.increment() }
 
     /// Time jobs spent queued before a batch that did not run (deadline passed, engine idle).
     func queued(seconds: Double) {

@@ -62,6 +62,9 @@ public struct ServerConfiguration: Sendable {
     /// which order they are served. nil admits every FORWARD at one priority (`--no-auth`).
     /// PING and INFO are always open.
     public var admission: Admission?
+    /// Where replay and rate-limit state lives when replicas share it (`serve --state`); nil keeps
+    /// it in this process (`admission.state`). Needs `admission`.
+    public var sharedState: SharedStateConfiguration?
     /// The metagraph snapshot INFO's uid and netuid come from (usually `admission.metagraph`).
     public var metagraph: MetagraphStore?
     /// The file `reloadMetagraph()` (and SIGHUP) reloads into `metagraph`.

@@ -271,6 +271,8 @@ public struct InfoResponse: Hashable, Sendable {
     public var networkTokenizerSHA256 = ""
     /// 50257 for GPT-2.
     public var networkVocabSize: UInt32 = 0
+    /// Where replay and rate-limit state lives and, when shared, its connection (field 20).
+    public var admissionState = ""
     public init() {}
 }
 

@@ -291,6 +291,7 @@ private final class CArena {
             i.pointee.network_tokenizer = string(info.networkTokenizer)
             i.pointee.network_tokenizer_sha256 = string(info.networkTokenizerSHA256)
             i.pointee.network_vocab_size = info.networkVocabSize
+            i.pointee.admission_state = string(info.admissionState)
             c.info = i
         }
         return c
@@ -490,6 +491,7 @@ extension Response {
             info.networkTokenizer = try stringOf(i.network_tokenizer, field: "info.network_tokenizer")
             info.networkTokenizerSHA256 = try stringOf(i.network_tokenizer_sha256, field: "info.network_tokenizer_sha256")
             info.networkVocabSize = i.network_vocab_size
+            info.admissionState = try stringOf(i.admission_state, field: "info.admission_state")
             self.info = info
         }
     }

@@ -370,10 +370,15 @@ struct  Axon__V1__InfoResponse
    * 50257
    */
   uint32_t network_vocab_size;
+  /*
+   * Where replay and rate-limit state lives: "local", or "redis redis://HOST:PORT connected"
+   * (connecting, "down: FORWARD fails closed", "down: local fallback"); docs/SCALE.md.
+   */
+  char *admission_state;
 };
 #define AXON__V1__INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&axon__v1__info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Axon__V1__Timing
