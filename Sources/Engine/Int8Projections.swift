@@ -28,6 +28,9 @@ final class Int8Projections {
     private let widestInput: Int, widestOutput: Int
     private let maxTokens: Int
 
+    /// Records each product's input channel maxima while set (`Int8Calibration`).
+    var observer: ChannelMaxima?
+
     /// Bytes of the weight-row sums (the int8 weights themselves belong to `ProjectionWeights`).
     let rowSumBytes: Int
 
@@ -78,6 +81,7 @@ final class Int8Projections {
         let matrix = layers[l][p.rawValue], w = matrix.weights
         let k = w.columns, n = w.rows, levels = levels
         let (u, c, scales, zeros) = (activations, products, scales, zeros)
+        observer?.record(p, layer: l, x, stride: ldx, rows: m)
         forEachTokenRange(m, threads: threads) { r0, r1 in
             _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros)
         }
