@@ -1,5 +1,6 @@
 import CKernels
 import Dispatch
+import Foundation
 
 /// The int8 prefill path's projections (`EngineOptions.precision == .int8`): y = x·Wᵀ through
 /// oneDNN's `dnnl_gemm_u8s8s32` (W8A8). Each token's activation row is quantized to u8 with its own
@@ -27,6 +28,11 @@ final class Int8Projections {
     private let zeros: UnsafeMutablePointer<Int32>         // (tokens)
     private let widestInput: Int, widestOutput: Int
     private let maxTokens: Int
+
+    /// The peak-to-rms ratio of an activation row above which it falls back to f32 activations.
+    static let fallbackPeakRatio: Float = Float(ProcessInfo.processInfo.environment["AXON_INT8_FALLBACK_RATIO"] ?? "") ?? 24
+    /// Rows that fell back, summed over products (a measure of how often it happens).
+    var fallbackRows = 0
 
     /// Records each product's input channel maxima while set (`Int8Calibration`).
     var observer: ChannelMaxima?
@@ -85,11 +91,30 @@ final class Int8Projections {
         forEachTokenRange(m, threads: threads) { r0, r1 in
             _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros)
         }
+        // Rows whose range is set by a few extreme channels (peak / rms over `fallbackPeakRatio`, e.g.
+        // the massive activations of a first token or a run of control tokens) would lose most of
+        // their other channels to the u8 step: they skip the int8 product (scale 0 makes the epilogue
+        // add nothing) and take the weight-only product on the same s8 rows with f32 activations.
+        var fallback: [Int] = []
+        for r in 0..<m where scales[r] > 0 {
+            let row = x + r * ldx
+            var peak: Float = 0, squares: Float = 0
+            for j in 0..<k { let v = row[j]; peak = max(peak, abs(v)); squares += v * v }
+            if peak * peak > Self.fallbackPeakRatio * Self.fallbackPeakRatio * squares / Float(k) {
+                fallback.append(r)
+                scales[r] = 0
+                zeros[r] = 0
+            }
+        }
+        fallbackRows += fallback.count
         _ = w.withInt8Storage { values, rowScales in
             Int8Gemm.multiply(m: m, n: n, k: k, a: u, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
             forEachTokenRange(m, threads: threads) { r0, r1 in
                 axon_dequantize_s32_rows(c, n, n, r0, r1, scales, zeros, rowScales, matrix.rowSums, y, ldy, accumulate ? 1 : 0)
             }
+        }
+        for r in fallback {
+            w.multiply(x + r * ldx, rows: 1, stride: ldx, into: y + r * ldy, stride: ldy, accumulate: true, threads: threads)
         }
     }
 }

@@ -28,11 +28,23 @@ public struct SmoothingFactors: Sendable, Equatable {
         public var ffnInput: [Float]
         /// (ffn): divides the rows of ffn_up, multiplies the columns of ffn_down.
         public var downInput: [Float]
+
+        public init(attentionInput: [Float], valueChannels: [Float], ffnInput: [Float], downInput: [Float]) {
+            self.attentionInput = attentionInput
+            self.valueChannels = valueChannels
+            self.ffnInput = ffnInput
+            self.downInput = downInput
+        }
     }
 
     public var layers: [Layer]
     /// The migration strength α the factors were computed with.
     public let alpha: Float
+
+    public init(layers: [Layer], alpha: Float) {
+        self.layers = layers
+        self.alpha = alpha
+    }
 
     /// Factors from the channel maxima of the activations (`activations[l][p]`, one per input
     /// column of projection p of layer l) and of the weights (same shape: max over output rows of
@@ -67,24 +79,25 @@ public struct SmoothingFactors: Sendable, Equatable {
 /// `SmoothingFactors`); everything else as the wrapped source gives it. An f32 engine loaded from it
 /// computes what one loaded from `base` computes, up to f32 rounding (tested); the int8 path
 /// quantizes the smoothed activations and weights.
-struct SmoothedSource: ModelSource {
-    let base: ModelSource
-    let factors: SmoothingFactors
+public struct SmoothedSource: ModelSource {
+    public let base: ModelSource
+    public let factors: SmoothingFactors
     let headDim: Int
     let group: Int
 
-    init(_ base: ModelSource, factors: SmoothingFactors, config c: ModelConfig) {
+    /// - Precondition: `factors` has `config`'s shapes (the folds check each tensor's).
+    public init(_ base: ModelSource, factors: SmoothingFactors, config c: ModelConfig) {
         self.base = base
         self.factors = factors
         headDim = c.headDim
         group = c.headCount / c.kvHeadCount
     }
 
-    func metadataInt(_ key: String) -> Int? { base.metadataInt(key) }
-    func metadataDouble(_ key: String) -> Double? { base.metadataDouble(key) }
-    func metadataString(_ key: String) -> String? { base.metadataString(key) }
-    func tensorDims(_ name: String) -> [Int]? { base.tensorDims(name) }
-    func tensorType(_ name: String) -> GGMLType? { base.tensorType(name) }
+    public func metadataInt(_ key: String) -> Int? { base.metadataInt(key) }
+    public func metadataDouble(_ key: String) -> Double? { base.metadataDouble(key) }
+    public func metadataString(_ key: String) -> String? { base.metadataString(key) }
+    public func tensorDims(_ name: String) -> [Int]? { base.tensorDims(name) }
+    public func tensorType(_ name: String) -> GGMLType? { base.tensorType(name) }
 
     /// What a tensor's role does with the factors: a vector divided elementwise, and a matrix's
     /// columns multiplied and rows divided.
@@ -111,7 +124,7 @@ struct SmoothedSource: ModelSource {
         }
     }
 
-    func dequantizeRows(_ name: String, rows: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) throws {
+    public func dequantizeRows(_ name: String, rows: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) throws {
         try base.dequantizeRows(name, rows: rows, into: destination)
         guard let fold = fold(name), let d = destination.baseAddress, !rows.isEmpty else { return }
         let k = destination.count / rows.count
