@@ -1,6 +1,5 @@
 import CKernels
 import Dispatch
-import Foundation
 
 /// The int8 prefill path's projections (`EngineOptions.precision == .int8`): y = x·Wᵀ through
 /// oneDNN's `dnnl_gemm_u8s8s32` (W8A8). Each token's activation row is quantized to u8 with its own
@@ -30,7 +29,10 @@ final class Int8Projections {
     private let maxTokens: Int
 
     /// The peak-to-rms ratio of an activation row above which it falls back to f32 activations.
-    static let fallbackPeakRatio: Float = Float(ProcessInfo.processInfo.environment["AXON_INT8_FALLBACK_RATIO"] ?? "") ?? 24
+    /// Measured on 1,025 held-out positions (docs/ENGINE.md, "int8 prefill"): 24 left SmolLM2 at
+    /// 987/1025 (bar 990) and Gemma 3 at 983 (bar 987); 12 gives 998 and 1000; 6 gives 1004 on
+    /// SmolLM2 with more rows on the slower path. (A row of k Gaussian values has peak/rms ≈ 3.5.)
+    static let fallbackPeakRatio: Float = 12
     /// Rows that fell back, summed over products (a measure of how often it happens).
     var fallbackRows = 0
 
