@@ -127,7 +127,13 @@ final class Int8PrecisionTests: XCTestCase {
         try checkHeldout(model: TestPaths.defaultModel(), fixture: "int8_heldout_smollm2.json")
     }
 
+    /// Gated for time (~15–30 s: two loads of the 1.07 GB f32 / int8 Gemma and 1,025 positions of a
+    /// 262,144-token head, each way): AXON_INT8_ACCURACY=1 runs it. Measured: Δ −0.0049, 1000/1025
+    /// against llama.cpp's 987 (docs/ENGINE.md). SmolLM2's full check below runs always.
     func testGemma3Int8StaysWithinTheLossAndAgreementBars() throws {
+        guard ProcessInfo.processInfo.environment["AXON_INT8_ACCURACY"] == "1" else {
+            throw XCTSkip("Gemma 3's int8 accuracy check is the long one (~15-30 s); AXON_INT8_ACCURACY=1 runs it")
+        }
         try checkHeldout(model: EngineGemmaTests.modelPath(), fixture: "int8_heldout_gemma3.json")
     }
 
