@@ -24,6 +24,7 @@ import llama_cpp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from engine_reference import ROOT  # noqa: E402
+from engine_gemma_agreement import mean_loss  # noqa: E402
 from family_reference import FamilyModel  # noqa: E402
 from llama_cpp_setup import avoid_amx_repacking  # noqa: E402
 
@@ -33,16 +34,6 @@ MODELS = {
     "smollm2": ("SmolLM2-135M-Instruct.Q4_1.gguf", False),
     "gemma3": ("gemma-3-270m-q4_k_m.gguf", True),
 }
-
-
-def log_softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def mean_loss(logits, ids):
-    lp = log_softmax(logits[:-1].astype(np.float64))
-    return float(-lp[np.arange(len(ids) - 1), ids[1:]].mean())
 
 
 def main():
