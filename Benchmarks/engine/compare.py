@@ -25,11 +25,12 @@ sys.path.insert(0, os.path.join(ROOT, "scripts", "reference"))
 from llama_cpp_setup import avoid_amx_repacking  # noqa: E402
 
 
-def axon_bench(axon, model, threads, shape, logits, repeats, env=None, roofline=False):
+def axon_bench(axon, model, threads, shape, logits, repeats, env=None, roofline=False, precision=None):
     """tokens/s and the whole `axon bench --json` report (its "machine" says which OpenBLAS core ran);
     `env` replaces the environment (Benchmarks/run measures with OPENBLAS_* as given and unset)."""
     out = subprocess.run([axon, "bench", "--model", model, "--threads", str(threads), "--shapes", shape,
-                          "--logits", logits, "--repeats", str(repeats), "--json"] + (["--roofline"] if roofline else []),
+                          "--logits", logits, "--repeats", str(repeats), "--json"] + (["--roofline"] if roofline else [])
+                         + (["--precision", precision] if precision else []),
                          check=True, capture_output=True, text=True, env=env).stdout
     report = json.loads(out)
     return report["results"][0]["tokens_per_s"], report
@@ -74,6 +75,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--roofline", action="store_true",
                     help="also report axon's useful GFLOP/s over sgemm on the model's projection shapes (same process)")
+    ap.add_argument("--precision", help="axon's --precision (f32 or int8; default: axon's choice for the CPU)")
     args = ap.parse_args()
     if args.llama_one:
         return llama_one(args.model, args.threads, args.llama_one, args.logits, args.repeats)
@@ -85,13 +87,17 @@ def main():
         for mode in modes:
             for b, s in shapes:
                 shape = f"{b}x{s}"
-                a, report = axon_bench(args.axon, args.model, args.threads, shape, mode, args.repeats, roofline=args.roofline)
+                a, report = axon_bench(args.axon, args.model, args.threads, shape, mode, args.repeats, roofline=args.roofline,
+                                       precision=args.precision)
                 l = llama_bench(sys.executable, args.model, args.threads, shape, mode, args.repeats)
                 results.setdefault((mode, shape), []).append((a, l))
                 extra[(mode, shape)] = report
                 r = report["results"][0]
                 roof = (f", {r['useful_gflops']:.0f} useful GFLOP/s = {100 * r['roofline_fraction']:.0f}% of sgemm's "
                         f"{r['sgemm_roofline_gflops']:.0f}") if r.get("roofline_fraction") else ""
+                if r.get("int8_gemm_gops"):
+                    roof += f", {100 * r['int8_gemm_fraction']:.0f}% of dnnl_gemm_u8s8s32's {r['int8_gemm_gops']:.0f} GOP/s"
+                roof += f", peak RSS {report['peak_rss_mb']:.0f} MB ({report.get('precision', '?')})"
                 results.setdefault(("roofline", mode, shape), []).append(r.get("roofline_fraction"))
                 print(f"round {rnd + 1} {shape} logits={mode}: axon {a:.1f} tok/s, llama.cpp {l:.1f} tok/s, ratio {a / l:.2f}{roof}", flush=True)
     print()

@@ -2,6 +2,8 @@ import ArgumentParser
 import Engine
 import Foundation
 import GGUF
+import Server
+import Tokenizer
 import Validator   // SplitMix64: benchmark ids, the same every run
 
 /// `axon bench`: prefill throughput of the engine on fixed shapes, after a warm-up.
@@ -9,6 +11,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time the forward pass (prefill) on batch×sequence shapes of random valid token ids, or generation (--decode).")
     @OptionGroup var modelOption: ModelOption
+    @OptionGroup var precisionOption: PrecisionOption
 
     @Option(help: "Threads for sgemm and the engine's workers (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -28,7 +31,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also report each phase's share of the forward time and sgemm GFLOP/s.")
     var profile = false
 
-    @Flag(help: "Also time OpenBLAS sgemm on the model's projection shapes and report the forward pass's useful GFLOP/s as a fraction of it.")
+    @Flag(help: "Also time OpenBLAS sgemm (and at --precision int8 oneDNN's dnnl_gemm_u8s8s32) on the model's projection shapes and report the forward pass's useful GFLOP/s as a fraction of it.")
     var roofline = false
 
     @OptionGroup(title: "Generation (--decode)") var decodeOptions: DecodeBenchOptions
@@ -37,7 +40,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if decodeOptions.decode {
-            return try DecodeBench(options: decodeOptions, path: modelOption.resolvedPath(), threads: threads, json: json).run()
+            return try DecodeBench(options: decodeOptions, path: modelOption.resolvedPath(), threads: threads,
+                                   precision: precisionOption.resolved, json: json).run()
         }
         let parsedShapes = try Self.parseShapes(shapes)
         guard ["last", "all", "none"].contains(logits) else {
@@ -45,13 +49,20 @@ struct Bench: ParsableCommand {
         }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
         let path = try modelOption.resolvedPath()
+        let precision = precisionOption.resolved
         let maxTokens = parsedShapes.map { $0.batch * $0.seq }.max() ?? 1
         let maxRows = parsedShapes.map(\.batch).max() ?? 1
-        let options = EngineOptions(threads: threads, maxBatchTokens: maxTokens, maxRows: maxRows,
+        var options = EngineOptions(threads: threads, maxBatchTokens: maxTokens, maxRows: maxRows,
                                     maxSeq: parsedShapes.map(\.seq).max() ?? 1,
-                                    maxLogitRows: min(maxTokens, max(maxRows, 512)), collectTimings: profile)
+                                    maxLogitRows: min(maxTokens, max(maxRows, 512)), collectTimings: profile,
+                                    precision: precision)
         let loadStart = DispatchTime.now().uptimeNanoseconds
-        let engine = try InferenceEngine(path: path, options: options)
+        // The file is mapped only while the engine loads (its pages would otherwise stay resident).
+        let engine: InferenceEngine = try {
+            let file = try GGUFFile(path: path)
+            if precision == .int8 { options.calibrationTokens = EngineOptions.calibrationTokens(try TokenizerLoader.load(gguf: file)) }
+            return try InferenceEngine(file: file, options: options)
+        }()
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) * 1e-9
 
         var generator = SplitMix64(seed: 0x5EED)
@@ -65,7 +76,7 @@ struct Bench: ParsableCommand {
             try forward(engine, batch)   // warm-up: page in scratch, spin up threads
             progress.advance(detail: "\(shape.batch)x\(shape.seq) warm-up")
             engine.timings = ForwardTimings()
-            var times: [Double] = [], sgemmRates: [Double] = []
+            var times: [Double] = [], sgemmRates: [Double] = [], int8Rates: [Double] = []
             for _ in 0..<repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
                 try forward(engine, batch)
@@ -74,6 +85,9 @@ struct Bench: ParsableCommand {
                 // so load from other processes weighs on both sides of the fraction alike.
                 if roofline {
                     sgemmRates.append(SgemmRoofline.gflops(config: engine.config, tokens: batch.tokenCount, threads: threads, repeats: 1))
+                    if precision == .int8 {
+                        int8Rates.append(Int8GemmRoofline.gops(config: engine.config, tokens: batch.tokenCount, threads: threads, repeats: 1))
+                    }
                 }
                 progress.advance(detail: "\(shape.batch)x\(shape.seq)")
             }
@@ -85,22 +99,25 @@ struct Bench: ParsableCommand {
             let useful = usefulFlops / median * 1e-9
             let usefulWithoutAttention = (usefulFlops - UsefulFlops.attention(engine.config, rowLengths: lengths)) / median * 1e-9
             let sgemmRate = roofline ? sgemmRates.sorted()[sgemmRates.count / 2] : nil
+            let int8Rate = int8Rates.isEmpty ? nil : int8Rates.sorted()[int8Rates.count / 2]
             results.append(Result(batch: shape.batch, seq: shape.seq, logits: logits,
                                   tokens_per_s: Double(batch.tokenCount) / median, ms: median * 1e3,
                                   phases: profile ? Phases(engine.timings, config: engine.config, rowLengths: lengths, logits: logits) : nil,
                                   useful_gflops: useful, useful_gflops_without_attention: usefulWithoutAttention,
-                                  sgemm_roofline_gflops: sgemmRate, roofline_fraction: sgemmRate.map { useful / $0 }))
+                                  sgemm_roofline_gflops: sgemmRate, roofline_fraction: sgemmRate.map { useful / $0 },
+                                  int8_gemm_gops: int8Rate, int8_gemm_fraction: int8Rate.map { useful / $0 }))
             if !json {
                 let r = results[results.count - 1]
                 print(String(format: "%dx%d logits=%@: %.1f tokens/s, %.1f ms, %.0f useful GFLOP/s (%.0f without attention)",
                              shape.batch, shape.seq, logits, r.tokens_per_s, r.ms, useful, usefulWithoutAttention))
                 if let rate = sgemmRate { print(String(format: "  sgemm roofline on this model's projection shapes: %.0f GFLOP/s; forward at %.1f%% of it", rate, useful / rate * 100)) }
+                if let rate = int8Rate { print(String(format: "  dnnl_gemm_u8s8s32 on the same shapes: %.0f GOP/s; forward at %.1f%% of it", rate, useful / rate * 100)) }
                 if let p = r.phases { print("  " + p.text) }
             }
         }
         let peak = PeakMemory.residentMegabytes()
         if json {
-            let report = Report(model: URL(fileURLWithPath: path).lastPathComponent, threads: threads,
+            let report = Report(model: URL(fileURLWithPath: path).lastPathComponent, threads: threads, precision: precision.rawValue,
                                 load_seconds: loadSeconds, peak_rss_mb: peak, machine: MachineLine(SystemInfo.current()),
                                 results: results)
             let encoder = JSONEncoder()
@@ -108,6 +125,7 @@ struct Bench: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(String(format: "load %.2f s, peak RSS %@ MB", loadSeconds, peak.map { String(format: "%.0f", $0) } ?? "?"))
+            print(precisionOption.startupLine)
             print("machine: \(SystemInfo.current().line)")
         }
     }
@@ -133,6 +151,8 @@ struct Bench: ParsableCommand {
     struct Report: Encodable {
         let model: String
         let threads: Int
+        /// The projections' precision on prefill (`--precision`, or the CPU's default).
+        let precision: String
         let load_seconds: Double
         let peak_rss_mb: Double?
         /// The CPU, ISA and OpenBLAS core these figures were measured on.
@@ -154,6 +174,10 @@ struct Bench: ParsableCommand {
         let useful_gflops_without_attention: Double
         let sgemm_roofline_gflops: Double?
         let roofline_fraction: Double?
+        /// At int8 with --roofline: `dnnl_gemm_u8s8s32` alone on the same shapes, and the useful
+        /// rate's fraction of it.
+        let int8_gemm_gops: Double?
+        let int8_gemm_fraction: Double?
     }
 
     /// Shares of forward time and the sgemm rate of the projections, from the engine's timings.

@@ -44,6 +44,7 @@ struct DecodeBench {
     let options: DecodeBenchOptions
     let path: String
     let threads: Int
+    let precision: EnginePrecision
     let json: Bool
 
     struct Row { let concurrency: Int; let decodeTokensPerSecond: Double; let ttftMs: Double }
@@ -58,7 +59,7 @@ struct DecodeBench {
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                        kvCacheBytes: options.kvCacheMb << 20, maxSeq: sequenceLength,
                                                        maxSequences: most, stepTokens: options.stepTokens,
-                                                       decodePrecision: options.decodePrecision, fake: options.fake)
+                                                       decodePrecision: options.decodePrecision, precision: precision, fake: options.fake)
         var config = ServerConfiguration()
         config.port = 0
         config.maxSeq = sequenceLength

@@ -46,6 +46,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Local: engine threads (default: all cores).") var threads: Int?
     @Option(help: "Local: KV cache size in MiB.") var kvCacheMb = 256
     @Option(help: "Local: weights decode steps read: int8, f16 or f32 (docs/ENGINE.md).") var decodePrecision: DecodePrecision = .int8
+    @OptionGroup(title: "Local") var precisionOption: PrecisionOption
     @Option(help: "Remote: the request's deadline in milliseconds.") var timeoutMs: UInt32 = 36_000
     @Option(help: "Remote: whose token ids the prompt and the answer are in: the model's, or the network's standard GPT-2 ones (the axon translates).")
     var space: TokenSpaceOption = .model
@@ -72,9 +73,10 @@ struct Generate: ParsableCommand {
         let prompt = tokenizer.encode(text, addSpecial: true, parseSpecial: parseSpecial)
         guard !prompt.isEmpty else { throw Failure("the text has no tokens") }
         if let endpoint { return try remote(endpoint, prompt: prompt, tokenizer: tokenizer) }
+        if !fake { FileHandle.standardError.write(Data((precisionOption.startupLine + "\n").utf8)) }
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                       kvCacheBytes: kvCacheMb << 20, maxSeq: nil, maxSequences: 16, stepTokens: 256,
-                                                      decodePrecision: decodePrecision, fake: fake)
+                                                      decodePrecision: decodePrecision, precision: precisionOption.resolved, fake: fake)
         let generator = try LocalGenerator(backend: backend, maxNewTokens: Int(Int32.max))
         let stops = Set(fields.stopToken.isEmpty ? [Int32(truncatingIfNeeded: backend.modelInfo.eosID)] : fields.stopToken)
         var printer = TextStream(tokenizer: tokenizer, hidden: stops)

@@ -13,7 +13,7 @@ enum GenerationBackendLoader {
     ///   - stepTokens: tokens one step (engine pass) holds at most.
     static func load(file: GGUFFile, tokenizer: any TextTokenizer, threads: Int?, kvCacheBytes: Int, maxSeq: Int?,
                      maxSequences: Int, stepTokens: Int, decodePrecision: DecodePrecision,
-                     fake: Bool) throws -> InferenceBackend & GenerationBackend {
+                     precision: EnginePrecision = .f32, fake: Bool) throws -> InferenceBackend & GenerationBackend {
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         let limit = RowLimit(requested: maxSeq, gguf: file)
         if fake {
@@ -22,7 +22,7 @@ enum GenerationBackendLoader {
         }
         let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxSequences, maxSeq: limit.maxSeq,
                                        maxBatchTokens: max(stepTokens, maxSequences, limit.maxSeq), kvCacheBytes: kvCacheBytes,
-                                       maxSequences: maxSequences, decodePrecision: decodePrecision)
+                                       maxSequences: maxSequences, decodePrecision: decodePrecision, precision: precision)
         return EngineGenerationBackend(engine)
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import GGUF
+import Server
 import Tokenizer
 
 /// `axon run`: the next-token candidates for a text, for a person to read.
@@ -9,6 +10,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the most likely next tokens after a text, with probabilities.")
     @OptionGroup var modelOption: ModelOption
+    @OptionGroup var precisionOption: PrecisionOption
 
     @Option(help: "How many candidates to print.")
     var top: Int = 10
@@ -45,7 +47,9 @@ struct Run: ParsableCommand {
         guard !tokens.isEmpty else { throw Failure("the text has no tokens") }
         let engine = try InferenceEngine(file: file, options: EngineOptions(
             threads: threads, maxBatchTokens: max(tokens.count, 1), maxRows: 1, maxSeq: tokens.count,
-            maxLogitRows: 1))
+            maxLogitRows: 1, precision: precisionOption.resolved,
+            calibrationTokens: precisionOption.resolved == .int8 ? EngineOptions.calibrationTokens(tokenizer) : []))
+        FileHandle.standardError.write(Data((precisionOption.startupLine + "\n").utf8))
         let result = try engine.forward(RaggedBatch(rows: [tokens]), logits: .last)
         guard let logits = result.lastLogits(row: 0) else { return }
         let candidates = topK(logits, k: top)

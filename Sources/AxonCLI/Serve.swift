@@ -45,7 +45,8 @@ enum BackendLoader {
     /// `maxSeq` nil means min(2048, the model's `context_length`) (`RowLimit`).
     /// `generation` (serve's flags) adds the KV cache and TEXT_SEQ_2_SEQ; nil serves FORWARD only.
     static func load(path: String, threads: Int?, maxBatch: Int, maxSeq requested: Int?, maxBatchTokens: Int,
-                     fake: Bool, fakeComputeSeconds: Double = 0, generation: GenerationServeOptions? = nil) throws -> Loaded {
+                     fake: Bool, fakeComputeSeconds: Double = 0, generation: GenerationServeOptions? = nil,
+                     precision: EnginePrecision = .f32) throws -> Loaded {
         let file = try GGUFFile(path: path)
         let limit = RowLimit(requested: requested, gguf: file)
         let maxSeq = limit.maxSeq, clamped = limit.clampedToContext
@@ -59,7 +60,7 @@ enum BackendLoader {
         let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: max(maxBatch, sequences),
                                        maxSeq: maxSeq, maxBatchTokens: maxBatchTokens,
                                        kvCacheBytes: (generation?.kvCacheMb ?? 0) << 20, maxSequences: sequences,
-                                       decodePrecision: generation?.decodePrecision ?? .f32)
+                                       decodePrecision: generation?.decodePrecision ?? .f32, precision: precision)
         let backend: InferenceBackend = generation == nil ? engine : EngineGenerationBackend(engine)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
         return Loaded(backend: backend, tokenizer: tokenizer, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq,
@@ -77,6 +78,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Port of the Prometheus GET /metrics endpoint (0 turns it off).") var metricsPort = 7091
     @Option(help: "Address of the metrics endpoint (default: --host).") var metricsHost: String?
     @Option(help: "Engine threads (default: all cores).") var threads: Int?
+    @OptionGroup var precisionOption: PrecisionOption
     @Option(help: "Width of hidden-state outputs: the hidden vector is zero-padded, centred (default: the model's hidden size).")
     var networkDim: Int?
     @Option(help: ArgumentHelp("The network's standard tokenizer: GPT-2 ranks in tiktoken format, for network-space requests (default: \(TokenSpaceOption.networkRanksFileName) from Models/fetch gpt2, in ./Models, the repository's Models/ or /models; without it only model space is served).",
@@ -119,7 +121,7 @@ struct Serve: ParsableCommand {
         let started = Date()
         let loaded = try BackendLoader.load(path: path, threads: threads, maxBatch: maxBatch, maxSeq: maxSeq,
                                             maxBatchTokens: maxBatchTokens, fake: fake, fakeComputeSeconds: fakeComputeMs / 1000,
-                                            generation: generation)
+                                            generation: generation, precision: precisionOption.resolved)
         let loadSeconds = Date().timeIntervalSince(started)
         let maxSeq = loaded.maxSeq
         if let clamped = loaded.clampedToContext {
@@ -153,6 +155,7 @@ struct Serve: ParsableCommand {
         // supports (before the server starts: the probe uses OpenBLAS's threads).
         let machine = SystemInfo.current()
         logger.info("machine: \(machine.line)")
+        if !fake { logger.info("\(precisionOption.startupLine)") }
         if !fake, let warning = Machine.slowCoreWarning(machine, file: try GGUFFile(path: path),
                                                          threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) {
             logger.warning("\(warning)")

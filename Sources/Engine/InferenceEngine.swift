@@ -22,6 +22,10 @@ public final class InferenceEngine: @unchecked Sendable {
     public let decodeWeights: ProjectionWeights?
     /// The int8 prefill projections (`options.precision == .int8`), reading `decodeWeights`' s8 rows.
     let int8Projections: Int8Projections?
+    /// The int8 path's smoothing factors (nil: f32, or int8 without calibration tokens).
+    public let smoothing: SmoothingFactors?
+    /// Wall time of the smoothing calibration at load (the first engine's load and its pass).
+    public let calibrationSeconds: Double?
     /// The decode weights the current pass's LM head reads (set by `runLayers`; nil off decode steps).
     private var decodeHead: ProjectionWeights?
     private let itemLock = NSLock()
@@ -45,6 +49,19 @@ public final class InferenceEngine: @unchecked Sendable {
     public init(source: ModelSource, options: EngineOptions = EngineOptions()) throws {
         let config = try ModelConfig(source: source)
         try options.validate(for: config)
+        var source = source
+        var calibrationSeconds: Double?
+        if options.precision == .int8, !options.calibrationTokens.isEmpty {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let factors = try Int8Calibration.factors(source: source, config: config, options: options,
+                                                      tokens: options.calibrationTokens)
+            source = SmoothedSource(source, factors: factors, config: config)
+            smoothing = factors
+            calibrationSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        } else {
+            smoothing = nil
+        }
+        self.calibrationSeconds = calibrationSeconds
         self.config = config
         self.options = options
         let int8 = options.precision == .int8

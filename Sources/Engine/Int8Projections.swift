@@ -28,6 +28,17 @@ final class Int8Projections {
     private let widestInput: Int, widestOutput: Int
     private let maxTokens: Int
 
+    /// The peak-to-rms ratio of an activation row above which it falls back to f32 activations.
+    /// Measured on 1,025 held-out positions (docs/ENGINE.md, "int8 prefill"): 24 left SmolLM2 at
+    /// 987/1025 (bar 990) and Gemma 3 at 983 (bar 987); 12 gives 998 and 1000; 6 gives 1004 on
+    /// SmolLM2 with more rows on the slower path. (A row of k Gaussian values has peak/rms ≈ 3.5.)
+    static let fallbackPeakRatio: Float = 12
+    /// Rows that fell back, summed over products (a measure of how often it happens).
+    var fallbackRows = 0
+
+    /// Records each product's input channel maxima while set (`Int8Calibration`).
+    var observer: ChannelMaxima?
+
     /// Bytes of the weight-row sums (the int8 weights themselves belong to `ProjectionWeights`).
     let rowSumBytes: Int
 
@@ -78,14 +89,34 @@ final class Int8Projections {
         let matrix = layers[l][p.rawValue], w = matrix.weights
         let k = w.columns, n = w.rows, levels = levels
         let (u, c, scales, zeros) = (activations, products, scales, zeros)
+        observer?.record(p, layer: l, x, stride: ldx, rows: m)
         forEachTokenRange(m, threads: threads) { r0, r1 in
             _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros)
         }
+        // Rows whose range is set by a few extreme channels (peak / rms over `fallbackPeakRatio`, e.g.
+        // the massive activations of a first token or a run of control tokens) would lose most of
+        // their other channels to the u8 step: they skip the int8 product (scale 0 makes the epilogue
+        // add nothing) and take the weight-only product on the same s8 rows with f32 activations.
+        var fallback: [Int] = []
+        for r in 0..<m where scales[r] > 0 {
+            let row = x + r * ldx
+            var peak: Float = 0, squares: Float = 0
+            for j in 0..<k { let v = row[j]; peak = max(peak, abs(v)); squares += v * v }
+            if peak * peak > Self.fallbackPeakRatio * Self.fallbackPeakRatio * squares / Float(k) {
+                fallback.append(r)
+                scales[r] = 0
+                zeros[r] = 0
+            }
+        }
+        fallbackRows += fallback.count
         _ = w.withInt8Storage { values, rowScales in
             Int8Gemm.multiply(m: m, n: n, k: k, a: u, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
             forEachTokenRange(m, threads: threads) { r0, r1 in
                 axon_dequantize_s32_rows(c, n, n, r0, r1, scales, zeros, rowScales, matrix.rowSums, y, ldy, accumulate ? 1 : 0)
             }
+        }
+        for r in fallback {
+            w.multiply(x + r * ldx, rows: 1, stride: ldx, into: y + r * ldy, stride: ldy, accumulate: true, threads: threads)
         }
     }
 }

@@ -247,11 +247,14 @@ public struct EngineOptions: Sendable {
     /// projections: decode steps read the same per-row int8 copy (so `decodePrecision` chooses only
     /// the LM head's format, and f16 is refused).
     public var precision: EnginePrecision
+    /// At int8: the token ids of the smoothing calibration pass at load (`Int8Calibration`: the
+    /// caller tokenizes `Int8Calibration.text`). Empty: no smoothing (naive W8A8).
+    public var calibrationTokens: [Int32]
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatchTokens: Int = 4096,
                 maxRows: Int = 64, maxSeq: Int = 2048, maxLogitRows: Int = 512, collectTimings: Bool = false,
                 kvCacheBytes: Int = 256 << 20, maxSequences: Int = 256, decodePrecision: DecodePrecision = .f32,
-                decodeRowLimit: Int = 32, precision: EnginePrecision = .f32) {
+                decodeRowLimit: Int = 32, precision: EnginePrecision = .f32, calibrationTokens: [Int32] = []) {
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
         self.maxRows = maxRows
@@ -263,6 +266,7 @@ public struct EngineOptions: Sendable {
         self.decodePrecision = decodePrecision
         self.decodeRowLimit = decodeRowLimit
         self.precision = precision
+        self.calibrationTokens = calibrationTokens
     }
 
     func validate(for config: ModelConfig) throws {
@@ -293,6 +297,12 @@ public struct EngineOptions: Sendable {
         if precision == .int8 {
             guard EnginePrecision.int8Available else {
                 throw EngineError.invalidOptions("precision int8 needs AVX2 (x86-64-v3); use precision f32")
+            }
+            guard calibrationTokens.count <= Int8Calibration.maxTokens else {
+                throw EngineError.invalidOptions("calibrationTokens holds \(calibrationTokens.count) ids, expected at most \(Int8Calibration.maxTokens)")
+            }
+            guard calibrationTokens.count <= config.contextLength else {
+                throw EngineError.invalidOptions("calibrationTokens holds \(calibrationTokens.count) ids, over the context length \(config.contextLength)")
             }
             guard decodePrecision != .f16 else {
                 throw EngineError.invalidOptions("decodePrecision f16 with precision int8: decode reads the int8 projections; use decodePrecision f32 or int8 (the LM head's format)")

@@ -8,9 +8,7 @@ public enum SgemmRoofline {
     /// GFLOP/s of sgemm over the four projection shapes of `config` at `tokens` rows: total FLOPs
     /// over total time, best of `repeats` after one warm-up. Allocates its own matrices.
     public static func gflops(config c: ModelConfig, tokens: Int, threads: Int, repeats: Int = 3) -> Double {
-        let h = c.hiddenSize, f = c.ffnSize, a = c.attentionWidth
-        // (n, k) of C[tokens × n] = A[tokens × k] · W[n × k]ᵀ, as the forward pass calls them.
-        let shapes = [(c.qkvWidth, h), (h, a), (2 * f, h), (h, f)]
+        let shapes = projectionShapes(c).map { ($0.n, $0.k) }
         let maxK = shapes.map(\.1).max() ?? 1, maxN = shapes.map(\.0).max() ?? 1
         let input = AlignedFloats(count: tokens * maxK), output = AlignedFloats(count: tokens * maxN)
         let weights = shapes.map { AlignedFloats(count: $0.0 * $0.1) }
@@ -25,6 +23,22 @@ public enum SgemmRoofline {
                 sgemm(m: tokens, n: n, k: k, a: input.base, lda: k, b: weights[i].base, ldb: k, transposeB: true, c: output.base, ldc: n)
             }
         }
+    }
+
+    /// (n, k) of C[tokens × n] = A[tokens × k] · W[n × k]ᵀ for the four projections, as the forward
+    /// pass calls them (m is left 0).
+    static func projectionShapes(_ c: ModelConfig) -> [GEMMShape] {
+        let h = c.hiddenSize, f = c.ffnSize, a = c.attentionWidth
+        return [(c.qkvWidth, h), (h, a), (2 * f, h), (h, f)].map { GEMMShape(m: 0, n: $0.0, k: $0.1) }
+    }
+}
+
+/// The int8 path's ceiling: `dnnl_gemm_u8s8s32` alone on the model's projection shapes at `tokens`
+/// rows (`axon bench --roofline --precision int8`), as `SgemmRoofline` is sgemm's.
+public enum Int8GemmRoofline {
+    public static func gops(config c: ModelConfig, tokens: Int, threads: Int, repeats: Int = 3) -> Double {
+        Int8Gemm.gops(SgemmRoofline.projectionShapes(c).map { GEMMShape(m: tokens, n: $0.n, k: $0.k) },
+                      threads: threads, rounds: repeats)
     }
 }
 

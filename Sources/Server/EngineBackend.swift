@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import GGUF
+import Tokenizer
 
 /// The real engine behind the `InferenceBackend` seam. Hidden states and last-position logits are
 /// handed over as the engine's own views (no copy). Every-position logits are streamed by the engine
@@ -15,14 +16,18 @@ public final class EngineBackend: InferenceBackend {
     /// Loads the model from a parsed GGUF file.
     /// - Throws: `EngineError` when the model or the limits are unusable.
     /// `kvCacheBytes` and `maxSequences` size the KV cache generation uses (`EngineGenerationBackend`);
-    /// `decodePrecision` is the weights its decode steps read (docs/ENGINE.md, "Decode kernels").
+    /// `decodePrecision` is the weights its decode steps read (docs/ENGINE.md, "Decode kernels");
+    /// `precision` the projections' precision on prefill ("int8 prefill").
     public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int,
-                kvCacheBytes: Int = 0, maxSequences: Int = 1, decodePrecision: DecodePrecision = .f32) throws {
+                kvCacheBytes: Int = 0, maxSequences: Int = 1, decodePrecision: DecodePrecision = .f32,
+                precision: EnginePrecision = .f32) throws {
         // Logit rows held at once: a chunk of streamed positions, and each row's last two (`.lastTwo`).
-        let options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
+        var options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                     maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
                                     maxLogitRows: max(maxRows, min(maxBatchTokens, max(512, 2 * maxRows))),
-                                    kvCacheBytes: kvCacheBytes, maxSequences: maxSequences, decodePrecision: decodePrecision)
+                                    kvCacheBytes: kvCacheBytes, maxSequences: maxSequences, decodePrecision: decodePrecision,
+                                    precision: precision)
+        if precision == .int8 { options.calibrationTokens = try EngineOptions.calibrationTokens(TokenizerLoader.load(gguf: file)) }
         engine = try InferenceEngine(file: file, options: options)
         var info = modelInfo
         info.vocabSize = engine.config.vocabSize
@@ -70,5 +75,13 @@ public final class EngineBackend: InferenceBackend {
                                        logitsWanted: .all))
             }
         }
+    }
+}
+
+extension EngineOptions {
+    /// The int8 path's smoothing calibration tokens (`EngineOptions.calibrationTokens`): the built-in
+    /// `Int8Calibration.text` in the model's own tokenizer, as a prompt (with its BOS if it adds one).
+    public static func calibrationTokens(_ tokenizer: any TextTokenizer) -> [Int32] {
+        Array(tokenizer.encode(Int8Calibration.text, addSpecial: true, parseSpecial: false).prefix(Int8Calibration.maxTokens))
     }
 }

@@ -2,27 +2,17 @@ import XCTest
 import Engine
 import GGUF
 import TestSupport
+import Tokenizer
 
 /// The int8 prefill path (`EngineOptions.precision == .int8`, issue 14): oneDNN's integer GEMM
-/// exactly against integer arithmetic, and the whole engine against the f32 path on the real models
-/// over the 512 prose positions of the decode-precision fixtures (llama_top1.json,
-/// gemma3_agreement.json), held to the issue's bars: mean next-token loss within 0.01 nats of f32,
-/// top-1 agreement with f32 at least llama.cpp's own.
-///
-/// The naive W8A8 path does not meet those bars yet (measured, docs/ENGINE.md "int8 prefill"):
-/// SmolLM2 Δ +0.018 nats, 473/512 against llama.cpp's 492; Gemma 3 Δ +0.016, 479/512 against 499;
-/// a run of one token Δ +0.25. Until smoothing (SmoothQuant) lands, the model-level checks run only
-/// with AXON_INT8_ACCURACY=1, unchanged, so they report the gap instead of hiding it; the engine's
-/// default precision stays f32.
+/// exactly against integer arithmetic; smoothing (SmoothQuant, folded into the weights) leaving the
+/// f32 path unchanged; and the whole smoothed int8 engine against the f32 path on the real models
+/// over 1,025 positions of held-out prose (int8_heldout_*.json, from
+/// scripts/reference/engine_int8_agreement.py: never the calibration text), held to the issue's
+/// bars: mean next-token loss within 0.01 nats of f32, top-1 agreement with f32 at least llama.cpp's
+/// own agreement with an exact fp32 pass on the same positions.
 final class Int8PrecisionTests: XCTestCase {
-    private func requireAccuracyRun() throws {
-        guard ProcessInfo.processInfo.environment["AXON_INT8_ACCURACY"] == "1" else {
-            throw XCTSkip("int8 does not meet issue 14's accuracy bars yet (docs/ENGINE.md); AXON_INT8_ACCURACY=1 runs this check")
-        }
-    }
-
-    struct SmolFixture: Decodable { let ids: [Int32]; let fp32_llama_agreement: Int }
-    struct GemmaFixture: Decodable { let ids: [Int32]; let reference_llama_agreement: Int }
+    struct HeldoutFixture: Decodable { let ids: [Int32]; let reference_llama_agreement: Int }
 
     /// Σ u·q in int32 is exact (|Σ| ≤ 255·127·k ≪ 2³¹), so oneDNN must match integer arithmetic bit
     /// for bit on VNNI; without VNNI only 7-bit activations (the path's levels there) are exact.
@@ -41,12 +31,70 @@ final class Int8PrecisionTests: XCTestCase {
         }
     }
 
+    /// Folding s into the columns and 1/s into the norms, V rows and up rows is exact algebra, so an
+    /// f32 engine over the smoothed weights computes what the plain one does, up to f32 rounding:
+    /// each product term picks up at most three more roundings (the folded producer, the scaled
+    /// column, the scaled row), 3u relative each, which over the residual stream's L·(h + f) terms
+    /// adds like a reorder (`Tolerance.relative`'s random walk) times √3 per term, against the
+    /// largest logit magnitude. Factors range over [1/8, 8] so every fold really moves the values.
+    func testSmoothingLeavesTheF32PathUnchanged() throws {
+        for tiny in [TinyModel(), TinyModel.qwen2(), TinyModel.gemma3()] {
+            let file = try tiny.file()
+            let config = try ModelConfig(source: file)
+            var seed: UInt32 = 7
+            func factor() -> Float { seed = seed &* 1_664_525 &+ 1_013_904_223; return powf(8, Float(seed >> 8) / 8_388_608 - 1) }
+            let layer = { SmoothingFactors.Layer(attentionInput: (0..<config.hiddenSize).map { _ in factor() },
+                                                 valueChannels: (0..<config.kvHeadCount * config.headDim).map { _ in factor() },
+                                                 ffnInput: (0..<config.hiddenSize).map { _ in factor() },
+                                                 downInput: (0..<config.ffnSize).map { _ in factor() }) }
+            let factors = SmoothingFactors(layers: (0..<config.layerCount).map { _ in layer() }, alpha: 0.5)
+            let ids: [Int32] = (0..<40).map { Int32(($0 * 11 + 3) % tiny.vocab) }
+            let options = EngineOptions(threads: 2, maxBatchTokens: 64, maxRows: 1, maxSeq: 64, maxLogitRows: 64, kvCacheBytes: 0)
+            func logits(_ source: ModelSource) throws -> (logits: [Float], hidden: [Float]) {
+                let engine = try InferenceEngine(source: source, options: options)
+                var out = [Float]()
+                let result = try engine.forward(RaggedBatch(rows: [ids])) { _, _, l in out += l }
+                return (out, Array(result.hidden(row: 0)))
+            }
+            let (plain, hidden) = try logits(file)
+            let smoothed = try logits(SmoothedSource(file, factors: factors, config: config)).logits
+            // A logit's rounding is relative to Σ|e·h| over its terms (as `Tolerance.logit`), not to its value.
+            let h = config.hiddenSize
+            var embeddings = [Float](repeating: 0, count: config.vocabSize * h)
+            try embeddings.withUnsafeMutableBufferPointer { try file.dequantizeRows("token_embd.weight", rows: 0..<config.vocabSize, into: $0) }
+            var scale: Float = 0
+            for t in 0..<ids.count {
+                for v in 0..<config.vocabSize {
+                    var sum: Float = 0
+                    for j in 0..<h { sum += abs(embeddings[v * h + j] * hidden[t * h + j]) }
+                    scale = max(scale, sum)
+                }
+            }
+            let terms = Float(config.layerCount * (config.hiddenSize + config.ffnSize))
+            let relative: Float = Float(3).squareRoot() * Tolerance.u * terms.squareRoot()
+            let bound: Float = relative * scale
+            let worst = zip(plain, smoothed).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, bound, "\(tiny.architecture): max |Δlogit| \(worst) over bound \(bound)")
+            // And the factors really were folded: the smoothed source's norm weights differ.
+            var plainNorm = [Float](repeating: 0, count: config.hiddenSize), smoothNorm = plainNorm
+            try plainNorm.withUnsafeMutableBufferPointer { try file.dequantizeRows("blk.0.attn_norm.weight", rows: 0..<1, into: $0) }
+            try smoothNorm.withUnsafeMutableBufferPointer {
+                try SmoothedSource(file, factors: factors, config: config).dequantizeRows("blk.0.attn_norm.weight", rows: 0..<1, into: $0)
+            }
+            XCTAssertNotEqual(plainNorm, smoothNorm)
+        }
+    }
+
     /// Mean loss over positions with a next token and top-1 agreement of the int8 path with f32.
     private func compare(modelPath: String, ids: [Int32]) throws -> (f32Loss: Double, int8Loss: Double, agree: Int) {
         let file = try GGUFFile(path: modelPath)
+        // As the server and the CLI build them (EngineOptions.calibrationTokens, module Server).
+        let calibration = Array(try TokenizerLoader.load(gguf: file).encode(Int8Calibration.text, addSpecial: true, parseSpecial: false)
+            .prefix(Int8Calibration.maxTokens))
         func run(_ precision: EnginePrecision) throws -> (loss: Double, top: [Int]) {
             let options = EngineOptions(threads: 2, maxBatchTokens: ids.count, maxRows: 1, maxSeq: ids.count,
-                                        maxLogitRows: 64, kvCacheBytes: 0, precision: precision)
+                                        maxLogitRows: 64, kvCacheBytes: 0, precision: precision,
+                                        calibrationTokens: precision == .int8 ? calibration : [])
             let engine = try InferenceEngine(source: file, options: options)
             var loss = 0.0, top = [Int]()
             _ = try engine.forward(RaggedBatch(rows: [ids])) { _, p, logits in
@@ -62,33 +110,52 @@ final class Int8PrecisionTests: XCTestCase {
         }
         let f32 = try run(.f32), int8 = try run(.int8)
         let agree = zip(f32.top, int8.top).filter { $0 == $1 }.count
-        print(String(format: "int8 vs f32 (%@): mean loss %.5f vs %.5f (Δ %+.5f), top-1 agreement %d/%d",
-                     (modelPath as NSString).lastPathComponent, int8.loss, f32.loss, int8.loss - f32.loss, agree, ids.count))
+        print(String(format: "int8 vs f32 (%@, %d positions): mean loss %.5f vs %.5f (Δ %+.5f), top-1 agreement %d/%d",
+                     (modelPath as NSString).lastPathComponent, ids.count, int8.loss, f32.loss, int8.loss - f32.loss, agree, ids.count))
         return (f32.loss, int8.loss, agree)
     }
 
+    private func checkHeldout(model: String, fixture name: String) throws {
+        let fixture = try JSONDecoder().decode(HeldoutFixture.self, from: ReferenceFixture.load(name))
+        XCTAssertGreaterThanOrEqual(fixture.ids.count, 1025)
+        let r = try compare(modelPath: model, ids: fixture.ids)
+        XCTAssertLessThanOrEqual(abs(r.int8Loss - r.f32Loss), 0.01)
+        XCTAssertGreaterThanOrEqual(r.agree, fixture.reference_llama_agreement, "llama.cpp agrees with fp32 on \(fixture.reference_llama_agreement)")
+    }
+
     func testSmolLM2Int8StaysWithinTheLossAndAgreementBars() throws {
-        try requireAccuracyRun()
-        let fixture = try JSONDecoder().decode(SmolFixture.self, from: ReferenceFixture.load("llama_top1.json"))
-        let r = try compare(modelPath: TestPaths.defaultModel(), ids: fixture.ids)
-        XCTAssertLessThanOrEqual(abs(r.int8Loss - r.f32Loss), 0.01)
-        XCTAssertGreaterThanOrEqual(r.agree, fixture.fp32_llama_agreement)
+        try checkHeldout(model: TestPaths.defaultModel(), fixture: "int8_heldout_smollm2.json")
     }
 
+    /// Gated for time (~15–30 s: two loads of the 1.07 GB f32 / int8 Gemma and 1,025 positions of a
+    /// 262,144-token head, each way): AXON_INT8_ACCURACY=1 runs it. Measured: Δ −0.0049, 1000/1025
+    /// against llama.cpp's 987 (docs/ENGINE.md). SmolLM2's full check below runs always.
     func testGemma3Int8StaysWithinTheLossAndAgreementBars() throws {
-        try requireAccuracyRun()
-        let fixture = try JSONDecoder().decode(GemmaFixture.self, from: ReferenceFixture.load("gemma3_agreement.json"))
-        let r = try compare(modelPath: EngineGemmaTests.modelPath(), ids: fixture.ids)
-        XCTAssertLessThanOrEqual(abs(r.int8Loss - r.f32Loss), 0.01)
-        XCTAssertGreaterThanOrEqual(r.agree, fixture.reference_llama_agreement)
+        guard ProcessInfo.processInfo.environment["AXON_INT8_ACCURACY"] == "1" else {
+            throw XCTSkip("Gemma 3's int8 accuracy check is the long one (~15-30 s); AXON_INT8_ACCURACY=1 runs it")
+        }
+        try checkHeldout(model: EngineGemmaTests.modelPath(), fixture: "int8_heldout_gemma3.json")
     }
 
-    /// A row of one token repeated (a degenerate activation range: after a few positions every
-    /// token's row is nearly the same) stays within the loss bound of f32.
+    /// Rows of degenerate activation ranges: a prose prefix then one token repeated (after a few
+    /// positions every token's row is nearly the same), and a run of control tokens (ids 0–16,
+    /// `<|endoftext|>`, `<|im_start|>`, `<repo_name>`…), stay within the loss bound of f32.
     func testRunOfOneTokenStaysWithinTheLossBound() throws {
-        try requireAccuracyRun()
-        let fixture = try JSONDecoder().decode(SmolFixture.self, from: ReferenceFixture.load("llama_top1.json"))
+        let fixture = try JSONDecoder().decode(HeldoutFixture.self, from: ReferenceFixture.load("int8_heldout_smollm2.json"))
         let ids = Array(fixture.ids.prefix(16)) + [Int32](repeating: fixture.ids[16], count: 240)
+        let r = try compare(modelPath: TestPaths.defaultModel(), ids: ids)
+        XCTAssertLessThanOrEqual(abs(r.int8Loss - r.f32Loss), 0.01)
+    }
+
+    /// Not met yet (docs/ENGINE.md): f32's own loss on this row is 14.9 nats (targets at p ≈ e⁻¹⁵, where
+    /// any logit noise moves the loss), and int8 lands 0.29 below it; more fallback rows (peak/rms 6)
+    /// move it further (−0.85), so it is the smoothed s8 weights, not the activations. Runs with
+    /// AXON_INT8_ACCURACY=1, unchanged, so it reports the gap instead of hiding it.
+    func testControlTokensStayWithinTheLossBound() throws {
+        guard ProcessInfo.processInfo.environment["AXON_INT8_ACCURACY"] == "1" else {
+            throw XCTSkip("a run of control tokens misses the 0.01-nat bound at int8 (docs/ENGINE.md); AXON_INT8_ACCURACY=1 runs it")
+        }
+        let ids = (0..<256).map { Int32(($0 * 5) % 17) }
         let r = try compare(modelPath: TestPaths.defaultModel(), ids: ids)
         XCTAssertLessThanOrEqual(abs(r.int8Loss - r.f32Loss), 0.01)
     }

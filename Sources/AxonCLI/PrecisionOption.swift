@@ -1,0 +1,24 @@
+import ArgumentParser
+import Engine
+
+/// `--precision f32|int8`, shared by the commands that load an engine (`serve`, `run`, `bench`,
+/// `generate`): the projections' precision on prefill (docs/ENGINE.md, "int8 prefill"). Without it
+/// the engine runs `EnginePrecision.preferred`, decided for this CPU at start-up.
+struct PrecisionOption: ParsableArguments {
+    @Option(help: "Projections on prefill: f32 (OpenBLAS sgemm, the exact reference path) or int8 (W8A8 on oneDNN's VNNI GEMM). Default: chosen for this CPU at start-up, and logged (docs/ENGINE.md).")
+    var precision: EnginePrecision?
+
+    func validate() throws {
+        if precision == .int8, !EnginePrecision.int8Available {
+            throw ValidationError("--precision int8 needs AVX2 (x86-64-v3), which this CPU lacks; use --precision f32")
+        }
+    }
+
+    /// What the engine runs: as asked, else the CPU's preferred precision.
+    var resolved: EnginePrecision { precision ?? .preferred }
+
+    /// The start-up log line: what runs and why.
+    var startupLine: String { EnginePrecision.startupLine(resolved, requested: precision) }
+}
+
+extension EnginePrecision: ExpressibleByArgument {}
