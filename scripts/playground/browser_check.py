@@ -5,7 +5,7 @@ radio buttons and its Ask button, then reads the rendered DOM. Run by scripts/pl
 which starts the miners and the playground and names them here:
 
   uid-0 SmolLM2 and uid-1 Gemma 3 (real axons), uid-2 a misbehaving miner, uid-3 a closed port,
-  and the mixture (here the SmolLM2 axon again).
+  and the mixture (a real `axon mixture` of uid-0 and uid-1).
 
 Exits non-zero, naming every failed check, when the page does not show what it must.
 """
