@@ -317,9 +317,10 @@ final class ReplicaTests: XCTestCase {
     /// the replica keeps serving from its own tables meanwhile.
     func testRedisStoppedFailsClosedAndServiceResumes() throws {
         let redisPort = try Self.freePort(), closed = try Self.freePort(), fallback = try Self.freePort()
+        let closedMetrics = try Self.freePort(), fallbackMetrics = try Self.freePort()
         let redis = try startRedis(port: redisPort)
-        _ = try startReplica(port: closed, redisPort: redisPort)
-        _ = try startReplica(port: fallback, redisPort: redisPort, extra: ["--state-fallback", "local"])
+        _ = try startReplica(port: closed, redisPort: redisPort, metricsPort: closedMetrics)
+        _ = try startReplica(port: fallback, redisPort: redisPort, metricsPort: fallbackMetrics, extra: ["--state-fallback", "local"])
         let receiver = try AxonClient(host: "127.0.0.1", port: closed).receiver()
         let session = SigningSession(hotkey: Self.sender)
         XCTAssertEqual(try answer(signedFrame(id: 1, session: session, receiver: receiver), at: closed).code, .success)
@@ -336,6 +337,12 @@ final class ReplicaTests: XCTestCase {
         let info = try XCTUnwrap(client.info().info)
         XCTAssertTrue(info.admissionState.hasSuffix("down: FORWARD fails closed"), info.admissionState)
         XCTAssertEqual(try answer(signedFrame(id: 3, session: session, receiver: receiver), at: fallback).code, .success)
+        // Each way of meeting a down Redis is counted: one refusal on the closed replica, one local decision on the other.
+        XCTAssertEqual(Self.metric("axon_state_unavailable_total", port: closedMetrics), 1)
+        XCTAssertEqual(Self.metric("axon_state_fallback_total", port: fallbackMetrics), 1)
+        XCTAssertEqual(Self.metric("axon_state_redis_up", port: fallbackMetrics), 0)
+        let fallbackInfo = try XCTUnwrap(AxonClient(host: "127.0.0.1", port: fallback).info().info)
+        XCTAssertTrue(fallbackInfo.admissionState.hasSuffix("down: local fallback"), fallbackInfo.admissionState)
 
         _ = try startRedis(port: redisPort)
         var resumed: Response?
@@ -404,16 +411,16 @@ final class ReplicaTests: XCTestCase {
                 probeID += 1
                 _ = try? self.answer(self.signedFrame(id: probeID, session: probe, receiver: receiver), at: front)
             }
-            return Self.forwardsServed(metricsPort: metricsPort) > 0
+            return (Self.metric("axon_total_forward", port: metricsPort) ?? 0) > 0
         }
         lock.withLock { tally.stop = true }
         workers.wait()
         XCTAssertTrue(rejoined, "the restarted replica served nothing through HAProxy")
     }
 
-    /// `axon_total_forward` from a replica's /metrics page (0 when it cannot be read).
-    static func forwardsServed(metricsPort: Int) -> Int {
-        guard let fd = try? loopbackSocket(port: metricsPort) else { return 0 }
+    /// An unlabelled series' value from a replica's /metrics page (nil when it cannot be read).
+    static func metric(_ name: String, port metricsPort: Int) -> Int? {
+        guard let fd = try? loopbackSocket(port: metricsPort) else { return nil }
         defer { close(fd) }
         let request = Array("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
@@ -423,7 +430,7 @@ final class ReplicaTests: XCTestCase {
             if n <= 0 { break }
             page += chunk[..<n]
         }
-        let line = String(decoding: page, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("axon_total_forward ") }
-        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? 0
+        let line = String(decoding: page, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix(name + " ") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) }
     }
 }
