@@ -157,7 +157,13 @@ def bench_engine(args):
         shapes = args.shapes.split(",")
     else:
         shapes = ["1x128", "8x128"] if args.quick else ["1x128", "8x128", "1x512", "4x512"]
-    envs = engine_environments(args)
+    # f32 in every OpenBLAS environment; int8 (oneDNN, whose GEMM OpenBLAS's variables do not touch) in the
+    # first one only. Each is asked for explicitly: axon's own default depends on the CPU.
+    blas = engine_environments(args)
+    envs = []
+    for precision in args.precisions.split(","):
+        for label, env in (blas if precision == "f32" else blas[:1]):
+            envs.append((f"{precision}, {label}", env, precision))
     rows = []
     for key in args.models.split(","):
         name, path = ENGINE_MODELS[key]
@@ -165,20 +171,21 @@ def bench_engine(args):
         for mode in args.logits.split(","):
             for shape in shapes:
                 # One llama.cpp figure per repeat, and the engine in each environment right beside it.
-                llama_runs, axon_runs, reports = [], {label: [] for label, _ in envs}, {}
+                llama_runs, axon_runs, reports = [], {label: [] for label, _, _ in envs}, {}
                 for i in range(args.repeats):
                     l = compare.llama_bench(sys.executable, model, args.threads, shape, mode, 2)
                     llama_runs.append(l)
-                    for label, env in envs:
+                    for label, env, precision in envs:
                         a, reports[label] = compare.axon_bench(args.axon, model, args.threads, shape, mode, 2, env=env,
-                                                               roofline=True)
+                                                               roofline=True, precision=precision)
                         axon_runs[label].append(a)
                         log(f"engine {name} {shape} logits={mode} {i + 1}/{args.repeats} [{label}]: "
                             f"axon {a:.0f} tok/s, llama.cpp {l:.0f} tok/s")
-                for label, _ in envs:
+                for label, _, precision in envs:
                     report = reports[label]
                     result = report["results"][0]
-                    rows.append({"model": name, "shape": shape, "logits": mode, "environment": label,
+                    rows.append({"model": name, "shape": shape, "logits": mode, "environment": label, "precision": precision,
+                                 "int8_gemm_gops": result.get("int8_gemm_gops"), "int8_gemm_fraction": result.get("int8_gemm_fraction"),
                                  "machine": report["machine"]["line"], "openblas_core": report["machine"]["openblas_core"],
                                  "axon_tokens_per_s": spread(axon_runs[label]), "llama_tokens_per_s": spread(llama_runs),
                                  "ratio": spread([a / l for a, l in zip(axon_runs[label], llama_runs)]),
@@ -288,6 +295,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer repeats and shapes (smoke test)")
     p.add_argument("--shapes", help="engine shapes, comma-separated BATCHxSEQ (default: 1x128,8x128,1x512,4x512)")
     p.add_argument("--logits", default="last,all", help="engine logits modes, comma-separated (default: last,all)")
+    p.add_argument("--precisions", default="f32,int8",
+                   help="engine precisions, comma-separated (default: f32,int8; int8 in the first OpenBLAS environment only)")
     p.add_argument("--models", default="smollm2,gemma3",
                    help="engine models, comma-separated: " + ",".join(ENGINE_MODELS) + " (default: both)")
     p.add_argument("--skip", help="comma-separated sections not to run (e.g. network: several minutes per model)")

@@ -23,7 +23,7 @@ def plots(result, here):
             rows = [r for r in engine["results"] if r.get("environment") == env]
             core = rows[0].get("openblas_core", "") if rows else ""
             ax.bar([i - 0.4 + width * (j + 0.5) for i in x], [r["axon_tokens_per_s"]["median"] for r in rows], width,
-                   label=f"Axon, OpenBLAS {core}" if core else "Axon")
+                   label=(f"Axon {rows[0].get('precision', '')}, OpenBLAS {core}" if core else "Axon") if rows else "Axon")
         ax.bar([i + 0.4 - width / 2 for i in x], [r["llama_tokens_per_s"]["median"] for r in first], width, label="llama.cpp")
         ax.set_xticks(list(x), labels)
         ax.set_ylabel("prefill tokens/s (median)")
@@ -91,7 +91,8 @@ def write(result, here):
                       "(llama.cpp does not use OpenBLAS).", ""]
         if any(r.get("roofline_fraction") for r in eng["results"]):
             lines += ["Roofline: the forward pass's useful GFLOP/s (projections, attention, head) over OpenBLAS sgemm's "
-                      "GFLOP/s on that model's own projection shapes, timed in the same process.", ""]
+                      "GFLOP/s on that model's own projection shapes, timed in the same process; for int8 rows, over "
+                      "oneDNN dnnl_gemm_u8s8s32's GOP/s on the same shapes.", ""]
         for env in envs:
             rows = [r for r in eng["results"] if r.get("environment") == env]
             if env:
@@ -99,8 +100,13 @@ def write(result, here):
             lines += ["| model | shape | logits | Axon tok/s | llama.cpp tok/s | ratio | useful GFLOP/s | of sgemm roofline |",
                       "|---|---|---|---|---|---|---|---|"]
             for r in rows:
-                roof = (f"{r['useful_gflops']:.0f} | {100 * r['roofline_fraction']:.0f}% of {r['sgemm_roofline_gflops']:.0f}"
-                        if r.get("roofline_fraction") else " | ")
+                if r.get("int8_gemm_fraction"):
+                    # int8: useful GOP/s over dnnl_gemm_u8s8s32's own GOP/s on the same shapes.
+                    roof = (f"{r['useful_gflops']:.0f} | {100 * r['int8_gemm_fraction']:.0f}% of dnnl_gemm_u8s8s32's "
+                            f"{r['int8_gemm_gops']:.0f} GOP/s")
+                else:
+                    roof = (f"{r['useful_gflops']:.0f} | {100 * r['roofline_fraction']:.0f}% of {r['sgemm_roofline_gflops']:.0f}"
+                            if r.get("roofline_fraction") else " | ")
                 lines.append(f"| {r.get('model', 'SmolLM2-135M-Instruct Q4_1')} | {r['shape']} | {r['logits']} | "
                              f"{fmt(r['axon_tokens_per_s'], 0)} | {fmt(r['llama_tokens_per_s'], 0)} | {fmt(r['ratio'], 2)}× | {roof} |")
             lines.append("")
@@ -108,6 +114,10 @@ def write(result, here):
         for r in big:
             lines.append(f"\nAxon {r.get('model', '')} at 4x512, logits {r['logits']}: peak RSS {r['peak_rss_mb']:.0f} MB, "
                          f"load {r['load_seconds']:.2f} s.")
+        for r in eng["results"]:
+            if r["shape"] == "4x512" and r.get("peak_rss_mb") and r.get("precision") == "int8":
+                lines.append(f"\nAxon {r.get('model', '')} at 4x512 int8, logits {r['logits']}: peak RSS {r['peak_rss_mb']:.0f} MB, "
+                             f"load {r['load_seconds']:.2f} s (calibration included).")
         lines += ["", "![prefill](engine.png)", ""]
     load = result.get("load")
     if load:
@@ -144,6 +154,25 @@ def write(result, here):
                       f"| {c['pairs']} | {c['model_tokens_per_request']} | {c['network_tokens_per_second']:.0f} | "
                       f"{c['model_space_tokens_per_second']:.0f} | {c['ratio']:.3f}× | {c['network_p50_ms']:.0f} / {c['model_space_p50_ms']:.0f} |",
                       ""]
+    lines += standalone_results(here)
     plots(result, here)
     with open(os.path.join(here, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines))
+
+
+def standalone_results(here):
+    """The figures of the benchmark scripts Benchmarks/run does not drive (each too long or too
+    specialised for it: the mixture with real miners, replicas behind HAProxy, int8 side by side),
+    kept in Benchmarks/<name>/RESULTS.md with their own command, commit and machine line and copied
+    here, so a new run never drops them."""
+    lines = []
+    for name in sorted(os.listdir(here)):
+        path = os.path.join(here, name, "RESULTS.md")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                # One heading level down: they sit under this section's heading.
+                text = "\n".join("#" + l if l.startswith("#") else l for l in f.read().rstrip().split("\n"))
+                lines += [text, "", f"(From Benchmarks/{name}/RESULTS.md.)", ""]
+    if lines:
+        lines = ["## Other benchmark scripts, each run on its own (their commands, commits and machines are their own)", ""] + lines
+    return lines
