@@ -3,9 +3,9 @@ import Engine
 
 /// `--precision f32|int8`, shared by the commands that load an engine (`serve`, `run`, `bench`,
 /// `generate`): the projections' precision on prefill (docs/ENGINE.md, "int8 prefill"). Without it
-/// the engine runs `EnginePrecision.preferred`, decided for this CPU at start-up.
+/// the engine runs `EnginePrecision.preferred` (f32: the measurements behind it are in its comment).
 struct PrecisionOption: ParsableArguments {
-    @Option(help: "Projections on prefill: f32 (OpenBLAS sgemm, the exact reference path) or int8 (W8A8 on oneDNN's VNNI GEMM). Default: chosen for this CPU at start-up, and logged (docs/ENGINE.md).")
+    @Option(help: "Projections on prefill: f32 (OpenBLAS sgemm, the exact reference path) or int8 (W8A8 on oneDNN's VNNI GEMM). Default: f32, since int8 is not yet faster on the CPUs measured (docs/ENGINE.md); logged at start-up.")
     var precision: EnginePrecision?
 
     func validate() throws {
