@@ -13,13 +13,13 @@ public enum EnginePrecision: String, CaseIterable, Sendable, CustomStringConvert
     public var description: String { rawValue }
 
     /// The precision to run when none is asked for: f32 on every CPU, int8 only when asked. Measured
-    /// quietly side by side (Benchmarks/RESULTS.md, 2026-12-02, Zen 5 with AVX-512 VNNI), the int8
-    /// path is slower than f32 on OpenBLAS's AVX-512 sgemm (SmolLM2 947 vs 1314 tok/s at 1×128) and,
-    /// on Gemma 3, no faster even against the AVX2 (Haswell) sgemm (718 vs 848 at 4×512): it reaches
-    /// 10–17% of oneDNN's own GEMM rate, so the projections are not where its time goes. Without
-    /// VNNI, oneDNN's int8 GEMM goes through saturating int16 pair sums at 7-bit activations
-    /// (docs/ENGINE.md, "int8 prefill"). Revisit once the int8 pass is faster than f32.
-    /// The rule is never to pick a path slower than f32 on the CPU at hand.
+    /// quietly side by side (Benchmarks/RESULTS.md at cd5c08b, Zen 5 with AVX-512 VNNI), the int8
+    /// path is slower than f32 on OpenBLAS's AVX-512 sgemm (SmolLM2 853 vs 1351 tok/s at 1×128) and,
+    /// on Gemma 3, slower even than the AVX2 (Haswell) sgemm (629 vs 817 at 4×512): it reaches 9–13%
+    /// of oneDNN's own GEMM rate, so the projections are not where its time goes. Without VNNI,
+    /// oneDNN's int8 GEMM goes through saturating int16 pair sums at 7-bit activations
+    /// (docs/ENGINE.md, "int8 prefill"). Never pick a path slower than f32 on the CPU at hand;
+    /// revisit once the int8 pass is faster.
     public static var preferred: EnginePrecision { .f32 }
 
     /// Whether the int8 path can run on this CPU at all (its activation kernels are AVX2 code).
