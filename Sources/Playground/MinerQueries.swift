@@ -182,12 +182,20 @@ public final class MinerQueries: @unchecked Sendable {
         }
         var answer = MinerAnswer(miner: miner, code: .success, message: response.message, latency: result.latency)
         do {
-            let synapse = try response.checkedResult(question.synapse)
             switch question {
-            case .next: try readPhrases(synapse, into: &answer)
-            case .generate(_, _, _, let maxTokens): try readGeneration(synapse, maxTokens: maxTokens, into: &answer)
-            case .embed: try readEmbedding(synapse, request: request, width: Int(info.networkDim), into: &answer)
+            case .next: try readPhrases(response, into: &answer)
+            case .generate(_, _, _, let maxTokens):
+                try readGeneration(response.checkedResult(question.synapse), maxTokens: maxTokens, into: &answer)
+            case .embed:
+                try readEmbedding(response.checkedResult(question.synapse), request: request, width: Int(info.networkDim), into: &answer)
             }
+        } catch let rejection as PhraseAnswerRejection {
+            let code: ReturnCode
+            if case .code(let refused) = rejection.failure { code = refused } else { code = .invalidResponse }
+            answer.code = code.rawValue
+            answer.codeName = code.description
+            answer.message = code == .invalidResponse ? "malformed answer: \(rejection.detail)"
+                : (rejection.detail.isEmpty ? "the axon answered \(code)" : rejection.detail)
         } catch {
             let (code, message) = Self.failure(error) ?? (.invalidResponse, "\(error)")
             answer.code = code.rawValue
@@ -197,19 +205,12 @@ public final class MinerQueries: @unchecked Sendable {
         return answer
     }
 
-    private func readPhrases(_ synapse: SynapseResult, into answer: inout MinerAnswer) throws {
-        let phrases = try synapse.checkedPhrases(rows: 1, k: limits.topk, vocab: standard.vocabSize)
-        let probabilities = phrases.probabilities
-        if let bad = probabilities.first(where: { !$0.isFinite || $0 < 0 || $0 > 1 }) {
-            throw ImplausibleAnswer(description: "a phrase probability is \(bad), outside [0, 1]")
-        }
-        // Each float32 probability carries at most a few roundings (2^-24 each); 16 per value is generous.
-        let total = probabilities.reduce(0) { $0 + Double($1) }
-        guard total <= 1 + Double(probabilities.count) * 0x1p-20 else {
-            throw ImplausibleAnswer(description: "the phrase probabilities sum to \(total), more than 1")
-        }
-        let floor = phrases.floor(row: 0)
-        guard floor.isFinite, floor >= 0, floor <= 1 else { throw ImplausibleAnswer(description: "the floor is \(floor), outside [0, 1]") }
+    /// The phrases through the validator's own checks (`AnswerGrade.checkedPhrases`: shapes, ids,
+    /// probabilities and floor in [0, 1], sums within 1 + 1e-6), so the page shows what a validator
+    /// would score. - Throws: `PhraseAnswerRejection`.
+    private func readPhrases(_ response: Response, into answer: inout MinerAnswer) throws {
+        let phrases = try AnswerGrade.checkedPhrases(response, rows: 1, k: limits.topk, vocabSize: standard.vocabSize).get()
+        let probabilities = phrases.probabilities, floor = phrases.floor(row: 0)
         answer.phrases = (0..<phrases.k).compactMap { index in
             let ids = Array(phrases.phrase(row: 0, index: index))
             guard !ids.isEmpty else { return nil }
