@@ -38,16 +38,11 @@ public enum Endpoints {
     /// Reads a JSON list of `{uid, hotkey, host, port}`.
     /// - Throws: `EndpointsError` naming the file or the offending entry.
     public static func load(path: String) throws -> [Endpoint] {
-        // Read through a file handle, not Data(contentsOf:), so a pipe (`--endpoints <(…)`) works too.
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw EndpointsError.unreadable(path: path, reason: "no such file, or no permission to read it")
-        }
-        defer { try? handle.close() }
-        let data: Data
-        do { data = try handle.read(upToCount: maxBytes + 1) ?? Data() } catch {
+        let read: Data?
+        do { read = try BoundedFile.read(path, maxBytes: maxBytes) } catch {
             throw EndpointsError.unreadable(path: path, reason: error.localizedDescription)
         }
-        guard data.count <= maxBytes else {
+        guard let data = read else {
             throw EndpointsError.unreadable(path: path, reason: "larger than \(maxBytes >> 20) MiB, far more than any metagraph's endpoints")
         }
         let endpoints: [Endpoint]

@@ -149,15 +149,11 @@ public enum WeightsFile {
     /// Reads a file `json` wrote. Files are at most 64 MiB (16,384 UIDs take about 3 MB).
     /// - Throws: `WeightsFileError.unreadable` or `.malformed`.
     public static func read(path: String) throws -> WeightsSnapshot {
-        let data: Data
-        do {
-            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-            defer { try? handle.close() }
-            data = try handle.read(upToCount: (64 << 20) + 1) ?? Data()
-        } catch {
+        let read: Data?
+        do { read = try BoundedFile.read(path, maxBytes: 64 << 20) } catch {
             throw WeightsFileError.unreadable(path: path, reason: error.localizedDescription)
         }
-        guard data.count <= 64 << 20 else { throw WeightsFileError.malformed(path: path, reason: "larger than 64 MiB") }
+        guard let data = read else { throw WeightsFileError.malformed(path: path, reason: "larger than 64 MiB") }
         do { return try JSONDecoder().decode(WeightsSnapshot.self, from: data) } catch {
             throw WeightsFileError.malformed(path: path, reason: "\(error)")
         }
