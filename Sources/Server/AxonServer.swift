@@ -221,11 +221,7 @@ public final class AxonServer: @unchecked Sendable {
         info.bosID = modelInfo.bosID
         info.eosID = modelInfo.eosID
         info.padID = modelInfo.padID
-        if let network = configuration.networkSpace {
-            info.networkTokenizer = network.name
-            info.networkTokenizerSHA256 = network.sha256
-            info.networkVocabSize = UInt32(network.vocabSize)
-        } else if let network = relay?.network {
+        if let network = configuration.networkSpace?.identity ?? relay?.network {
             info.networkTokenizer = network.name
             info.networkTokenizerSHA256 = network.sha256
             info.networkVocabSize = UInt32(network.vocabSize)

@@ -17,6 +17,8 @@ public final class NetworkTokenSpace: Sendable {
 
     /// Valid network ids are `0..<vocabSize` (50,257 for GPT-2).
     public var vocabSize: Int { translator.networkVocabSize }
+    /// What INFO reports about this space (fields 17–19), as a relay reports its own.
+    public var identity: RelayNetworkIdentity { RelayNetworkIdentity(name: name, sha256: sha256, vocabSize: vocabSize) }
     /// No phrase of any answer is longer (a phrase spells at most one model token's bytes): what
     /// validation reserves for a next-phrase answer's width L.
     public var maxPhraseLength: Int { translator.maxModelTokenBytes }
