@@ -84,7 +84,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Wire"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF", "Tokenizer"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "CKernels", "GGUF", "Tokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenTranslationTests", dependencies: ["TokenTranslation", "Tokenizer", "GGUF", "TestSupport"]),
         // Wire only to check that the wire's defaults are Sampling's.
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "Wire"], resources: [.copy("Fixtures")]),

@@ -7,24 +7,57 @@
 #define AXON_V3
 #endif
 
+// Lanes of the row statistics: independent partial minima, maxima and sums the compiler keeps in
+// vector registers (a single running sum could not be vectorized without reassociating it).
+#define AXON_LANES 16
+
 AXON_V3 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
-                                        int levels, uint8_t *u, ptrdiff_t ldu, float *scale, int32_t *zero) {
+                                        int levels, uint8_t *u, ptrdiff_t ldu, float *scale, int32_t *zero,
+                                        float peak_ratio, uint8_t *fallback) {
     ptrdiff_t bad = 0;
     for (ptrdiff_t r = r0; r < r1; r++) {
         const float *row = x + r * ldx;
         uint8_t *out = u + r * ldu;
-        float lo = 0, hi = 0, nonFinite = 0;
-        for (ptrdiff_t i = 0; i < k; i++) {
-            float v = row[i];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-            nonFinite += (v - v != 0) ? 1.0f : 0.0f;   // NaN or ±inf
+        float los[AXON_LANES] = {0}, his[AXON_LANES] = {0}, squares[AXON_LANES] = {0};
+        int32_t nonFinites[AXON_LANES] = {0};
+        ptrdiff_t i = 0;
+        for (; i + AXON_LANES <= k; i += AXON_LANES) {
+            for (int j = 0; j < AXON_LANES; j++) {
+                float v = row[i + j];
+                los[j] = v < los[j] ? v : los[j];
+                his[j] = v > his[j] ? v : his[j];
+                squares[j] += v * v;
+                nonFinites[j] += (v - v != 0);   // NaN or ±inf
+            }
         }
+        for (; i < k; i++) {
+            float v = row[i];
+            los[0] = v < los[0] ? v : los[0];
+            his[0] = v > his[0] ? v : his[0];
+            squares[0] += v * v;
+            nonFinites[0] += (v - v != 0);
+        }
+        float lo = 0, hi = 0, sumSquares = 0;
+        ptrdiff_t nonFinite = 0;
+        for (int j = 0; j < AXON_LANES; j++) {
+            lo = los[j] < lo ? los[j] : lo;
+            hi = his[j] > hi ? his[j] : hi;
+            sumSquares += squares[j];
+            nonFinite += nonFinites[j];
+        }
+        fallback[r] = 0;
         if (nonFinite > 0 || !(hi - lo > 0)) {
-            bad += (ptrdiff_t)nonFinite;
+            bad += nonFinite;
             scale[r] = 0;
             zero[r] = 0;
             for (ptrdiff_t i = 0; i < k; i++) out[i] = 0;
+            continue;
+        }
+        float peak = hi > -lo ? hi : -lo;
+        if (peak_ratio > 0 && peak * peak > peak_ratio * peak_ratio * sumSquares / (float)k) {
+            fallback[r] = 1;
+            scale[r] = 0;
+            zero[r] = 0;
             continue;
         }
         float s = (hi - lo) / (float)levels, inv = (float)levels / (hi - lo);

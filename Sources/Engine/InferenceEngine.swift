@@ -23,9 +23,9 @@ public final class InferenceEngine: @unchecked Sendable {
     /// The int8 prefill projections (`options.precision == .int8`), reading `decodeWeights`' s8 rows.
     let int8Projections: Int8Projections?
     /// The int8 path's smoothing factors (nil: f32, or int8 without calibration tokens).
-    public let smoothing: SmoothingFactors?
-    /// Wall time of the smoothing calibration at load (the first engine's load and its pass).
-    public let calibrationSeconds: Double?
+    public private(set) var smoothing: SmoothingFactors?
+    /// Wall time of the smoothing calibration at load (its pass and the re-rounding).
+    public private(set) var calibrationSeconds: Double?
     /// The decode weights the current pass's LM head reads (set by `runLayers`; nil off decode steps).
     private var decodeHead: ProjectionWeights?
     private let itemLock = NSLock()
@@ -49,24 +49,17 @@ public final class InferenceEngine: @unchecked Sendable {
     public init(source: ModelSource, options: EngineOptions = EngineOptions()) throws {
         let config = try ModelConfig(source: source)
         try options.validate(for: config)
-        var source = source
-        var calibrationSeconds: Double?
-        if options.precision == .int8, !options.calibrationTokens.isEmpty {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let factors = try Int8Calibration.factors(source: source, config: config, options: options,
-                                                      tokens: options.calibrationTokens)
-            source = SmoothedSource(source, factors: factors, config: config)
-            smoothing = factors
-            calibrationSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        } else {
-            smoothing = nil
-        }
-        self.calibrationSeconds = calibrationSeconds
+        let int8 = options.precision == .int8
+        let calibration = int8 ? options.calibrationTokens : []
+        // The calibration pass is one row of `calibration`: the scratch holds it whatever the limits.
+        var sizing = options
+        sizing.maxBatchTokens = max(options.maxBatchTokens, calibration.count)
+        sizing.maxSeq = max(options.maxSeq, calibration.count)
+        try sizing.validate(for: config)
         self.config = config
         self.options = options
-        let int8 = options.precision == .int8
         weights = try ModelWeights(config: config, source: source, projections: !int8)
-        state = RunState(config: config, options: options)
+        state = RunState(config: config, options: sizing)
         cache = try KVCache(config: config, options: options)
         cachedScratch = CachedAttentionScratch(config: config, options: options)
         // At int8 the one copy of the projections is per-row s8, read by both paths.
@@ -76,9 +69,20 @@ public final class InferenceEngine: @unchecked Sendable {
                                     headFormat: options.decodePrecision.headFormat, threads: options.threads, source: source)
         self.decodeWeights = decodeWeights
         int8Projections = int8 ? decodeWeights.map {
-            Int8Projections(weights: $0, maxTokens: options.maxBatchTokens, threads: options.threads)
+            Int8Projections(weights: $0, maxTokens: sizing.maxBatchTokens, threads: options.threads)
         } : nil
         BLASThreads.set(options.threads)
+        if let int8Projections, let decodeWeights, !calibration.isEmpty {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let factors = try Int8Calibration.factors(self, tokens: calibration)
+            let smoothed = SmoothedSource(source, factors: factors, config: config)
+            try weights.reload(from: smoothed, where: smoothed.folds)
+            try decodeWeights.requantizeProjections(config: config, from: smoothed)
+            int8Projections.refreshRowSums()
+            smoothing = factors
+            calibrationSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            timings = ForwardTimings()
+        }
     }
 
     // MARK: Forward

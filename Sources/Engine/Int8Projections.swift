@@ -19,14 +19,15 @@ final class Int8Projections {
     let threads: Int
     /// 255 with VNNI, else 127 (`Int8Gemm.ISA.activationLevels`).
     let levels: Int32
-    // Scratch for the widest projection at the engine's batch limit; pages are touched only as far
-    // as a batch reaches.
-    private let activations: UnsafeMutablePointer<UInt8>   // (tokens, widest input)
-    private let products: UnsafeMutablePointer<Int32>      // (tokens, widest output)
-    private let scales: UnsafeMutablePointer<Float>        // (tokens)
-    private let zeros: UnsafeMutablePointer<Int32>         // (tokens)
+    // Scratch for the widest projection, `chunk` token rows at a time.
+    private let activations: UnsafeMutablePointer<UInt8>   // (chunk, widest input)
+    private let products: UnsafeMutablePointer<Int32>      // (chunk, widest output)
+    private let scales: UnsafeMutablePointer<Float>        // (chunk)
+    private let zeros: UnsafeMutablePointer<Int32>         // (chunk)
+    private let fallbackFlags: UnsafeMutablePointer<UInt8> // (chunk): 1 for a row on the f32-activation path
     private let widestInput: Int, widestOutput: Int
-    private let maxTokens: Int
+    /// Rows a product runs at once: `chunkRows`, or fewer for an engine that never runs more.
+    private let chunk: Int
 
     /// The peak-to-rms ratio of an activation row above which it falls back to f32 activations.
     /// Measured on 1,025 held-out positions (docs/ENGINE.md, "int8 prefill"): 24 left SmolLM2 at
@@ -46,7 +47,7 @@ final class Int8Projections {
     init(weights: ProjectionWeights, maxTokens: Int, threads: Int, levels: Int32 = Int8Gemm.isa.activationLevels) {
         self.threads = threads
         self.levels = levels
-        self.maxTokens = maxTokens
+        chunk = max(1, min(maxTokens, Self.chunkRows))
         var sums = 0
         layers = (0..<weights.layerCount).map { l in
             ProjectionWeights.Projection.allCases.map { p in
@@ -54,13 +55,7 @@ final class Int8Projections {
                     preconditionFailure("the int8 path needs per-row int8 projections")
                 }
                 let rowSums = UnsafeMutablePointer<Int32>.allocate(capacity: q.rows)
-                _ = q.withInt8Storage { values, _ in
-                    for j in 0..<q.rows {
-                        var s: Int32 = 0
-                        for c in 0..<q.columns { s += Int32(values[j * q.columns + c]) }
-                        rowSums[j] = s
-                    }
-                }
+                Self.sumRows(of: q, into: rowSums)
                 sums += q.rows * 4
                 return Matrix(weights: q, rowSums: rowSums)
             }
@@ -69,53 +64,79 @@ final class Int8Projections {
         let all = layers.flatMap { $0 }
         widestInput = all.map(\.weights.columns).max() ?? 1
         widestOutput = all.map(\.weights.rows).max() ?? 1
-        activations = .allocate(capacity: maxTokens * widestInput)
-        products = .allocate(capacity: maxTokens * widestOutput)
-        scales = .allocate(capacity: maxTokens)
-        zeros = .allocate(capacity: maxTokens)
+        activations = .allocate(capacity: chunk * widestInput)
+        products = .allocate(capacity: chunk * widestOutput)
+        scales = .allocate(capacity: chunk)
+        zeros = .allocate(capacity: chunk)
+        fallbackFlags = .allocate(capacity: chunk)
+    }
+
+    /// Σ_k q[j][k] of every row j of `q`.
+    private static func sumRows(of q: QuantizedMatrix, into rowSums: UnsafeMutablePointer<Int32>) {
+        _ = q.withInt8Storage { values, _ in
+            for j in 0..<q.rows {
+                var s: Int32 = 0
+                for c in 0..<q.columns { s += Int32(values[j * q.columns + c]) }
+                rowSums[j] = s
+            }
+        }
+    }
+
+    /// Sums the weight rows again after they were re-rounded in place (the smoothing at load), and
+    /// forgets the fallbacks counted so far.
+    func refreshRowSums() {
+        for m in layers.flatMap({ $0 }) { Self.sumRows(of: m.weights, into: m.rowSums) }
+        fallbackRows = 0
     }
 
     deinit {
         for m in layers.flatMap({ $0 }) { m.rowSums.deallocate() }
-        activations.deallocate(); products.deallocate(); scales.deallocate(); zeros.deallocate()
+        activations.deallocate(); products.deallocate(); scales.deallocate(); zeros.deallocate(); fallbackFlags.deallocate()
     }
+
+    /// Token rows a product runs at once: the scratch holds this many, so it stays a few MB whatever
+    /// the batch (at 2,048 tokens a whole-batch int32 product of gate|up alone would be 25 MB). Every
+    /// row's result is the same in any chunk (integer sums, per-row scales); oneDNN packs the weights
+    /// once per call, which at 256 rows costs about 1% more time than one call for the batch.
+    static let chunkRows = 256
 
     /// y = x·Wᵀ (y += with `accumulate`) for projection `p` of layer `l`; x is (m × columns) with
     /// row stride ldx, y (m × rows) with row stride ldy. A row with a non-finite value comes out 0
     /// (as its product would be garbage either way) rather than poisoning its scale.
     func project(_ p: ProjectionWeights.Projection, layer l: Int, _ x: UnsafePointer<Float>, stride ldx: Int, rows m: Int,
                  into y: UnsafeMutablePointer<Float>, stride ldy: Int, accumulate: Bool) {
-        precondition(m <= maxTokens, "\(m) rows over the int8 scratch's \(maxTokens)")
-        let matrix = layers[l][p.rawValue], w = matrix.weights
+        let matrix = layers[l][p.rawValue]
+        observer?.record(p, layer: l, x, stride: ldx, rows: m)
+        var r0 = 0
+        while r0 < m {
+            let count = min(chunk, m - r0)
+            project(matrix, x + r0 * ldx, stride: ldx, rows: count, into: y + r0 * ldy, stride: ldy, accumulate: accumulate)
+            r0 += count
+        }
+    }
+
+    /// `project` for at most `chunk` rows.
+    private func project(_ matrix: Matrix, _ x: UnsafePointer<Float>, stride ldx: Int, rows m: Int,
+                         into y: UnsafeMutablePointer<Float>, stride ldy: Int, accumulate: Bool) {
+        let w = matrix.weights
         let k = w.columns, n = w.rows, levels = levels
         let (u, c, scales, zeros) = (activations, products, scales, zeros)
-        observer?.record(p, layer: l, x, stride: ldx, rows: m)
-        forEachTokenRange(m, threads: threads) { r0, r1 in
-            _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros)
-        }
         // Rows whose range is set by a few extreme channels (peak / rms over `fallbackPeakRatio`, e.g.
         // the massive activations of a first token or a run of control tokens) would lose most of
         // their other channels to the u8 step: they skip the int8 product (scale 0 makes the epilogue
         // add nothing) and take the weight-only product on the same s8 rows with f32 activations.
-        var fallback: [Int] = []
-        for r in 0..<m where scales[r] > 0 {
-            let row = x + r * ldx
-            var peak: Float = 0, squares: Float = 0
-            for j in 0..<k { let v = row[j]; peak = max(peak, abs(v)); squares += v * v }
-            if peak * peak > Self.fallbackPeakRatio * Self.fallbackPeakRatio * squares / Float(k) {
-                fallback.append(r)
-                scales[r] = 0
-                zeros[r] = 0
-            }
+        let flags = fallbackFlags
+        forEachTokenRange(m, threads: threads) { r0, r1 in
+            _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros, Self.fallbackPeakRatio, flags)
         }
-        fallbackRows += fallback.count
         _ = w.withInt8Storage { values, rowScales in
             Int8Gemm.multiply(m: m, n: n, k: k, a: u, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
             forEachTokenRange(m, threads: threads) { r0, r1 in
                 axon_dequantize_s32_rows(c, n, n, r0, r1, scales, zeros, rowScales, matrix.rowSums, y, ldy, accumulate ? 1 : 0)
             }
         }
-        for r in fallback {
+        for r in 0..<m where flags[r] != 0 {
+            fallbackRows += 1
             w.multiply(x + r * ldx, rows: 1, stride: ldx, into: y + r * ldy, stride: ldy, accumulate: true, threads: threads)
         }
     }

@@ -17,6 +17,13 @@ public protocol ModelSource {
     /// exactly `rows.count · ne[0]` values. Called concurrently for disjoint ranges while the engine loads.
     /// - Throws: any error of the underlying reader.
     func dequantizeRows(_ name: String, rows: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) throws
+    /// Says that rows `rows` of a tensor have been converted and will not be needed again soon
+    /// (a mapped file may drop their pages). Reading them again later must still work.
+    func releaseRows(_ name: String, rows: Range<Int>)
+}
+
+extension ModelSource {
+    public func releaseRows(_ name: String, rows: Range<Int>) {}
 }
 
 extension GGUFFile: ModelSource {
@@ -29,5 +36,9 @@ extension GGUFFile: ModelSource {
     public func dequantizeRows(_ name: String, rows: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) throws {
         guard let info = tensor(named: name) else { throw EngineError.missingTensor(name: name) }
         try dequantizeRows(info, rows: rows, into: destination)
+    }
+
+    public func releaseRows(_ name: String, rows: Range<Int>) {
+        if let info = tensor(named: name) { releasePages(of: info, rows: rows) }
     }
 }

@@ -28,6 +28,9 @@ final class ModelWeights {
     let outputNorm: UnsafeMutablePointer<Float>      // (hidden)
     let output: UnsafeMutablePointer<Float>          // (vocab, hidden); == tokenEmbedding when tied
     let layers: [Layer]
+    /// Where each tensor's rows go in the arena: a job of the parallel load.
+    private struct Load { let name: String, offset: Int, rowLength: Int, rows: Range<Int> }
+    private let loads: [Load]
 
     /// Reserves the arena, then dequantizes all tensors in parallel into their slots.
     /// `config` has already checked that every tensor exists with its shape and a dequantizable type.
@@ -36,7 +39,7 @@ final class ModelWeights {
     init(config c: ModelConfig, source: ModelSource, projections: Bool = true) throws {
         // A job dequantizes a range of rows of one tensor; big tensors are split so the parallel
         // loop stays balanced (the token embeddings alone are a fifth of the model).
-        var jobs: [(name: String, offset: Int, rowLength: Int, rows: Range<Int>)] = []
+        var jobs: [Load] = []
         let rowsPerJob = 1 << 21
         var cursor = 0  // in floats
         let dims = Dictionary(c.expectedTensors().map { ($0.name, $0.dims) }, uniquingKeysWith: { a, _ in a })
@@ -50,7 +53,7 @@ final class ModelWeights {
                 let rowLength = shape.first ?? 1, rows = shape.dropFirst().reduce(1, *)
                 let step = max(1, rowsPerJob / rowLength)
                 for first in stride(from: 0, to: rows, by: step) {
-                    jobs.append((name, at + first * rowLength, rowLength, first..<min(rows, first + step)))
+                    jobs.append(Load(name: name, offset: at + first * rowLength, rowLength: rowLength, rows: first..<min(rows, first + step)))
                 }
                 at += rowLength * rows
             }
@@ -95,32 +98,62 @@ final class ModelWeights {
 
         // Largest first, so the parallel loop ends evenly.
         jobs.sort { $0.rows.count * $0.rowLength > $1.rows.count * $1.rowLength }
+        loads = jobs
+        // The arena is released by its own deinit when this throws: never here.
+        try run(loads, from: source)
+    }
+
+    /// Dequantizes the tensors `reloaded` picks again, from `source`, into the same slots. The int8
+    /// path's smoothing (`SmoothedSource`) replaces the norms and biases it folds this way once the
+    /// calibration pass has run on this engine.
+    /// - Throws: `EngineError.tensorLoadFailed` naming the first tensor that failed.
+    func reload(from source: ModelSource, where reloaded: (String) -> Bool) throws {
+        try run(loads.filter { reloaded($0.name) }, from: source)
+    }
+
+    /// Runs `jobs` in parallel into the arena.
+    private func run(_ jobs: [Load], from source: ModelSource) throws {
         let failures = FirstFailure()
-        let sendableBase = UncheckedPointer(base)
+        let sendableBase = UncheckedPointer(arena.base)
         DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
             let job = jobs[i]
             do {
                 let destination = UnsafeMutableBufferPointer(start: sendableBase.pointer + job.offset, count: job.rows.count * job.rowLength)
                 try source.dequantizeRows(job.name, rows: job.rows, into: destination)
+                source.releaseRows(job.name, rows: job.rows)
             } catch {
                 failures.record(EngineError.tensorLoadFailed(name: job.name, reason: "\(error)"))
             }
         }
-        // The arena is released by its own deinit when this throws: never here.
         if let failure = failures.first { throw failure }
     }
 }
 
-/// A 64-byte-aligned block of floats, freed once, when its owner lets go of it.
+/// A 64-byte-aligned block of floats, freed once, when its owner lets go of it. A block of a MiB or
+/// more is its own anonymous mapping, so freeing it gives the pages back at once: the load's
+/// per-matrix scratch would otherwise stay in the allocator's heap and in the resident set.
 final class AlignedFloats {
     let base: UnsafeMutablePointer<Float>
     let count: Int
+    private let mappedBytes: Int?
+    private static let mappedFrom = 1 << 20
+
     init(count: Int) {
         self.count = count
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(1, count))
+        let bytes = max(1, count) * MemoryLayout<Float>.stride
+        if bytes >= Self.mappedFrom, let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+           mapped != MAP_FAILED {
+            mappedBytes = bytes
+            base = mapped.bindMemory(to: Float.self, capacity: max(1, count))
+        } else {
+            mappedBytes = nil
+            base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: max(1, count))
+        }
     }
-    deinit { base.deallocate() }
+
+    deinit {
+        if let mappedBytes { munmap(base, mappedBytes) } else { base.deallocate() }
+    }
 }
 
 /// A pointer handed to concurrent workers that write disjoint ranges.

@@ -20,6 +20,36 @@ public final class ProjectionWeights: @unchecked Sendable {
         case gateUp
         /// hidden × ffn.
         case down
+
+        /// The GGUF tensors (`blk.N.<name>.weight`) whose rows it stacks, in order.
+        var tensors: [String] {
+            switch self {
+            case .qkv: return ["attn_q", "attn_k", "attn_v"]
+            case .attentionOutput: return ["attn_output"]
+            case .gateUp: return ["ffn_gate", "ffn_up"]
+            case .down: return ["ffn_down"]
+            }
+        }
+
+        /// (outputs, inputs) in `c`.
+        func shape(_ c: ModelConfig) -> (rows: Int, columns: Int) {
+            switch self {
+            case .qkv: return (c.qkvWidth, c.hiddenSize)
+            case .attentionOutput: return (c.hiddenSize, c.attentionWidth)
+            case .gateUp: return (2 * c.ffnSize, c.hiddenSize)
+            case .down: return (c.hiddenSize, c.ffnSize)
+            }
+        }
+
+        /// For messages: "blk.3.attn_q|k|v".
+        func name(layer l: Int) -> String {
+            switch self {
+            case .qkv: return "blk.\(l).attn_q|k|v"
+            case .attentionOutput: return "blk.\(l).attn_output"
+            case .gateUp: return "blk.\(l).ffn_gate|up"
+            case .down: return "blk.\(l).ffn_down"
+            }
+        }
     }
 
     /// A weight matrix [rows][columns] as the decode path reads it.
@@ -86,45 +116,64 @@ public final class ProjectionWeights: @unchecked Sendable {
             return .reduced(try QuantizedMatrix(format: format, rows: rows, columns: columns, weights: pointer, name: name,
                                                 threads: threads, path: path))
         }
-        /// The projection from the engine's f32 weights, or rounded from the source's `tensors`
-        /// stacked by rows through a scratch that lives only for this call.
-        func projection(_ pointer: UnsafePointer<Float>?, rows: Int, columns: Int, layer l: Int, _ tensors: [String],
-                        name: String) throws -> Matrix {
+        /// The projection from the engine's f32 weights, or rounded from the source's tensors.
+        func projection(_ pointer: UnsafePointer<Float>?, _ p: Projection, layer l: Int) throws -> Matrix {
+            let (rows, columns) = p.shape(c), name = p.name(layer: l)
             if let pointer { return try matrix(pointer, rows: rows, columns: columns, format: format, name: name) }
             guard let format, let source else {
                 preconditionFailure("\(name): the engine holds no f32 copy and no source or format was given")
             }
-            let scratch = AlignedFloats(count: rows * columns)
-            var at = 0
-            for tensor in tensors.map({ "blk.\(l).\($0).weight" }) {
-                let count = source.tensorDims(tensor).map { $0.dropFirst().reduce(1, *) } ?? 0
-                do {
-                    try source.dequantizeRows(tensor, rows: 0..<count,
-                                              into: UnsafeMutableBufferPointer(start: scratch.base + at * columns, count: count * columns))
-                } catch {
-                    throw EngineError.tensorLoadFailed(name: tensor, reason: "\(error)")
-                }
-                at += count
-            }
-            precondition(at == rows, "\(name): the source's tensors hold \(at) rows, expected \(rows)")
+            let scratch = try Self.stackedRows(p, layer: l, config: c, from: source)
             return .reduced(try QuantizedMatrix(format: format, rows: rows, columns: columns, weights: scratch.base, name: name,
                                                 threads: threads, path: path))
         }
-        let h = c.hiddenSize, f = c.ffnSize
         layers = try weights.layers.enumerated().map { l, layer in
-            let p = "blk.\(l)."
-            return [
-                try projection(layer.qkv, rows: c.qkvWidth, columns: h, layer: l, ["attn_q", "attn_k", "attn_v"], name: p + "attn_q|k|v"),
-                try projection(layer.attnOutput, rows: h, columns: c.attentionWidth, layer: l, ["attn_output"], name: p + "attn_output"),
-                try projection(layer.gateUp, rows: 2 * f, columns: h, layer: l, ["ffn_gate", "ffn_up"], name: p + "ffn_gate|up"),
-                try projection(layer.down, rows: h, columns: f, layer: l, ["ffn_down"], name: p + "ffn_down"),
-            ]
+            try zip(Projection.allCases, [layer.qkv, layer.attnOutput, layer.gateUp, layer.down]).map { p, pointer in
+                try projection(pointer.map { UnsafePointer($0) }, p, layer: l)
+            }
         }
-        head = try matrix(weights.output, rows: c.vocabSize, columns: h, format: headFormat,
+        head = try matrix(weights.output, rows: c.vocabSize, columns: c.hiddenSize, format: headFormat,
                           name: c.tiedOutput ? "token_embd (tied head)" : "output")
         let all = layers.flatMap { $0 } + [head]
         copyBytes = all.reduce(0) { total, m in if case .reduced = m { return total + m.bytesRead } else { return total } }
         bytesPerToken = all.reduce(0) { $0 + $1.bytesRead }
+    }
+
+    /// Projection `p` of layer `l` dequantized from `source`: its tensors (`Projection.tensors`)
+    /// stacked by rows, in a scratch that lives as long as the caller holds it.
+    /// - Throws: `EngineError.tensorLoadFailed` for a tensor `source` cannot dequantize.
+    static func stackedRows(_ p: Projection, layer l: Int, config c: ModelConfig, from source: ModelSource) throws -> AlignedFloats {
+        let (rows, columns) = p.shape(c)
+        let scratch = AlignedFloats(count: rows * columns)
+        var at = 0
+        for tensor in p.tensors.map({ "blk.\(l).\($0).weight" }) {
+            let count = source.tensorDims(tensor).map { $0.dropFirst().reduce(1, *) } ?? 0
+            do {
+                try source.dequantizeRows(tensor, rows: 0..<count,
+                                          into: UnsafeMutableBufferPointer(start: scratch.base + at * columns, count: count * columns))
+                source.releaseRows(tensor, rows: 0..<count)
+            } catch {
+                throw EngineError.tensorLoadFailed(name: tensor, reason: "\(error)")
+            }
+            at += count
+        }
+        precondition(at == rows, "\(p.name(layer: l)): the source's tensors hold \(at) rows, expected \(rows)")
+        return scratch
+    }
+
+    /// Rounds every reduced-precision projection again from `source`, in place, one matrix at a
+    /// time: the int8 path's smoothing, applied after the calibration pass ran on these very
+    /// matrices, so a second copy of the model is never held (docs/ENGINE.md, "int8 prefill").
+    /// Load time only: no product may run meanwhile.
+    /// - Throws: `EngineError.tensorLoadFailed` or `DecodeWeightsError`, as `init`.
+    func requantizeProjections(config c: ModelConfig, from source: ModelSource) throws {
+        for l in 0..<layerCount {
+            for p in Projection.allCases {
+                guard let q = quantized(p, layer: l) else { continue }
+                let scratch = try Self.stackedRows(p, layer: l, config: c, from: source)
+                try q.requantize(from: scratch.base, name: p.name(layer: l), threads: threads, path: path)
+            }
+        }
     }
 
     /// y = x·Wᵀ for projection `p` of layer `layer`: x is (rows × columns) with row stride ldx, y
@@ -228,6 +277,7 @@ public struct RoundedProjectionsSource: ModelSource {
     public func metadataString(_ key: String) -> String? { base.metadataString(key) }
     public func tensorDims(_ name: String) -> [Int]? { base.tensorDims(name) }
     public func tensorType(_ name: String) -> GGMLType? { base.tensorType(name) }
+    public func releaseRows(_ name: String, rows: Range<Int>) { base.releaseRows(name, rows: rows) }
 
     /// - Throws: what the base source throws, or `DecodeWeightsError` for a weight the format
     ///   cannot hold.

@@ -98,10 +98,14 @@ public struct SmoothedSource: ModelSource {
     public func metadataString(_ key: String) -> String? { base.metadataString(key) }
     public func tensorDims(_ name: String) -> [Int]? { base.tensorDims(name) }
     public func tensorType(_ name: String) -> GGMLType? { base.tensorType(name) }
+    public func releaseRows(_ name: String, rows: Range<Int>) { base.releaseRows(name, rows: rows) }
 
     /// What a tensor's role does with the factors: a vector divided elementwise, and a matrix's
     /// columns multiplied and rows divided.
     private enum Fold { case divide([Float]), matrix(columns: [Float]?, rows: [Float]?) }
+
+    /// Whether the factors change tensor `name`.
+    func folds(_ name: String) -> Bool { fold(name) != nil }
 
     private func fold(_ name: String) -> Fold? {
         let parts = name.split(separator: ".", maxSplits: 2)
@@ -168,11 +172,12 @@ final class ChannelMaxima {
 }
 
 /// The calibration of the int8 path's smoothing at load: a forward pass over a small built-in text
-/// (`text`, tokenized by the caller: the engine has no tokenizer) through a first, unsmoothed int8
-/// engine that records every projection input's channel maxima; the factors then come from those
-/// and the weights' column maxima (read off the per-row s8 copies), and the engine proper is loaded
-/// from the `SmoothedSource`. The first engine is gone before the second is built, so peak memory
-/// is one int8 engine's; the cost is one more load and one forward pass (docs/ENGINE.md).
+/// (`text`, tokenized by the caller: the engine has no tokenizer) through the int8 engine itself,
+/// still unsmoothed, recording every projection input's channel maxima; the factors then come from
+/// those and the weights' column maxima (read off the per-row s8 copies), and the engine re-reads
+/// what `SmoothedSource` folds (the projections, re-rounded in place one matrix at a time, and the
+/// norms and V biases). Nothing is loaded twice, so peak memory is one int8 engine's plus one f32
+/// matrix; the cost is one forward pass and one more rounding of the projections (docs/ENGINE.md).
 public enum Int8Calibration {
     /// The migration strength α (docs/ENGINE.md, "int8 prefill": measured on both models).
     public static let alpha: Float = 0.5
@@ -199,27 +204,20 @@ public enum Int8Calibration {
         below the tower, and he knew each of them the way other people know their neighbours.
         """
 
-    /// The smoothing factors for `source` at `options` (whose threads and decode head format are
-    /// used), over `tokens` (one row).
-    /// - Throws: `EngineError` as the engine's load and forward pass.
-    static func factors(source: ModelSource, config: ModelConfig, options: EngineOptions, tokens: [Int32]) throws -> SmoothingFactors {
-        var o = options
-        o.calibrationTokens = []
-        o.maxBatchTokens = tokens.count
-        o.maxRows = 1
-        o.maxSeq = tokens.count
-        o.maxLogitRows = 1
-        o.kvCacheBytes = 0
-        o.maxSequences = 1
-        o.decodePrecision = .f32   // the head stays the engine's f32 arena: no copy is made for a pass without logits
-        o.collectTimings = false
-        let engine = try InferenceEngine(source: source, options: o)
+    /// The smoothing factors of `engine`, an int8 engine not yet smoothed, from one forward pass
+    /// over `tokens` (one row; the engine's scratch is sized for it whatever its options).
+    /// - Throws: `EngineError.tokenOutOfRange` for an id outside the vocabulary.
+    static func factors(_ engine: InferenceEngine, tokens: [Int32]) throws -> SmoothingFactors {
         guard let int8 = engine.int8Projections, let weights = engine.decodeWeights else {
             preconditionFailure("an int8 engine holds int8 projections")
         }
+        let vocab = engine.config.vocabSize
+        if let at = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw EngineError.tokenOutOfRange(row: 0, position: at, id: tokens[at], vocabSize: vocab)
+        }
         let observer = ChannelMaxima(weights)
         int8.observer = observer
-        _ = try engine.forward(RaggedBatch(rows: [tokens]), logits: .none)
+        engine.runLayers(RaggedBatch(rows: [tokens]))
         int8.observer = nil
         let columnMaxima: [[[Float]]] = (0..<weights.layerCount).map { l in
             ProjectionWeights.Projection.allCases.map { p in
@@ -234,6 +232,6 @@ public enum Int8Calibration {
                 } ?? []
             }
         }
-        return SmoothingFactors(config: config, activations: observer.maxima, weights: columnMaxima, alpha: alpha)
+        return SmoothingFactors(config: engine.config, activations: observer.maxima, weights: columnMaxima, alpha: alpha)
     }
 }

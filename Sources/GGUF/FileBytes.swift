@@ -52,6 +52,18 @@ final class FileBytes: @unchecked Sendable {
         release = .deallocate
     }
 
+    /// Lets the kernel drop the resident pages wholly inside `range` (byte offsets into `buffer`)
+    /// of a mapping: a later read faults them back in from the file, so the bytes are unchanged.
+    /// An owned copy keeps its memory.
+    func dropPages(_ range: Range<Int>) {
+        guard case .unmap = release, let base = buffer.baseAddress, range.lowerBound >= 0, range.upperBound <= buffer.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let address = Int(bitPattern: base)
+        let first = (address + range.lowerBound + page - 1) / page * page, end = (address + range.upperBound) / page * page
+        guard end > first, let start = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(start, end - first, Int32(MADV_DONTNEED))
+    }
+
     deinit {
         switch release {
         case .none: break

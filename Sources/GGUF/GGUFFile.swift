@@ -120,6 +120,15 @@ public final class GGUFFile: @unchecked Sendable {
         }
     }
 
+    /// Tells the kernel that rows `rows` of the tensor will not be read again soon, so a mapped
+    /// file's pages holding only those rows leave the resident set: a loader that has converted
+    /// them keeps one copy, not two. Reading them later is still correct (the pages fault back in).
+    public func releasePages(of t: GGUFTensorInfo, rows: Range<Int>) {
+        guard rows.lowerBound >= 0, rows.upperBound <= t.rowCount, t.offset >= 0 else { return }
+        let start = dataOffset + t.offset + rows.lowerBound * t.bytesPerRow
+        bytes.dropPages(start ..< start + rows.count * t.bytesPerRow)
+    }
+
     /// Dequantizes rows `rows` of the tensor (each `t.rowLength` values) into `output`, which must
     /// hold exactly `rows.count * t.rowLength` values. Disjoint row ranges may run in parallel.
     /// - Throws: `GGUFError.unsupportedTensorType`, or `.outputSizeMismatch` when the range is

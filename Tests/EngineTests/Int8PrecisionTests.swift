@@ -1,4 +1,5 @@
 import XCTest
+import CKernels
 import Engine
 import GGUF
 import TestSupport
@@ -29,6 +30,44 @@ final class Int8PrecisionTests: XCTestCase {
                 XCTAssertEqual(c[i * n + j], exact, "(\(i), \(j))")
             }
         }
+    }
+
+    /// The activation step, row by row, against its definition: u = clamp(round(x / s) + z, 0, L)
+    /// over [min(x, 0), max(x, 0)], so |x − (u − z)·s| ≤ s/2; a row whose peak over rms exceeds
+    /// the ratio is flagged and gets scale 0; a zero row and a row with a non-finite value get scale
+    /// 0 without the flag, and the non-finite value is counted. 301 columns (peak/rms can reach √301 ≈ 17),
+    /// not a multiple of the 16 lanes, so the tail runs.
+    func testActivationRowsQuantizeAndFlagAsDefined() {
+        let k = 301, levels: Int32 = 255, ratio: Float = 12
+        let smooth = (0..<k).map { Float(sin(Double($0) * 0.7)) * 3 - 0.5 }
+        var outlier = smooth; outlier[30] = 20     // peak/rms ≈ 8: a wide row, not flagged
+        var extreme = [Float](repeating: 0.01, count: k); extreme[300] = 50   // peak/rms ≈ √301: flagged
+        let zero = [Float](repeating: 0, count: k)
+        var nonFinite = smooth; nonFinite[5] = .nan
+        let rows = [smooth, outlier, extreme, zero, nonFinite]
+        let x = rows.flatMap { $0 }
+        var u = [UInt8](repeating: 7, count: rows.count * k), scale = [Float](repeating: -1, count: rows.count)
+        var zeroPoint = [Int32](repeating: -1, count: rows.count), flags = [UInt8](repeating: 9, count: rows.count)
+        let bad = axon_quantize_u8_rows(x, k, k, 0, rows.count, levels, &u, k, &scale, &zeroPoint, ratio, &flags)
+        XCTAssertEqual(bad, 1)
+        for (r, row) in rows.enumerated() {
+            let finite = row.allSatisfy(\.isFinite)
+            let peak = row.map(abs).max() ?? 0, rms = (row.reduce(0) { $0 + $1 * $1 } / Float(k)).squareRoot()
+            let flagged = finite && peak > 0 && peak > ratio * rms
+            XCTAssertEqual(flags[r], flagged ? 1 : 0, "row \(r): peak/rms \(peak / rms)")
+            guard finite, peak > 0, !flagged else {
+                XCTAssertEqual(scale[r], 0, "row \(r)"); XCTAssertEqual(zeroPoint[r], 0, "row \(r)")
+                continue
+            }
+            let lo = min(row.min() ?? 0, 0), hi = max(row.max() ?? 0, 0)
+            XCTAssertEqual(scale[r], (hi - lo) / Float(levels), accuracy: 1e-6 * (hi - lo), "row \(r)")
+            for j in 0..<k {
+                let back = Float(Int32(u[r * k + j]) - zeroPoint[r]) * scale[r]
+                XCTAssertLessThanOrEqual(abs(back - row[j]), scale[r] * 0.5 * (1 + 1e-5), "row \(r) column \(j)")
+            }
+        }
+        XCTAssertEqual(flags[2], 1, "the extreme row is flagged")
+        XCTAssertEqual(flags[1], 0, "the wide row is not")
     }
 
     /// Folding s into the columns and 1/s into the norms, V rows and up rows is exact algebra, so an
@@ -82,6 +121,37 @@ final class Int8PrecisionTests: XCTestCase {
                 try SmoothedSource(file, factors: factors, config: config).dequantizeRows("blk.0.attn_norm.weight", rows: 0..<1, into: $0)
             }
             XCTAssertNotEqual(plainNorm, smoothNorm)
+        }
+    }
+
+    /// The calibration runs on the engine itself and then re-reads what the factors fold (the
+    /// projections re-rounded in place, the norms, the V biases, the weight-row sums), so the result
+    /// must be bit for bit the engine loaded straight from the `SmoothedSource` of its own factors:
+    /// the same s8 rows and f32 vectors through the same arithmetic. A fold left out of the re-read
+    /// shows up as a difference. The limits (8 tokens a batch) are below the calibration row's 40,
+    /// which the engine's scratch holds anyway.
+    func testCalibrationInPlaceEqualsLoadingTheSmoothedWeights() throws {
+        for tiny in [TinyModel(), TinyModel.qwen2(), TinyModel.gemma3()] {
+            let file = try tiny.file()
+            let config = try ModelConfig(source: file)
+            let calibration: [Int32] = (0..<40).map { Int32(($0 * 7 + 1) % tiny.vocab) }
+            let ids: [Int32] = (0..<8).map { Int32(($0 * 11 + 3) % tiny.vocab) }
+            var options = EngineOptions(threads: 2, maxBatchTokens: 8, maxRows: 1, maxSeq: 8, maxLogitRows: 8, kvCacheBytes: 0,
+                                        precision: .int8, calibrationTokens: calibration)
+            let calibrated = try InferenceEngine(source: file, options: options)
+            let factors = try XCTUnwrap(calibrated.smoothing, tiny.architecture)
+            XCTAssertTrue(factors.layers.contains { $0.attentionInput.contains { $0 != 1 } && $0.downInput.contains { $0 != 1 } },
+                          "\(tiny.architecture): the factors move the weights")
+            options.calibrationTokens = []
+            let loaded = try InferenceEngine(source: SmoothedSource(file, factors: factors, config: config), options: options)
+            XCTAssertNil(loaded.smoothing)
+            func logits(_ engine: InferenceEngine) throws -> [Float] {
+                let result = try engine.forward(RaggedBatch(rows: [ids]), logits: .all)
+                return try ids.indices.flatMap { try Array(XCTUnwrap(result.logits(row: 0, position: $0))) }
+            }
+            let a = try logits(calibrated), b = try logits(loaded)
+            XCTAssertEqual(a.count, ids.count * config.vocabSize)
+            XCTAssertEqual(a, b, "\(tiny.architecture): calibrated in place differs from the smoothed load")
         }
     }
 
