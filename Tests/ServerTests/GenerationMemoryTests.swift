@@ -43,8 +43,10 @@ final class GenerationMemoryTests: XCTestCase {
     /// the engine's block bound for prompt + num_to_generate − 1 cached positions (the last token is
     /// never fed back), ⌈positions / 16⌉ blocks per full-attention layer, each block
     /// 2 (K, V) · kvHeads · 16 · headDim f32 (docs/PROTOCOL.md "KV cache", docs/ENGINE.md "The pool").
-    static func reservationBytes(_ c: ModelConfig) -> (bytes: Int, bytesPerToken: Int) {
-        precondition(c.layers.allSatisfy { $0.window == nil }, "a windowed model's bound is smaller; this scenario uses full attention")
+    static func reservationBytes(_ c: ModelConfig) throws -> (bytes: Int, bytesPerToken: Int) {
+        guard c.layers.allSatisfy({ $0.window == nil }) else {
+            throw ClientFailure(text: "\(c.architecture) has windowed layers, whose bound is smaller: this scenario derives full attention's")
+        }
         let bytesPerToken = c.layerCount * 2 * c.kvHeadCount * c.headDim * MemoryLayout<Float>.size
         let blocks = (prompt + generate - 1 + blockTokens - 1) / blockTokens
         return (blocks * blockTokens * bytesPerToken, bytesPerToken)
@@ -99,7 +101,7 @@ final class GenerationMemoryTests: XCTestCase {
         let config = try ModelConfig(source: GGUFFile(path: model))
         let maxSeq = Self.maxSeq
         XCTAssertGreaterThanOrEqual(config.contextLength, maxSeq, "the model's context must hold prompt + generation")
-        let (reservation, bytesPerToken) = Self.reservationBytes(config)
+        let (reservation, bytesPerToken) = try Self.reservationBytes(config)
         // The budget, in whole MiB, that holds `fitting` reservations and not one more.
         let kvCacheMb = (Self.fitting * reservation + (1 << 20) - 1) >> 20
         let blockBytes = 2 * config.kvHeadCount * Self.blockTokens * config.headDim * MemoryLayout<Float>.size
@@ -237,5 +239,6 @@ final class GenerationMemoryTests: XCTestCase {
                                  "RSS grew from \(mib(firstMax)) in the first half to \(mib(secondMax)) in the second (allowed \(mib(margin.flat)))")
     }
 
+    /// A client's or the scenario's failure, in words.
     struct ClientFailure: Error, CustomStringConvertible { let text: String; var description: String { text } }
 }
