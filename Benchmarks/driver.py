@@ -280,8 +280,43 @@ def bench_network(args):
                                            if l.startswith("load average at start")), "")}
 
 
-SECTIONS = {"tokenizer": bench_tokenizer, "engine": bench_engine, "server": bench_server, "load": bench_load,
-            "network": bench_network}
+# ---------------------------------------------------------------- decode (issue 13)
+def bench_decode(args):
+    """Benchmarks/decode/compare.py's interleaved rounds for each model (`--models`): llama.cpp's greedy
+    batch-1 decode beside `axon bench --decode` at 1 and 16 concurrent requests over the wire, the same
+    GGUF, prompt, generation length and threads. Rows: batch-1 tok/s against llama.cpp's (bar ≥ 1.0×),
+    the 16 requests' aggregate against llama.cpp's batch 1 (bar ≥ 4×), and the time to first token of a
+    prompt arriving while 15 others decode against an idle server's (bar ≤ 1.5×)."""
+    import importlib.util
+    # Loaded by path under its own name: `compare` is already Benchmarks/engine/compare.py.
+    spec = importlib.util.spec_from_file_location("decode_compare", os.path.join(HERE, "decode", "compare.py"))
+    decode = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(decode)
+    generate = args.decode_generate or (32 if args.quick else 128)
+    levels = [1, 16]
+    rows = []
+    for key in args.models.split(","):
+        name, path = ENGINE_MODELS[key]
+        model = path or args.model
+        rounds = decode.interleaved_rounds(args.axon, model, args.threads, args.decode_prompt, generate, levels, args.repeats, [],
+                                           log=lambda line, name=name: log(f"decode {name} {line}"))
+        f = decode.per_round(rounds, levels)
+        idle, loaded = f["levels"][1], f["levels"][16]
+        rows.append({"model": name, "llama_tokens_per_s": spread(f["llama_tokens_per_s"]),
+                     "llama_ttft_ms": spread(f["llama_ttft_ms"]),
+                     "batch1_tokens_per_s": spread(idle["axon_tokens_per_s"]),
+                     "batch1_ratio": spread(idle["ratio_to_llama_batch1"]),
+                     "concurrent16_tokens_per_s": spread(loaded["axon_tokens_per_s"]),
+                     "concurrent16_ratio": spread(loaded["ratio_to_llama_batch1"]),
+                     "ttft_idle_ms": spread(idle["ttft_ms"]), "ttft_loaded_ms": spread(loaded["ttft_ms"]),
+                     "ttft_ratio": spread(loaded["ttft_over_idle"])})
+    import llama_cpp
+    return {"threads": args.threads, "prompt": args.decode_prompt, "generate": generate,
+            "llama_cpp_python": llama_cpp.__version__, "results": rows}
+
+
+SECTIONS = {"tokenizer": bench_tokenizer, "engine": bench_engine, "decode": bench_decode, "server": bench_server,
+            "load": bench_load, "network": bench_network}
 
 
 def main():
@@ -298,7 +333,9 @@ def main():
     p.add_argument("--precisions", default="f32,int8",
                    help="engine precisions, comma-separated (default: f32,int8; int8 in the first OpenBLAS environment only)")
     p.add_argument("--models", default="smollm2,gemma3",
-                   help="engine models, comma-separated: " + ",".join(ENGINE_MODELS) + " (default: both)")
+                   help="engine and decode models, comma-separated: " + ",".join(ENGINE_MODELS) + " (default: both)")
+    p.add_argument("--decode-prompt", type=int, default=128, help="decode section: prompt tokens per request (default 128)")
+    p.add_argument("--decode-generate", type=int, help="decode section: tokens generated per request (default 128; 32 with --quick)")
     p.add_argument("--skip", help="comma-separated sections not to run (e.g. network: several minutes per model)")
     p.add_argument("--network-sample", type=int, help="network section: windows per model (default 500; 50 with --quick)")
     p.add_argument("--network-pairs", type=int, help="network section: cost request pairs (default 3; 1 with --quick)")

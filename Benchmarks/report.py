@@ -119,6 +119,23 @@ def write(result, here):
                 lines.append(f"\nAxon {r.get('model', '')} at 4x512 int8, logits {r['logits']}: peak RSS {r['peak_rss_mb']:.0f} MB, "
                              f"load {r['load_seconds']:.2f} s (calibration included).")
         lines += ["", "![prefill](engine.png)", ""]
+    dec = result.get("decode")
+    if dec:
+        lines += [f"## Decode (TEXT_SEQ_2_SEQ): greedy, prompt {dec['prompt']}, generate {dec['generate']}, {dec['threads']} threads, "
+                  f"against llama.cpp (llama-cpp-python {dec['llama_cpp_python']})", "",
+                  "Benchmarks/decode/compare.py's rounds: llama.cpp's batch-1 greedy decode on the same GGUF beside "
+                  "`axon bench --decode` (an in-process server over loopback, its default `--decode-precision`), interleaved "
+                  "per repeat; ratios per repeat. Bars (issue 13): batch 1 ≥ 1.0×, 16 concurrent ≥ 4× llama.cpp's batch 1, "
+                  "time to first token with 15 decoding ≤ 1.5× idle.", "",
+                  "| model | row | Axon | llama.cpp | ratio | bar |", "|---|---|---|---|---|---|"]
+        for r in dec["results"]:
+            lines += [f"| {r['model']} | batch-1 decode tok/s | {fmt(r['batch1_tokens_per_s'])} | {fmt(r['llama_tokens_per_s'])} | "
+                      f"{fmt(r['batch1_ratio'], 2)}× | ≥ 1.0× |",
+                      f"| {r['model']} | 16 concurrent, aggregate tok/s | {fmt(r['concurrent16_tokens_per_s'])} | "
+                      f"{fmt(r['llama_tokens_per_s'])} (batch 1) | {fmt(r['concurrent16_ratio'], 2)}× | ≥ 4× |",
+                      f"| {r['model']} | time to first token, ms: with 15 decoding / idle | {fmt(r['ttft_loaded_ms'])} / "
+                      f"{fmt(r['ttft_idle_ms'])} | {fmt(r['llama_ttft_ms'])} (idle) | {fmt(r['ttft_ratio'], 2)}× | ≤ 1.5× |"]
+        lines.append("")
     load = result.get("load")
     if load:
         lines += ["## Model load", "", f"mmap + dequantize every tensor to f32: {fmt(load['load_and_dequantize_seconds'], 2)} s", ""]

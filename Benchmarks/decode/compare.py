@@ -71,6 +71,39 @@ def llama_one(model, threads, prompt, generate):
     print(json.dumps({"decode_tokens_per_s": rate, "ttft_ms": ttft * 1e3}))
 
 
+def interleaved_rounds(axon, model, threads, prompt, generate, levels, rounds, extra, log=print):
+    """`rounds` rounds, each one llama.cpp batch-1 generation then one `axon bench --decode` at every
+    level: [(llama, {concurrency: axon row})], logging a line per round."""
+    out = []
+    for rnd in range(rounds):
+        llama = llama_decode(model, threads, prompt, generate)
+        axon_rows = axon_decode(axon, model, threads, prompt, generate, ",".join(map(str, levels)), extra)
+        out.append((llama, axon_rows))
+        parts = [f"llama.cpp batch 1 {llama['decode_tokens_per_s']:.1f} tok/s (ttft {llama['ttft_ms']:.1f} ms)"]
+        for c in levels:
+            a = axon_rows[c]
+            parts.append(f"axon C={c} {a['decode_tokens_per_s']:.1f} tok/s = {a['decode_tokens_per_s'] / llama['decode_tokens_per_s']:.2f}x"
+                         f" (ttft {a['ttft_ms']:.1f} ms)")
+        log(f"round {rnd + 1}: " + "; ".join(parts))
+    return out
+
+
+def per_round(rounds, levels):
+    """Per-round figures of the three bars, the first level as batch 1 / idle and the last as loaded:
+    lists over rounds, so a caller takes medians or spreads."""
+    first, last = levels[0], levels[-1]
+    return {
+        "llama_tokens_per_s": [l["decode_tokens_per_s"] for l, _ in rounds],
+        "llama_ttft_ms": [l["ttft_ms"] for l, _ in rounds],
+        "levels": {c: {"axon_tokens_per_s": [a[c]["decode_tokens_per_s"] for _, a in rounds],
+                       "ratio_to_llama_batch1": [a[c]["decode_tokens_per_s"] / l["decode_tokens_per_s"] for l, a in rounds],
+                       "ttft_ms": [a[c]["ttft_ms"] for _, a in rounds],
+                       "ttft_over_idle": [a[c]["ttft_ms"] / a[first]["ttft_ms"] for _, a in rounds]}
+                   for c in levels},
+        "idle": first, "loaded": last,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--axon")
@@ -86,29 +119,21 @@ def main():
     if args.llama_one:
         return llama_one(args.model, args.threads, args.prompt, args.generate)
     levels = [int(c) for c in args.concurrency.split(",")]
-    rounds = []
-    for rnd in range(args.rounds):
-        llama = llama_decode(args.model, args.threads, args.prompt, args.generate)
-        axon = axon_decode(args.axon, args.model, args.threads, args.prompt, args.generate, args.concurrency,
-                           shlex.split(args.axon_args))
-        rounds.append((llama, axon))
-        parts = [f"llama.cpp batch 1 {llama['decode_tokens_per_s']:.1f} tok/s (ttft {llama['ttft_ms']:.1f} ms)"]
-        for c in levels:
-            a = axon[c]
-            parts.append(f"axon C={c} {a['decode_tokens_per_s']:.1f} tok/s = {a['decode_tokens_per_s'] / llama['decode_tokens_per_s']:.2f}x"
-                         f" (ttft {a['ttft_ms']:.1f} ms)")
-        print(f"round {rnd + 1}: " + "; ".join(parts), flush=True)
+    rounds = interleaved_rounds(args.axon, args.model, args.threads, args.prompt, args.generate, levels, args.rounds,
+                                shlex.split(args.axon_args), log=lambda line: print(line, flush=True))
+    figures = per_round(rounds, levels)
     print()
     print(f"llama-cpp-python {llama_cpp.__version__}, {os.path.basename(args.model)}, threads={args.threads}, "
           f"prompt {args.prompt}, generate {args.generate}, median of {args.rounds} interleaved rounds")
-    llama_rate = statistics.median(r[0]["decode_tokens_per_s"] for r in rounds)
-    idle_ttft = statistics.median(r[1][levels[0]]["ttft_ms"] for r in rounds)
-    print(f"llama.cpp batch 1: {llama_rate:.1f} tok/s, ttft {statistics.median(r[0]['ttft_ms'] for r in rounds):.1f} ms")
+    llama_rate = statistics.median(figures["llama_tokens_per_s"])
+    idle_ttft = statistics.median(figures["levels"][levels[0]]["ttft_ms"])
+    print(f"llama.cpp batch 1: {llama_rate:.1f} tok/s, ttft {statistics.median(figures['llama_ttft_ms']):.1f} ms")
     summary = []
     for c in levels:
-        rate = statistics.median(r[1][c]["decode_tokens_per_s"] for r in rounds)
-        ratio = statistics.median(r[1][c]["decode_tokens_per_s"] / r[0]["decode_tokens_per_s"] for r in rounds)
-        ttft = statistics.median(r[1][c]["ttft_ms"] for r in rounds)
+        level = figures["levels"][c]
+        rate = statistics.median(level["axon_tokens_per_s"])
+        ratio = statistics.median(level["ratio_to_llama_batch1"])
+        ttft = statistics.median(level["ttft_ms"])
         print(f"axon C={c:>3}: {rate:7.1f} tok/s aggregate, {ratio:.2f}x llama.cpp batch 1; "
               f"ttft {ttft:.1f} ms = {ttft / idle_ttft:.2f}x C={levels[0]}'s")
         summary.append({"concurrency": c, "axon_tokens_per_s": rate, "ratio_to_llama_batch1": ratio, "ttft_ms": ttft})

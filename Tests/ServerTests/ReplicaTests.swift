@@ -107,12 +107,14 @@ final class ReplicaTests: XCTestCase {
         return redis
     }
 
-    var axonExecutable: String {
+    /// The `axon` built beside the test bundle (other tests that spawn `axon serve` use it too).
+    static var axonExecutable: String {
         Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("axon").path
     }
 
     /// One `axon serve --fake` replica; the first one creates the shared default hotkey in `home`.
     func startReplica(port: Int, redisPort: Int, metricsPort: Int = 0, extra: [String] = []) throws -> Child {
+        let axonExecutable = Self.axonExecutable
         guard FileManager.default.isExecutableFile(atPath: axonExecutable) else { throw NotStarted(what: "\(axonExecutable) (swift build --build-tests builds it)") }
         let child = try spawn("replica \(port)", axonExecutable,
                               ["serve", "--fake", "--model", try TestPaths.defaultModel(), "--port", "\(port)", "--metrics-port", "\(metricsPort)",

@@ -46,38 +46,43 @@ SPECS = {
 }
 
 
-def write_gguf(arch, spec, path, rng):
+def write_gguf(arch, spec, path, rng, vocab=VOCAB, context=128, tokenizer=None, matrix_type=np.float32):
+    """`tokenizer(writer)` adds the vocabulary (default: none, ids taken directly); `matrix_type`
+    stores the 2-D weights (np.float16 halves a file whose values do not matter)."""
     h, H, KV, f = spec["hidden"], spec["heads"], spec["kv"], spec["ffn"]
     hd = spec.get("key_length", h // H)
     w = gguf.GGUFWriter(path, arch=arch)
     w.add_name(f"tiny {arch}")
     w.add_block_count(spec["layers"])
-    w.add_context_length(128)
+    w.add_context_length(context)
     w.add_embedding_length(h)
     w.add_feed_forward_length(f)
     w.add_head_count(H)
     w.add_head_count_kv(KV)
     w.add_rope_freq_base(spec["base"])
     w.add_layer_norm_rms_eps(1e-6)
-    w.add_vocab_size(VOCAB)
+    w.add_vocab_size(vocab)
     if "key_length" in spec:
         w.add_key_length(hd)
         w.add_value_length(hd)
     if "window" in spec:
         w.add_sliding_window(spec["window"])
-    # No vocabulary: llama.cpp then makes `vocab_size` dummy tokens and takes ids directly.
-    w.add_tokenizer_model("none")
+    if tokenizer is None:
+        # No vocabulary: llama.cpp then makes `vocab_size` dummy tokens and takes ids directly.
+        w.add_tokenizer_model("none")
+    else:
+        tokenizer(w)
 
     def mat(rows, cols, scale):
-        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32).astype(matrix_type)
 
     def norm(n):
         return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
 
-    w.add_tensor("token_embd.weight", mat(VOCAB, h, 1.0))
+    w.add_tensor("token_embd.weight", mat(vocab, h, 1.0))
     w.add_tensor("output_norm.weight", norm(h))
     if not spec["tied"]:
-        w.add_tensor("output.weight", mat(VOCAB, h, 0.5))
+        w.add_tensor("output.weight", mat(vocab, h, 0.5))
     for l in range(spec["layers"]):
         p = f"blk.{l}."
         w.add_tensor(p + "attn_norm.weight", norm(h))
