@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Incremental decoding: forward passes whose rows extend sequences in the KV cache (KVCache.swift).
@@ -77,50 +78,27 @@ extension InferenceEngine {
     static let parallelDecodeWork = 4096
 
     /// One query (position start + queryStart) for the query heads of one KV head, straight from the
-    /// cache's blocks: scores of 16 cached keys at a time (`blockScores`, on the transposed keys), the
-    /// row's new keys by `dot`, softmax, then the values summed in registers (`accumulateValues`).
+    /// cache's blocks: the scores of the cached keys (16 at a time, broadcast FMAs over the transposed
+    /// block) and of the row's new keys (`axon_attend_scores`), softmax, then the values summed in
+    /// registers (`axon_attend_values`), on the decode kernels' instruction set.
     private func attendOne(_ item: CachedAttentionItem, layer l: Int, window: Int?, step: CacheStep, batch: RaggedBatch,
                            scratch: AttentionScratch) {
-        let c = config, s = state, kv = cache, hd = c.headDim, group = c.headCount / c.kvHeadCount, bt = KVCache.blockTokens
+        let hd = headDim, group = groupSize, qkvW = qkvWidth
         let r = Int(item.row), kvHead = Int(item.kvHead), slot = Int(step.slots[r]), start = Int(step.starts[r])
         let rowStart = batch.rowOffsets[r], token = rowStart + Int(item.queryStart), p = start + Int(item.queryStart)
         let first = window.map { max(0, p - $0 + 1) } ?? 0
-        let n = p + 1 - first, cachedEnd = min(p + 1, start)
-        let scale = Float(c.attentionScale)
-        let q = s.qkv + token * c.qkvWidth + kvHead * group * hd
+        let n = p + 1 - first, cached = max(0, min(p + 1, start) - first)
+        let q = state.qkv + token * qkvW + kvHead * group * hd
         // The row's own keys and values, from position `newFrom` (its first new one the query sees).
         let newFrom = max(first, start)
-        let newKeys = s.qkv + (rowStart + newFrom - start) * c.qkvWidth + c.headCount * hd + kvHead * hd
-        let newValues = newKeys + c.kvWidth
+        let newKeys = state.qkv + (rowStart + newFrom - start) * qkvW + keyOffset + kvHead * hd
+        let view = cache.blockView(slot: slot, layer: l, kvHead: kvHead)
         let scores = scratch.scores   // (group, n): key i is position first + i
-        let tile = scratch.output     // (group, bt)
-        var pos = first
-        while pos < cachedEnd {
-            let blockStart = pos - pos % bt, end = min(blockStart + bt, cachedEnd)
-            blockScores(q, group: group, headDim: hd, keys: kv.keys(slot: slot, layer: l, position: pos, kvHead: kvHead), into: tile)
-            for j in 0..<group {
-                for i in pos..<end { scores[j * n + i - first] = tile[j * bt + i - blockStart] * scale }
-            }
-            pos = end
-        }
-        for k in newFrom...p {
-            for j in 0..<group { scores[j * n + k - first] = dot(q + j * hd, newKeys + (k - newFrom) * c.qkvWidth, n: hd) * scale }
-        }
+        axon_attend_scores(attentionPath, q, group, hd, attentionScale, view.keys, view.table, cache.blockFloats, first, cached,
+                           newKeys, qkvW, p + 1 - newFrom, scores, n)
         for j in 0..<group { softmaxPrefix(scores + j * n, valid: n, total: n) }
-        let out = s.attn + token * c.attentionWidth + kvHead * group * hd
-        out.update(repeating: 0, count: group * hd)
-        for j in 0..<group {
-            pos = first
-            while pos < cachedEnd {
-                let end = min(pos - pos % bt + bt, cachedEnd)
-                accumulateValues(scores + j * n + pos - first, count: end - pos,
-                                 values: kv.values(slot: slot, layer: l, position: pos, kvHead: kvHead) + (pos % bt) * hd,
-                                 stride: hd, headDim: hd, into: out + j * hd)
-                pos = end
-            }
-            accumulateValues(scores + j * n + newFrom - first, count: p + 1 - newFrom, values: newValues,
-                             stride: c.qkvWidth, headDim: hd, into: out + j * hd)
-        }
+        axon_attend_values(attentionPath, scores, group, n, hd, view.keys, view.table, cache.blockFloats, cache.valueOffset, first,
+                           cached, newKeys + kvWidth, qkvW, p + 1 - newFrom, state.attn + token * attentionWidth + kvHead * group * hd)
     }
 
     /// A block of queries of one row: when every key it sees is new, the keys are read in place
@@ -170,6 +148,18 @@ extension InferenceEngine {
             }
         }
     }
+}
+
+// The shapes decode attention reads per item, as fields of `config` (a copy of the whole struct
+// would retain its arrays on every item, from both threads).
+extension InferenceEngine {
+    @inline(__always) var headDim: Int { config.headDim }
+    @inline(__always) var groupSize: Int { config.headCount / config.kvHeadCount }
+    @inline(__always) var qkvWidth: Int { config.qkvWidth }
+    @inline(__always) var kvWidth: Int { config.kvWidth }
+    @inline(__always) var keyOffset: Int { config.headCount * config.headDim }
+    @inline(__always) var attentionWidth: Int { config.attentionWidth }
+    @inline(__always) var attentionScale: Float { Float(config.attentionScale) }
 }
 
 /// The rows of a cached forward pass: row r extends the sequence in cache slot `slots[r]`, whose

@@ -268,6 +268,16 @@ final class KVCache {
         return pool + b * blockFloats + kvHead * Self.blockTokens * headDim
     }
 
+    /// What the C attention kernels (axon_attend_scores/values) read one KV head of one layer of a
+    /// sequence through: the pool offset to that head's keys (a block's keys are at
+    /// `keys + table[b] · blockFloats`, its values `valueOffset` floats further) and the block table.
+    @inline(__always) func blockView(slot: Int, layer: Int, kvHead: Int) -> (keys: UnsafePointer<Float>, table: UnsafePointer<Int32>) {
+        (UnsafePointer(pool + kvHead * Self.blockTokens * headDim), UnsafePointer(table(slot, layer)))
+    }
+
+    /// Floats from a block's keys of one KV head to its values of the same head.
+    var valueOffset: Int { kvHeads * Self.blockTokens * headDim }
+
     /// One KV head's values, (blockTokens, headDim), in the block that holds `position`: the value at
     /// `position` is the row `position % blockTokens`.
     @inline(__always) func values(slot: Int, layer: Int, position: Int, kvHead: Int) -> UnsafeMutablePointer<Float> {

@@ -84,6 +84,28 @@ void axon_decode_gemm_pooled(axon_pool *pool, ptrdiff_t parts, ptrdiff_t alignme
                              const float *x, ptrdiff_t ldx, ptrdiff_t m, const void *w, const float *scales,
                              ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
 
+/// Positions per block of the engine's KV cache (KVCache.blockTokens).
+#define AXON_KV_BLOCK 16
+
+/// One decode query's attention scores over a sequence's cached keys and its step's new keys
+/// (decode_attention.c), for the `group` query heads (rows of q, hd apart) sharing one KV head:
+/// scores[j·n + i] = scale · q_j · key_i for the `cached` positions first, first + 1, … (position
+/// pos in block table[pos / AXON_KV_BLOCK] of `pool`, `block_floats` apart: that head's keys
+/// transposed, dimension d of position pos at d · AXON_KV_BLOCK + pos % AXON_KV_BLOCK), then for
+/// the `new_count` keys at new_keys + i · new_stride (at i = cached + i). `isa` as axon_decode_gemm's
+/// (falls back to scalar when hd is not a multiple of the lanes); per output one sum over d in order
+/// of lanes, the same for every call.
+void axon_attend_scores(int isa, const float *q, ptrdiff_t group, ptrdiff_t hd, float scale, const float *pool,
+                        const int32_t *table, ptrdiff_t block_floats, ptrdiff_t first, ptrdiff_t cached,
+                        const float *new_keys, ptrdiff_t new_stride, ptrdiff_t new_count, float *scores, ptrdiff_t n);
+
+/// out[j·hd + d] = Σ_i p[j·n + i] · value_i[d] over the same positions as axon_attend_scores (the
+/// cached values, (AXON_KV_BLOCK, hd) rows, `value_offset` floats after their block's keys, then
+/// the new ones at new_values + i · new_stride), summed in position order.
+void axon_attend_values(int isa, const float *p, ptrdiff_t group, ptrdiff_t n, ptrdiff_t hd, const float *pool,
+                        const int32_t *table, ptrdiff_t block_floats, ptrdiff_t value_offset, ptrdiff_t first,
+                        ptrdiff_t cached, const float *new_values, ptrdiff_t new_stride, ptrdiff_t new_count, float *out);
+
 /// Rows [r0, r1) of the f32 matrix w [n][k] to int8: scales[r] = max|w[r]| / 127 (0 for a zero
 /// row), q = round-to-nearest-even(w / scale) computed in double, in [-127, 127].
 /// Returns the number of non-finite weights met (their rows get scale NaN).
