@@ -19,6 +19,7 @@ struct DecodeBenchOptions: ParsableArguments {
     @Option(help: "--decode: KV cache MiB of the in-process server.") var kvCacheMb = 512
     @Option(help: "--decode: the in-process server's --step-tokens.") var stepTokens = 256
     @Option(help: "--decode: weights decode steps read (int8, f16, f32).") var decodePrecision: DecodePrecision = .int8
+    @Option(help: "--decode: elements of the KV cache (f32, f16).") var kvCachePrecision: KVCachePrecision = .f32
     @Flag(help: ArgumentHelp("--decode: a deterministic fake of the model's shape instead of the engine (tests).", visibility: .hidden))
     var fake = false
 
@@ -61,7 +62,8 @@ struct DecodeBench {
         guard profile, !options.fake else { return }
         let report = try DecodeStepProfile.measure(file: file, threads: threads, rows: most, prompt: options.prompt,
                                                    generate: options.generate, kvCacheBytes: options.kvCacheMb << 20,
-                                                   decodePrecision: options.decodePrecision, precision: precision)
+                                                   decodePrecision: options.decodePrecision, precision: precision,
+                                                   kvCachePrecision: options.kvCachePrecision)
             .text(serverStepMs: serverStepMs)
         if json { FileHandle.standardError.write(Data((report + "\n").utf8)) } else { print(report) }
     }
@@ -76,7 +78,8 @@ struct DecodeBench {
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                        kvCacheBytes: options.kvCacheMb << 20, maxSeq: sequenceLength,
                                                        maxSequences: most, stepTokens: options.stepTokens,
-                                                       decodePrecision: options.decodePrecision, precision: precision, fake: options.fake)
+                                                       decodePrecision: options.decodePrecision, precision: precision,
+                                                       kvCachePrecision: options.kvCachePrecision, fake: options.fake)
         var config = ServerConfiguration()
         config.port = 0
         config.maxSeq = sequenceLength

@@ -21,11 +21,12 @@ struct DecodeStepProfile {
     let stepMs: Double
 
     static func measure(file: GGUFFile, threads: Int, rows: Int, prompt: Int, generate: Int, kvCacheBytes: Int,
-                        decodePrecision: DecodePrecision, precision: EnginePrecision) throws -> DecodeStepProfile {
+                        decodePrecision: DecodePrecision, precision: EnginePrecision,
+                        kvCachePrecision: KVCachePrecision) throws -> DecodeStepProfile {
         let options = EngineOptions(threads: threads, maxBatchTokens: max(prompt + generate, rows), maxRows: rows,
                                     maxSeq: prompt + generate, maxLogitRows: max(rows, 1), collectTimings: true,
                                     kvCacheBytes: kvCacheBytes, maxSequences: rows, decodePrecision: decodePrecision,
-                                    precision: precision)
+                                    precision: precision, kvCachePrecision: kvCachePrecision)
         let engine = try InferenceEngine(file: file, options: options)
         var generator = Validator.SplitMix64(seed: 0xDEC0DE)
         let vocab = UInt64(engine.config.vocabSize)

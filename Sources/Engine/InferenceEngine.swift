@@ -29,6 +29,8 @@ public final class InferenceEngine: @unchecked Sendable {
     /// The instruction set of decode attention's C kernels (`axon_attend_scores`/`values`): the
     /// decode weights' path, else the CPU's best.
     let attentionPath: Int32
+    /// The persistent threads decode attention runs on: the decode weights' pool, or (f32) its own.
+    let attentionPool: WorkerPool
     /// The decode weights the current pass's LM head reads (set by `runLayers`; nil off decode steps).
     private var decodeHead: ProjectionWeights?
     private let itemLock = NSLock()
@@ -79,6 +81,7 @@ public final class InferenceEngine: @unchecked Sendable {
                                     headFormat: options.decodePrecision.headFormat, threads: options.threads, source: source)
         self.decodeWeights = decodeWeights
         attentionPath = (decodeWeights?.path ?? DecodeKernelPath.best).rawValue
+        attentionPool = decodeWeights?.pool ?? WorkerPool(threads: options.threads)
         int8Projections = int8 ? decodeWeights.map {
             Int8Projections(weights: $0, maxTokens: options.maxBatchTokens, threads: options.threads)
         } : nil
@@ -355,18 +358,10 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Runs `body(item, worker)` for items 0..<count on `workers` of the engine's threads (inline
     /// when one), each claiming the next item from a shared counter, with OpenBLAS pinned to one thread.
-    /// With a `pool` (a decode step's single-query attention, which calls no BLAS), its persistent
-    /// threads run the items instead of libdispatch's.
-    func runItems(_ count: Int, workers: Int, pool: WorkerPool? = nil, _ body: (_ item: Int, _ worker: Int) -> Void) {
+    /// (A decode step's single-query attention runs in C on `attentionPool` instead: `cachedAttention`.)
+    func runItems(_ count: Int, workers: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
         if workers <= 1 {
             for i in 0..<count { body(i, 0) }
-            return
-        }
-        if let pool {
-            nextItem = 0
-            pool.run(parts: min(workers, pool.threads)) { worker in
-                while let i = claimItem(limit: count) { body(i, worker) }
-            }
             return
         }
         BLASThreads.set(1)

@@ -4,7 +4,8 @@ import Engine
 /// The decode-attention kernels (C, per instruction set) against a float64 reference of their
 /// definition, on every path this CPU supports and the scalar fallback, at SmolLM2's head shape
 /// (group 3, headDim 64), Gemma 3 270M's (group 4, headDim 256) and one no vector path takes
-/// (headDim 20: every path falls back to scalar, so all must agree exactly).
+/// (headDim 20: every path falls back to scalar, so all must agree exactly); with an f32 and an f16
+/// cache (the reference then reads the cached rows rounded to f16, which the kernels convert exactly).
 final class DecodeAttentionKernelTests: XCTestCase {
     typealias Generator = QuantizedMatrixTests.Generator
 
@@ -23,15 +24,21 @@ final class DecodeAttentionKernelTests: XCTestCase {
         (2, 20, 3, 30, 2),      // headDim no vector path takes
     ]
 
+    /// The cached rows as a cache of `precision` holds them.
+    static func held(_ rows: [Float], _ precision: KVCachePrecision) -> [Float] {
+        precision == .f32 ? rows : rows.map { Float(Float16($0)) }
+    }
+
     func testScoresMatchTheirDefinitionOnEveryPath() {
-        for shape in Self.shapes {
+        for precision in KVCachePrecision.allCases { for shape in Self.shapes {
             var g = Generator(state: UInt64(shape.hd * 31 + shape.first))
-            let q = g.fill(shape.group * shape.hd), keys = g.fill(shape.cached * shape.hd, scale: 2), fresh = g.fill(shape.fresh * shape.hd)
+            let q = g.fill(shape.group * shape.hd), stored = g.fill(shape.cached * shape.hd, scale: 2), fresh = g.fill(shape.fresh * shape.hd)
+            let keys = Self.held(stored, precision)
             let n = shape.cached + shape.fresh, scale: Float = 0.125
             var results: [[Float]] = []
             for path in DecodeKernelPath.supported {
-                let s = DecodeAttentionKernels.scores(path: path, queries: q, group: shape.group, headDim: shape.hd, scale: scale,
-                                                      first: shape.first, cachedKeys: keys, newKeys: fresh)
+                let s = DecodeAttentionKernels.scores(path: path, precision: precision, queries: q, group: shape.group, headDim: shape.hd, scale: scale,
+                                                      first: shape.first, cachedKeys: stored, newKeys: fresh)
                 results.append(s)
                 let lanes = shape.hd % path.lanes == 0 ? path.lanes : 1
                 let depth = (lanes == 1 ? 2 * shape.hd : shape.hd / lanes) + lanes.trailingZeroBitCount + 1
@@ -47,24 +54,25 @@ final class DecodeAttentionKernelTests: XCTestCase {
                         }
                         XCTAssertLessThanOrEqual(abs(Double(s[j * n + i]) - exact * Double(scale)),
                                                  Self.bound(depth, magnitude: magnitude * Double(scale)),
-                                                 "\(path) \(shape) head \(j) key \(i)")
+                                                 "\(path) \(precision) \(shape) head \(j) key \(i)")
                     }
                 }
             }
             if shape.hd == 20 { XCTAssertTrue(results.allSatisfy { $0 == results[0] }, "\(shape): every path is the scalar one") }
-        }
+        } }
     }
 
     func testValuesMatchTheirDefinitionOnEveryPath() {
-        for shape in Self.shapes {
+        for precision in KVCachePrecision.allCases { for shape in Self.shapes {
             var g = Generator(state: UInt64(shape.hd * 17 + shape.cached))
             let n = shape.cached + shape.fresh
             let p = (0..<(shape.group * n)).map { _ in (g.next() + 1) / 2 }
-            let values = g.fill(shape.cached * shape.hd, scale: 3), fresh = g.fill(shape.fresh * shape.hd)
+            let stored = g.fill(shape.cached * shape.hd, scale: 3), fresh = g.fill(shape.fresh * shape.hd)
+            let values = Self.held(stored, precision)
             var results: [[Float]] = []
             for path in DecodeKernelPath.supported {
-                let out = DecodeAttentionKernels.values(path: path, weights: p, group: shape.group, headDim: shape.hd,
-                                                        first: shape.first, cachedValues: values, newValues: fresh)
+                let out = DecodeAttentionKernels.values(path: path, precision: precision, weights: p, group: shape.group, headDim: shape.hd,
+                                                        first: shape.first, cachedValues: stored, newValues: fresh)
                 results.append(out)
                 // One chain of FMAs over the positions per output (scalar: product and sum rounded).
                 let depth = (shape.hd % path.lanes == 0 && path.lanes > 1 ? 1 : 2) * n
@@ -78,11 +86,11 @@ final class DecodeAttentionKernelTests: XCTestCase {
                             magnitude += abs(t)
                         }
                         XCTAssertLessThanOrEqual(abs(Double(out[j * shape.hd + d]) - exact), Self.bound(depth, magnitude: magnitude),
-                                                 "\(path) \(shape) head \(j) dimension \(d)")
+                                                 "\(path) \(precision) \(shape) head \(j) dimension \(d)")
                     }
                 }
             }
             if shape.hd == 20 { XCTAssertTrue(results.allSatisfy { $0 == results[0] }, "\(shape): every path is the scalar one") }
-        }
+        } }
     }
 }
