@@ -28,7 +28,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object and nothing else.")
     var json = false
 
-    @Flag(help: "Also report each phase's share of the forward time and sgemm GFLOP/s.")
+    @Flag(help: "Also report each phase's share of the forward time and sgemm GFLOP/s (with --decode: a decode step's phases in ms, DecodeStepProfile).")
     var profile = false
 
     @Flag(help: "Also time OpenBLAS sgemm (and at --precision int8 oneDNN's dnnl_gemm_u8s8s32) on the model's projection shapes and report the forward pass's useful GFLOP/s as a fraction of it.")
@@ -41,7 +41,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         if decodeOptions.decode {
             return try DecodeBench(options: decodeOptions, path: modelOption.resolvedPath(), threads: threads,
-                                   precision: precisionOption.resolved, json: json).run()
+                                   precision: precisionOption.resolved, json: json, profile: profile).run()
         }
         let parsedShapes = try Self.parseShapes(shapes)
         guard ["last", "all", "none"].contains(logits) else {

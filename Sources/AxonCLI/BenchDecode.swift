@@ -19,6 +19,7 @@ struct DecodeBenchOptions: ParsableArguments {
     @Option(help: "--decode: KV cache MiB of the in-process server.") var kvCacheMb = 512
     @Option(help: "--decode: the in-process server's --step-tokens.") var stepTokens = 256
     @Option(help: "--decode: weights decode steps read (int8, f16, f32).") var decodePrecision: DecodePrecision = .int8
+    @Option(help: "--decode: elements of the KV cache (f32, f16).") var kvCachePrecision: KVCachePrecision = .f32
     @Flag(help: ArgumentHelp("--decode: a deterministic fake of the model's shape instead of the engine (tests).", visibility: .hidden))
     var fake = false
 
@@ -46,6 +47,8 @@ struct DecodeBench {
     let threads: Int
     let precision: EnginePrecision
     let json: Bool
+    /// Also print `DecodeStepProfile` at the largest concurrency (to stderr with --json).
+    let profile: Bool
 
     struct Row { let concurrency: Int; let decodeTokensPerSecond: Double; let ttftMs: Double }
 
@@ -54,12 +57,29 @@ struct DecodeBench {
         guard options.prompt >= 1, options.generate >= 2 else { throw ValidationError("--prompt must be at least 1 and --generate at least 2") }
         let most = levels.max() ?? 1
         let file = try GGUFFile(path: path)
+        // The server (and its engine) are gone before the profile loads its own engine.
+        let serverStepMs = try measure(file: file, levels: levels, most: most)
+        guard profile, !options.fake else { return }
+        let report = try DecodeStepProfile.measure(file: file, threads: threads, rows: most, prompt: options.prompt,
+                                                   generate: options.generate, kvCacheBytes: options.kvCacheMb << 20,
+                                                   decodePrecision: options.decodePrecision, precision: precision,
+                                                   kvCachePrecision: options.kvCachePrecision)
+            .text(serverStepMs: serverStepMs)
+        if json { FileHandle.standardError.write(Data((report + "\n").utf8)) } else { print(report) }
+    }
+
+    /// The wire runs, printed; returns the server's decode step time at the largest level (ms): the
+    /// last generation to start, from its first token to its answer, over its remaining tokens (every
+    /// other generation is decoding beside it for most of that time).
+    private func measure(file: GGUFFile, levels: [Int], most: Int) throws -> Double? {
+        var serverStepMs: Double?
         let tokenizer = try TokenizerLoader.load(gguf: file)
         let sequenceLength = options.prompt + options.generate
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                        kvCacheBytes: options.kvCacheMb << 20, maxSeq: sequenceLength,
                                                        maxSequences: most, stepTokens: options.stepTokens,
-                                                       decodePrecision: options.decodePrecision, precision: precision, fake: options.fake)
+                                                       decodePrecision: options.decodePrecision, precision: precision,
+                                                       kvCachePrecision: options.kvCachePrecision, fake: options.fake)
         var config = ServerConfiguration()
         config.port = 0
         config.maxSeq = sequenceLength
@@ -112,6 +132,9 @@ struct DecodeBench {
             let firstToken = together.map(\.firstToken).min() ?? 0, last = together.map(\.finished).max() ?? 0
             let decoded = together.reduce(0) { $0 + $1.generatedTokens - 1 }
             let rate = Double(decoded) / max(1e-9, Double(last - min(last, firstToken)) / 1e9)
+            if level == most, let latest = together.max(by: { $0.firstToken < $1.firstToken }), latest.generatedTokens > 1 {
+                serverStepMs = Double(latest.finished - min(latest.finished, latest.firstToken)) / 1e6 / Double(latest.generatedTokens - 1)
+            }
 
             let background = try send(clients[..<(level - 1)], tokens: options.generate)
             let backgroundIDs = Set(background.map(\.1))
@@ -143,6 +166,7 @@ struct DecodeBench {
             }
             print("machine: \(SystemInfo.current().line)")
         }
+        return serverStepMs
     }
 }
 

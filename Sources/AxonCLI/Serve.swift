@@ -60,7 +60,8 @@ enum BackendLoader {
         let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: max(maxBatch, sequences),
                                        maxSeq: maxSeq, maxBatchTokens: maxBatchTokens,
                                        kvCacheBytes: (generation?.kvCacheMb ?? 0) << 20, maxSequences: sequences,
-                                       decodePrecision: generation?.decodePrecision ?? .f32, precision: precision)
+                                       decodePrecision: generation?.decodePrecision ?? .f32, precision: precision,
+                                       kvCachePrecision: generation?.kvCachePrecision ?? .f32)
         let backend: InferenceBackend = generation == nil ? engine : EngineGenerationBackend(engine)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
         return Loaded(backend: backend, tokenizer: tokenizer, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq,

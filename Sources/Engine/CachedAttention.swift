@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Incremental decoding: forward passes whose rows extend sequences in the KV cache (KVCache.swift).
@@ -58,9 +59,15 @@ extension InferenceEngine {
             }
         }
         // Decode rows alone are small work: threads pay off only past `parallelDecodeWork`.
-        // Single queries only run on the decode weights' persistent threads when there are some.
         let workers = chunks || work >= Self.parallelDecodeWork ? min(options.threads, count) : 1
-        runItems(count, workers: workers, pool: chunks ? nil : decodeWeights?.pool) { i, worker in
+        if !chunks {
+            // Single queries only: one C call runs them all on the persistent threads (no Swift per item).
+            for i in 0..<count { sc.decodeItems[i] = decodeItem(sc.items[i], layer: l, window: window, step: step, batch: batch) }
+            var job = decodeJob(scratch: s.attentionScratch(worker: 0).scores)
+            axon_attend_decode(attentionPool.pool, min(workers, attentionPool.threads), &job, sc.decodeItems, count)
+            return
+        }
+        runItems(count, workers: workers) { i, worker in
             let item = sc.items[i]
             if item.queryCount == 1 {
                 attendOne(item, layer: l, window: window, step: step, batch: batch, scratch: s.attentionScratch(worker: worker))
@@ -77,50 +84,42 @@ extension InferenceEngine {
     static let parallelDecodeWork = 4096
 
     /// One query (position start + queryStart) for the query heads of one KV head, straight from the
-    /// cache's blocks: scores of 16 cached keys at a time (`blockScores`, on the transposed keys), the
-    /// row's new keys by `dot`, softmax, then the values summed in registers (`accumulateValues`).
+    /// cache's blocks, in C (`axon_attend_decode`): the scores of the cached keys (16 at a time,
+    /// broadcast FMAs over the transposed block, the next block fetched ahead) and of the row's new
+    /// keys, softmax, then the values summed in registers, on the decode kernels' instruction set.
     private func attendOne(_ item: CachedAttentionItem, layer l: Int, window: Int?, step: CacheStep, batch: RaggedBatch,
                            scratch: AttentionScratch) {
-        let c = config, s = state, kv = cache, hd = c.headDim, group = c.headCount / c.kvHeadCount, bt = KVCache.blockTokens
+        var one = decodeItem(item, layer: l, window: window, step: step, batch: batch)
+        var job = decodeJob(scratch: scratch.scores)
+        axon_attend_decode(nil, 1, &job, &one, 1)
+    }
+
+    /// The C kernels' description of one single-query item.
+    @inline(__always)
+    private func decodeItem(_ item: CachedAttentionItem, layer l: Int, window: Int?, step: CacheStep,
+                            batch: RaggedBatch) -> axon_decode_attention_item {
+        let hd = headDim, group = groupSize, qkvW = qkvWidth
         let r = Int(item.row), kvHead = Int(item.kvHead), slot = Int(step.slots[r]), start = Int(step.starts[r])
         let rowStart = batch.rowOffsets[r], token = rowStart + Int(item.queryStart), p = start + Int(item.queryStart)
         let first = window.map { max(0, p - $0 + 1) } ?? 0
-        let n = p + 1 - first, cachedEnd = min(p + 1, start)
-        let scale = Float(c.attentionScale)
-        let q = s.qkv + token * c.qkvWidth + kvHead * group * hd
+        let cached = max(0, min(p + 1, start) - first)
         // The row's own keys and values, from position `newFrom` (its first new one the query sees).
         let newFrom = max(first, start)
-        let newKeys = s.qkv + (rowStart + newFrom - start) * c.qkvWidth + c.headCount * hd + kvHead * hd
-        let newValues = newKeys + c.kvWidth
-        let scores = scratch.scores   // (group, n): key i is position first + i
-        let tile = scratch.output     // (group, bt)
-        var pos = first
-        while pos < cachedEnd {
-            let blockStart = pos - pos % bt, end = min(blockStart + bt, cachedEnd)
-            blockScores(q, group: group, headDim: hd, keys: kv.keys(slot: slot, layer: l, position: pos, kvHead: kvHead), into: tile)
-            for j in 0..<group {
-                for i in pos..<end { scores[j * n + i - first] = tile[j * bt + i - blockStart] * scale }
-            }
-            pos = end
-        }
-        for k in newFrom...p {
-            for j in 0..<group { scores[j * n + k - first] = dot(q + j * hd, newKeys + (k - newFrom) * c.qkvWidth, n: hd) * scale }
-        }
-        for j in 0..<group { softmaxPrefix(scores + j * n, valid: n, total: n) }
-        let out = s.attn + token * c.attentionWidth + kvHead * group * hd
-        out.update(repeating: 0, count: group * hd)
-        for j in 0..<group {
-            pos = first
-            while pos < cachedEnd {
-                let end = min(pos - pos % bt + bt, cachedEnd)
-                accumulateValues(scores + j * n + pos - first, count: end - pos,
-                                 values: kv.values(slot: slot, layer: l, position: pos, kvHead: kvHead) + (pos % bt) * hd,
-                                 stride: hd, headDim: hd, into: out + j * hd)
-                pos = end
-            }
-            accumulateValues(scores + j * n + newFrom - first, count: p + 1 - newFrom, values: newValues,
-                             stride: c.qkvWidth, headDim: hd, into: out + j * hd)
-        }
+        let view = cache.blockView(slot: slot, layer: l, kvHead: kvHead)
+        return axon_decode_attention_item(
+            q: state.qkv + token * qkvW + kvHead * group * hd, out: state.attn + token * attentionWidth + kvHead * group * hd,
+            keys: view.keys, table: view.table,
+            new_keys: state.qkv + (rowStart + newFrom - start) * qkvW + keyOffset + kvHead * hd,
+            first: first, cached: cached, new_count: p + 1 - newFrom)
+    }
+
+    /// What every single-query item of a pass shares; part p's scores at `scratch` + p · the
+    /// engine's per-worker attention stride.
+    @inline(__always)
+    private func decodeJob(scratch: UnsafeMutablePointer<Float>) -> axon_decode_attention_job {
+        axon_decode_attention_job(isa: attentionPath, half: cacheHalf, group: groupSize, head_dim: headDim, scale: attentionScale,
+                                  block_elements: cache.blockElements, value_offset: cache.valueOffset, new_stride: qkvWidth,
+                                  new_value_offset: kvWidth, scratch: scratch, scratch_stride: state.attentionStride)
     }
 
     /// A block of queries of one row: when every key it sees is new, the keys are read in place
@@ -128,7 +127,7 @@ extension InferenceEngine {
     /// into contiguous (keys, hd) scratch.
     private func attendChunk(_ item: CachedAttentionItem, layer l: Int, window: Int?, step: CacheStep, batch: RaggedBatch,
                              worker: Int) {
-        let c = config, kv = cache, hd = c.headDim, bt = KVCache.blockTokens
+        let c = config, kv = cache, hd = c.headDim
         let r = Int(item.row), kvHead = Int(item.kvHead), slot = Int(step.slots[r]), start = Int(step.starts[r])
         let rowStart = batch.rowOffsets[r], qs = Int(item.queryStart), nq = Int(item.queryCount)
         let firstKey = window.map { max(0, start + qs - $0 + 1) } ?? 0
@@ -141,11 +140,8 @@ extension InferenceEngine {
         }
         let gathered = cachedScratch.gather(worker: worker)
         for pos in firstKey..<start {
-            let keys = kv.keys(slot: slot, layer: l, position: pos, kvHead: kvHead) + pos % bt
-            let row = gathered.keys + (pos - firstKey) * hd
-            for d in 0..<hd { row[d] = keys[d * bt] }
-            (gathered.values + (pos - firstKey) * hd)
-                .update(from: kv.values(slot: slot, layer: l, position: pos, kvHead: kvHead) + (pos % bt) * hd, count: hd)
+            kv.read(slot: slot, layer: l, position: pos, kvHead: kvHead,
+                    key: gathered.keys + (pos - firstKey) * hd, value: gathered.values + (pos - firstKey) * hd)
         }
         for i in 0..<(qs + nq) {
             (gathered.keys + (start - firstKey + i) * hd).update(from: k + i * c.qkvWidth, count: hd)
@@ -172,6 +168,20 @@ extension InferenceEngine {
     }
 }
 
+// The shapes decode attention reads per item, as fields of `config` (a copy of the whole struct
+// would retain its arrays on every item, from both threads).
+extension InferenceEngine {
+    @inline(__always) var headDim: Int { config.headDim }
+    @inline(__always) var groupSize: Int { config.headCount / config.kvHeadCount }
+    @inline(__always) var qkvWidth: Int { config.qkvWidth }
+    @inline(__always) var kvWidth: Int { config.kvWidth }
+    @inline(__always) var keyOffset: Int { config.headCount * config.headDim }
+    @inline(__always) var attentionWidth: Int { config.attentionWidth }
+    @inline(__always) var attentionScale: Float { Float(config.attentionScale) }
+    /// 1 when the cache holds f16 elements (the C kernels' `half`).
+    @inline(__always) var cacheHalf: Int32 { cache.precision == .f16 ? 1 : 0 }
+}
+
 /// The rows of a cached forward pass: row r extends the sequence in cache slot `slots[r]`, whose
 /// cached length before the pass is `starts[r]` (the position of the row's first token).
 struct CacheStep {
@@ -191,6 +201,8 @@ struct CachedAttentionItem {
 /// block of queries gathers from the cache.
 final class CachedAttentionScratch {
     let items: UnsafeMutablePointer<CachedAttentionItem>   // ((maxBatchTokens / queryBlock + maxRows) · kvHeads)
+    /// The C kernels' form of a pass's items when all are single queries (same capacity).
+    let decodeItems: UnsafeMutablePointer<axon_decode_attention_item>
     private let arena: UnsafeMutablePointer<Float>        // per worker: keys (maxSeq, hd), values (maxSeq, hd)
     private let stride: Int
     private let maxSeq: Int
@@ -200,6 +212,7 @@ final class CachedAttentionScratch {
         let capacity = (o.maxBatchTokens / RunState.queryBlock + o.maxRows) * c.kvHeadCount
         items = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<CachedAttentionItem>.stride, alignment: 64)
             .bindMemory(to: CachedAttentionItem.self, capacity: capacity)
+        decodeItems = .allocate(capacity: capacity)
         stride = (2 * o.maxSeq * c.headDim + 15) & ~15
         arena = UnsafeMutableRawPointer.allocate(byteCount: o.threads * stride * MemoryLayout<Float>.stride, alignment: 64)
             .bindMemory(to: Float.self, capacity: o.threads * stride)
@@ -212,80 +225,6 @@ final class CachedAttentionScratch {
         return (base, base + maxSeq * headDim)
     }
 
-    deinit { items.deallocate(); arena.deallocate() }
+    deinit { items.deallocate(); decodeItems.deallocate(); arena.deallocate() }
 }
 
-/// Scores of `group` queries (rows of `q`, hd apart) against one block's 16 transposed keys
-/// (headDim, 16): tile[j·16 + i] = q_j · key_i, two heads at a time so each key vector is loaded once
-/// per pair, with no horizontal sums.
-@inline(__always)
-func blockScores(_ q: UnsafePointer<Float>, group: Int, headDim hd: Int, keys: UnsafePointer<Float>,
-                 into tile: UnsafeMutablePointer<Float>) {
-    var j = 0
-    while j + 2 <= group {
-        let q0 = q + j * hd, q1 = q0 + hd
-        var a00 = Vec(), a01 = Vec(), a10 = Vec(), a11 = Vec()
-        for d in 0..<hd {
-            let k0 = loadVec(keys + d * 2 * vecWidth), k1 = loadVec(keys + d * 2 * vecWidth + vecWidth)
-            let b0 = Vec(repeating: q0[d]), b1 = Vec(repeating: q1[d])
-            a00 += b0 * k0; a01 += b0 * k1
-            a10 += b1 * k0; a11 += b1 * k1
-        }
-        storeVec(a00, tile + j * 2 * vecWidth); storeVec(a01, tile + j * 2 * vecWidth + vecWidth)
-        storeVec(a10, tile + (j + 1) * 2 * vecWidth); storeVec(a11, tile + (j + 1) * 2 * vecWidth + vecWidth)
-        j += 2
-    }
-    if j < group {
-        let q0 = q + j * hd
-        var a00 = Vec(), a01 = Vec()
-        for d in 0..<hd {
-            let b0 = Vec(repeating: q0[d])
-            a00 += b0 * loadVec(keys + d * 2 * vecWidth); a01 += b0 * loadVec(keys + d * 2 * vecWidth + vecWidth)
-        }
-        storeVec(a00, tile + j * 2 * vecWidth); storeVec(a01, tile + j * 2 * vecWidth + vecWidth)
-    }
-}
-
-/// out += Σ_i p[i]·values[i·stride ..< i·stride + hd], 32 dimensions at a time in registers.
-@inline(__always)
-func accumulateValues(_ p: UnsafePointer<Float>, count: Int, values: UnsafePointer<Float>, stride: Int, headDim hd: Int,
-                      into out: UnsafeMutablePointer<Float>) {
-    var d = 0
-    while d + 4 * vecWidth <= hd {
-        var a0 = loadVec(out + d), a1 = loadVec(out + d + vecWidth), a2 = loadVec(out + d + 2 * vecWidth), a3 = loadVec(out + d + 3 * vecWidth)
-        for i in 0..<count {
-            let w = Vec(repeating: p[i]), v = values + i * stride + d
-            a0 += w * loadVec(v); a1 += w * loadVec(v + vecWidth); a2 += w * loadVec(v + 2 * vecWidth); a3 += w * loadVec(v + 3 * vecWidth)
-        }
-        storeVec(a0, out + d); storeVec(a1, out + d + vecWidth); storeVec(a2, out + d + 2 * vecWidth); storeVec(a3, out + d + 3 * vecWidth)
-        d += 4 * vecWidth
-    }
-    while d + vecWidth <= hd {
-        var a = loadVec(out + d)
-        for i in 0..<count { a += Vec(repeating: p[i]) * loadVec(values + i * stride + d) }
-        storeVec(a, out + d)
-        d += vecWidth
-    }
-    while d < hd {
-        var a = out[d]
-        for i in 0..<count { a += p[i] * values[i * stride + d] }
-        out[d] = a
-        d += 1
-    }
-}
-
-/// a·b over `n` values, with two accumulators.
-@inline(__always)
-func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, n: Int) -> Float {
-    var acc0 = Vec(), acc1 = Vec()
-    var i = 0
-    while i + 2 * vecWidth <= n {
-        acc0 += loadVec(a + i) * loadVec(b + i)
-        acc1 += loadVec(a + i + vecWidth) * loadVec(b + i + vecWidth)
-        i += 2 * vecWidth
-    }
-    if i + vecWidth <= n { acc0 += loadVec(a + i) * loadVec(b + i); i += vecWidth }
-    var sum = (acc0 + acc1).sum()
-    while i < n { sum += a[i] * b[i]; i += 1 }
-    return sum
-}

@@ -26,6 +26,11 @@ public final class InferenceEngine: @unchecked Sendable {
     public private(set) var smoothing: SmoothingFactors?
     /// Wall time of the smoothing calibration at load (its pass and the re-rounding).
     public private(set) var calibrationSeconds: Double?
+    /// The instruction set of decode attention's C kernels (`axon_attend_scores`/`values`): the
+    /// decode weights' path, else the CPU's best.
+    let attentionPath: Int32
+    /// The persistent threads decode attention runs on: the decode weights' pool, or (f32) its own.
+    let attentionPool: WorkerPool
     /// The decode weights the current pass's LM head reads (set by `runLayers`; nil off decode steps).
     private var decodeHead: ProjectionWeights?
     private let itemLock = NSLock()
@@ -68,6 +73,8 @@ public final class InferenceEngine: @unchecked Sendable {
             : try ProjectionWeights(weights: weights, config: config, format: projectionFormat,
                                     headFormat: options.decodePrecision.headFormat, threads: options.threads, source: source)
         self.decodeWeights = decodeWeights
+        attentionPath = (decodeWeights?.path ?? DecodeKernelPath.best).rawValue
+        attentionPool = decodeWeights?.pool ?? WorkerPool(threads: options.threads)
         int8Projections = int8 ? decodeWeights.map {
             Int8Projections(weights: $0, maxTokens: sizing.maxBatchTokens, threads: options.threads)
         } : nil
@@ -211,7 +218,7 @@ public final class InferenceEngine: @unchecked Sendable {
 
             start = now()
             multiply(.qkv, layer: l, reduced, m: n, n: qkvW, k: h, a: s.normed, lda: h, b: layer.qkv, c: s.qkv, ldc: qkvW)
-            record(\.projections, since: start)
+            record(.qkv, since: start)
 
             start = now()
             prepareQK(batch, layer: layer, rope: s.ropeTables[s.layerRope[l]], rowStarts: step?.starts)
@@ -228,7 +235,7 @@ public final class InferenceEngine: @unchecked Sendable {
             start = now()
             project(.attentionOutput, layer: l, reduced, m: n, n: h, k: attnW, a: s.attn, lda: attnW, b: layer.attnOutput,
                     intoResidualWithNorm: layer.postAttnNorm)
-            record(\.projections, since: start)
+            record(.attentionOutput, since: start)
 
             // Feed-forward block: x += [PostNorm] Wdown · (act(Wgate·m) ⊙ Wup·m), m = RMSNorm(x)·ffn_norm.
             start = now()
@@ -237,7 +244,7 @@ public final class InferenceEngine: @unchecked Sendable {
 
             start = now()
             multiply(.gateUp, layer: l, reduced, m: n, n: 2 * f, k: h, a: s.normed, lda: h, b: layer.gateUp, c: s.ffn, ldc: 2 * f)
-            record(\.projections, since: start)
+            record(.gateUp, since: start)
 
             start = now()
             forEachToken(n) { t in gatedActivation(family.activation, gate: s.ffn + t * 2 * f, up: s.ffn + t * 2 * f + f, n: f) }
@@ -246,7 +253,7 @@ public final class InferenceEngine: @unchecked Sendable {
             start = now()
             project(.down, layer: l, reduced, m: n, n: h, k: f, a: s.ffn, lda: 2 * f, b: layer.down,
                     intoResidualWithNorm: layer.postFfnNorm)
-            record(\.projections, since: start)
+            record(.down, since: start)
         }
 
         start = now()
@@ -355,18 +362,10 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Runs `body(item, worker)` for items 0..<count on `workers` of the engine's threads (inline
     /// when one), each claiming the next item from a shared counter, with OpenBLAS pinned to one thread.
-    /// With a `pool` (a decode step's single-query attention, which calls no BLAS), its persistent
-    /// threads run the items instead of libdispatch's.
-    func runItems(_ count: Int, workers: Int, pool: WorkerPool? = nil, _ body: (_ item: Int, _ worker: Int) -> Void) {
+    /// (A decode step's single-query attention runs in C on `attentionPool` instead: `cachedAttention`.)
+    func runItems(_ count: Int, workers: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
         if workers <= 1 {
             for i in 0..<count { body(i, 0) }
-            return
-        }
-        if let pool {
-            nextItem = 0
-            pool.run(parts: min(workers, pool.threads)) { worker in
-                while let i = claimItem(limit: count) { body(i, worker) }
-            }
             return
         }
         BLASThreads.set(1)
@@ -465,12 +464,22 @@ public final class InferenceEngine: @unchecked Sendable {
         guard options.collectTimings else { return }
         timings[keyPath: phase] += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
+
+    /// Records a projection's time under `projections` and under its own entry of `byProjection`.
+    @inline(__always) private func record(_ p: ProjectionWeights.Projection, since start: UInt64) {
+        guard options.collectTimings else { return }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        timings.projections += seconds
+        timings.byProjection[p.rawValue] += seconds
+    }
 }
 
 /// Wall time per phase of the forward pass, in seconds, summed over calls.
 public struct ForwardTimings: Sendable {
-    /// sgemm of Q|K|V, attention output, gate|up and down.
+    /// sgemm (or the decode kernels) of Q|K|V, attention output, gate|up and down.
     public var projections = 0.0
+    /// `projections` split by `ProjectionWeights.Projection` (indexed by its raw value).
+    public var byProjection = [Double](repeating: 0, count: ProjectionWeights.Projection.allCases.count)
     /// Attention products (sgemm) and softmax, on the engine's workers.
     public var attention = 0.0
     /// LM head sgemm (and gathering its input rows).

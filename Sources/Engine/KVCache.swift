@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// A handle to one sequence in an engine's KV cache (from `InferenceEngine.newSequence()` or
@@ -43,23 +44,25 @@ public struct KVCacheUsage: Sendable, Equatable {
 /// Nothing here allocates after init: sequence slots, tables and the per-step row arrays are
 /// sized from `EngineOptions`.
 final class KVCache {
-    /// Two `Vec`s: the decode kernel (`blockScores`) relies on it.
-    static let blockTokens = 2 * vecWidth
+    /// AXON_KV_BLOCK: the C attention kernels (decode_attention.c) index blocks by it.
+    static let blockTokens = Int(AXON_KV_BLOCK)
 
     let layerCount: Int
     let kvHeads: Int
     let headDim: Int
     /// Per layer: the attention window, nil for full causal attention.
     let windows: [Int?]
-    /// Floats per block: 2 · kvHeads · blockTokens · headDim.
-    let blockFloats: Int
+    /// Elements per block: 2 · kvHeads · blockTokens · headDim.
+    let blockElements: Int
+    /// The elements' format (`EngineOptions.kvCachePrecision`).
+    let precision: KVCachePrecision
     let totalBlocks: Int
     let maxSequences: Int
     /// Table entries per (sequence, layer): ⌈maxSeq / blockTokens⌉.
     let maxBlocksPerSequence: Int
     let maxSeq: Int
 
-    private let pool: UnsafeMutablePointer<Float>        // (totalBlocks, K: (kvHeads, headDim, blockTokens), V: (kvHeads, blockTokens, headDim)), mmap'ed
+    private let pool: UnsafeMutableRawPointer            // (totalBlocks, K: (kvHeads, headDim, blockTokens), V: (kvHeads, blockTokens, headDim)) elements, mmap'ed
     private let poolBytes: Int
     private let refCounts: UnsafeMutablePointer<Int32>   // (totalBlocks) holders of each block; 0 = free
     private let freeList: UnsafeMutablePointer<Int32>    // (totalBlocks) stack of free blocks, lowest id on top
@@ -82,8 +85,9 @@ final class KVCache {
         kvHeads = c.kvHeadCount
         headDim = c.headDim
         windows = c.layers.map(\.window)
-        blockFloats = 2 * c.kvHeadCount * Self.blockTokens * c.headDim
-        totalBlocks = o.kvCacheBytes / Self.bytesPerBlock(c)
+        blockElements = 2 * c.kvHeadCount * Self.blockTokens * c.headDim
+        precision = o.kvCachePrecision
+        totalBlocks = o.kvCacheBytes / Self.bytesPerBlock(c, o.kvCachePrecision)
         maxSequences = o.maxSequences
         maxSeq = o.maxSeq
         maxBlocksPerSequence = (o.maxSeq + Self.blockTokens - 1) / Self.blockTokens
@@ -92,12 +96,16 @@ final class KVCache {
                 .bindMemory(to: T.self, capacity: max(1, count))
         }
         // Reserved, not committed: pages are touched only as blocks are first used (lowest ids first).
-        poolBytes = max(1, totalBlocks * blockFloats * MemoryLayout<Float>.stride)
+        poolBytes = max(1, totalBlocks * blockElements * o.kvCachePrecision.bytesPerElement)
         let mapped = mmap(nil, poolBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let mapped, mapped != MAP_FAILED else {
             throw EngineError.invalidOptions("kvCacheBytes is \(o.kvCacheBytes): could not reserve the pool (errno \(errno))")
         }
-        pool = mapped.bindMemory(to: Float.self, capacity: totalBlocks * blockFloats)
+        // 2 MiB pages where the kernel allows (THP "madvise"): a decode step reads each sequence's
+        // blocks of every layer, a few KiB each and scattered, so with 4 KiB pages nearly every block
+        // read costs a TLB walk and restarts the prefetchers. Advice only: failure changes nothing.
+        _ = madvise(mapped, poolBytes, MADV_HUGEPAGE)
+        pool = mapped
         refCounts = alloc(totalBlocks, Int32.self)
         refCounts.initialize(repeating: 0, count: totalBlocks)
         freeList = alloc(totalBlocks, Int32.self)
@@ -119,12 +127,14 @@ final class KVCache {
         stepSlots.deallocate(); stepStarts.deallocate()
     }
 
-    /// One layer's keys and values for one block of positions, f32.
-    static func bytesPerBlock(_ c: ModelConfig) -> Int { 2 * c.kvHeadCount * blockTokens * c.headDim * MemoryLayout<Float>.stride }
+    /// One layer's keys and values for one block of positions.
+    static func bytesPerBlock(_ c: ModelConfig, _ precision: KVCachePrecision) -> Int {
+        2 * c.kvHeadCount * blockTokens * c.headDim * precision.bytesPerElement
+    }
 
     var usage: KVCacheUsage {
         KVCacheUsage(blockTokens: Self.blockTokens, totalBlocks: totalBlocks, freeBlocks: freeCount,
-                     bytesPerBlock: blockFloats * MemoryLayout<Float>.stride, sequences: maxSequences - freeSlots.count)
+                     bytesPerBlock: blockElements * precision.bytesPerElement, sequences: maxSequences - freeSlots.count)
     }
 
     // MARK: Sequences
@@ -261,17 +271,41 @@ final class KVCache {
         }
     }
 
-    /// One KV head's keys, (headDim, blockTokens), in the block that holds `position` of layer
-    /// `layer`: dimension d of the key at `position` is at `d · blockTokens + position % blockTokens`.
-    @inline(__always) func keys(slot: Int, layer: Int, position: Int, kvHead: Int) -> UnsafeMutablePointer<Float> {
+    /// Element index in the pool of one KV head's keys, (headDim, blockTokens), in the block that
+    /// holds `position` of layer `layer`: dimension d of the key at `position` is `d · blockTokens +
+    /// position % blockTokens` further; the head's values, (blockTokens, headDim), start
+    /// `valueOffset` elements after its keys (the value at `position` is row `position % blockTokens`).
+    @inline(__always) private func keyIndex(slot: Int, layer: Int, position: Int, kvHead: Int) -> Int {
         let b = Int(table(slot, layer)[position / Self.blockTokens])
-        return pool + b * blockFloats + kvHead * Self.blockTokens * headDim
+        return b * blockElements + kvHead * Self.blockTokens * headDim
     }
 
-    /// One KV head's values, (blockTokens, headDim), in the block that holds `position`: the value at
-    /// `position` is the row `position % blockTokens`.
-    @inline(__always) func values(slot: Int, layer: Int, position: Int, kvHead: Int) -> UnsafeMutablePointer<Float> {
-        keys(slot: slot, layer: layer, position: position, kvHead: kvHead) + kvHeads * Self.blockTokens * headDim
+    /// What the C attention kernels (axon_attend_scores/values) read one KV head of one layer of a
+    /// sequence through: the pool at that head's keys (a block's keys are `table[b] · blockElements`
+    /// elements further, its values `valueOffset` more) and the block table.
+    @inline(__always) func blockView(slot: Int, layer: Int, kvHead: Int) -> (keys: UnsafeRawPointer, table: UnsafePointer<Int32>) {
+        (UnsafeRawPointer(pool + kvHead * Self.blockTokens * headDim * precision.bytesPerElement), UnsafePointer(table(slot, layer)))
+    }
+
+    /// Elements from a block's keys of one KV head to its values of the same head.
+    var valueOffset: Int { kvHeads * Self.blockTokens * headDim }
+
+    /// The cached key and value of `position` (one KV head) as f32 rows of headDim.
+    @inline(__always) func read(slot: Int, layer: Int, position: Int, kvHead: Int,
+                                key: UnsafeMutablePointer<Float>, value: UnsafeMutablePointer<Float>) {
+        let hd = headDim, bt = Self.blockTokens
+        let k = keyIndex(slot: slot, layer: layer, position: position, kvHead: kvHead) + position % bt
+        let v = keyIndex(slot: slot, layer: layer, position: position, kvHead: kvHead) + valueOffset + (position % bt) * hd
+        switch precision {
+        case .f32:
+            let e = pool.assumingMemoryBound(to: Float.self)
+            for d in 0..<hd { key[d] = e[k + d * bt] }
+            value.update(from: e + v, count: hd)
+        case .f16:
+            let e = pool.assumingMemoryBound(to: UInt16.self)
+            for d in 0..<hd { key[d] = axon_f16_to_f32(e[k + d * bt]) }
+            for d in 0..<hd { value[d] = axon_f16_to_f32(e[v + d]) }
+        }
     }
 
     // MARK: Steps
@@ -313,7 +347,8 @@ final class KVCache {
                     } else if refCounts[Int(held)] > 1 {
                         // Copy-on-write of a shared, partly filled block.
                         let copy = takeBlock()
-                        (pool + Int(copy) * blockFloats).update(from: pool + Int(held) * blockFloats, count: blockFloats)
+                        let bytes = blockElements * precision.bytesPerElement
+                        (pool + Int(copy) * bytes).copyMemory(from: pool + Int(held) * bytes, byteCount: bytes)
                         unref(held)
                         table[j] = copy
                     }
@@ -339,13 +374,22 @@ final class KVCache {
     }
 
     /// Copies one token's keys and values (`k`, then `v`, each kvHeads·headDim floats) into the
-    /// block of `position`.
+    /// block of `position`, rounded to nearest even at f16.
     @inline(__always) func store(slot: Int, layer: Int, position: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>) {
         let hd = headDim, bt = Self.blockTokens, i = position % bt
         for g in 0..<kvHeads {
-            let keys = self.keys(slot: slot, layer: layer, position: position, kvHead: g) + i
-            for d in 0..<hd { keys[d * bt] = k[g * hd + d] }
-            (values(slot: slot, layer: layer, position: position, kvHead: g) + i * hd).update(from: v + g * hd, count: hd)
+            let keys = keyIndex(slot: slot, layer: layer, position: position, kvHead: g) + i
+            let values = keys - i + valueOffset + i * hd
+            switch precision {
+            case .f32:
+                let e = pool.assumingMemoryBound(to: Float.self)
+                for d in 0..<hd { e[keys + d * bt] = k[g * hd + d] }
+                (e + values).update(from: v + g * hd, count: hd)
+            case .f16:
+                let e = pool.assumingMemoryBound(to: UInt16.self)
+                for d in 0..<hd { e[keys + d * bt] = Float16(k[g * hd + d]).bitPattern }
+                for d in 0..<hd { e[values + d] = Float16(v[g * hd + d]).bitPattern }
+            }
         }
     }
 }
@@ -399,4 +443,19 @@ extension InferenceEngine {
     public func cacheBlockBound(sequenceLength: Int, largestChunk: Int) -> Int {
         cache.blockBound(length: max(0, sequenceLength), chunk: largestChunk)
     }
+}
+
+/// The elements the KV cache holds (`EngineOptions.kvCachePrecision`, `--kv-cache-precision`).
+/// Decode attention reads every cached key and value of every sequence once per step, so at 16 rows
+/// and a few hundred positions the cache's bytes rival the weights' (docs/ENGINE.md, "Decode step
+/// profile"); f16 halves them.
+public enum KVCachePrecision: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// The keys and values as the projections compute them: the exact reference.
+    case f32
+    /// IEEE binary16, rounded to nearest even (relative error ≤ 2⁻¹¹ for |x| ≥ 2⁻¹⁴, absolute ≤ 2⁻²⁵
+    /// below); attention converts back to f32 exactly and computes in f32.
+    case f16
+
+    public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
+    public var description: String { rawValue }
 }

@@ -240,6 +240,8 @@ public struct EngineOptions: Sendable {
     /// f32 is the exact reference path; f16 and int8 are copies made at load (ProjectionWeights).
     /// Prefill and every cache-less pass stay on the f32 weights through sgemm.
     public var decodePrecision: DecodePrecision
+    /// The KV cache's elements: f32 (the default, exact) or f16 (half the bytes decode attention reads).
+    public var kvCachePrecision: KVCachePrecision
     /// Most tokens in a cached forward pass that still reads the decode weights; larger passes
     /// (prefill chunks) use f32 sgemm, which wins once the weights are reused across enough rows.
     public var decodeRowLimit: Int
@@ -254,7 +256,8 @@ public struct EngineOptions: Sendable {
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatchTokens: Int = 4096,
                 maxRows: Int = 64, maxSeq: Int = 2048, maxLogitRows: Int = 512, collectTimings: Bool = false,
                 kvCacheBytes: Int = 256 << 20, maxSequences: Int = 256, decodePrecision: DecodePrecision = .f32,
-                decodeRowLimit: Int = 32, precision: EnginePrecision = .f32, calibrationTokens: [Int32] = []) {
+                decodeRowLimit: Int = 32, precision: EnginePrecision = .f32, calibrationTokens: [Int32] = [],
+                kvCachePrecision: KVCachePrecision = .f32) {
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
         self.maxRows = maxRows
@@ -264,6 +267,7 @@ public struct EngineOptions: Sendable {
         self.kvCacheBytes = kvCacheBytes
         self.maxSequences = maxSequences
         self.decodePrecision = decodePrecision
+        self.kvCachePrecision = kvCachePrecision
         self.decodeRowLimit = decodeRowLimit
         self.precision = precision
         self.calibrationTokens = calibrationTokens
@@ -283,7 +287,7 @@ public struct EngineOptions: Sendable {
         guard (maxRows...maxBatchTokens).contains(maxLogitRows) else {
             throw EngineError.invalidOptions("maxLogitRows is \(maxLogitRows), expected maxRows (\(maxRows))...maxBatchTokens (\(maxBatchTokens))")
         }
-        let blockBytes = KVCache.bytesPerBlock(config)
+        let blockBytes = KVCache.bytesPerBlock(config, kvCachePrecision)
         let maxCacheBytes = min(1 << 40, Int(Int32.max) * blockBytes)
         guard (0...maxCacheBytes).contains(kvCacheBytes) else {
             throw EngineError.invalidOptions("kvCacheBytes is \(kvCacheBytes), expected 0...\(maxCacheBytes)")

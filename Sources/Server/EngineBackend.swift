@@ -20,13 +20,14 @@ public final class EngineBackend: InferenceBackend {
     /// `precision` the projections' precision on prefill ("int8 prefill").
     public init(file: GGUFFile, modelInfo: ModelInfo, threads: Int?, maxRows: Int, maxSeq: Int, maxBatchTokens: Int,
                 kvCacheBytes: Int = 0, maxSequences: Int = 1, decodePrecision: DecodePrecision = .f32,
-                precision: EnginePrecision = .f32) throws {
+                precision: EnginePrecision = .f32, kvCachePrecision: KVCachePrecision = .f32) throws {
         // Logit rows held at once: a chunk of streamed positions, and each row's last two (`.lastTwo`).
         var options = EngineOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                     maxBatchTokens: maxBatchTokens, maxRows: maxRows, maxSeq: maxSeq,
                                     maxLogitRows: max(maxRows, min(maxBatchTokens, max(512, 2 * maxRows))),
                                     kvCacheBytes: kvCacheBytes, maxSequences: maxSequences, decodePrecision: decodePrecision,
                                     precision: precision)
+        options.kvCachePrecision = kvCachePrecision
         if precision == .int8 { options.calibrationTokens = try EngineOptions.calibrationTokens(TokenizerLoader.load(gguf: file)) }
         engine = try InferenceEngine(file: file, options: options)
         var info = modelInfo

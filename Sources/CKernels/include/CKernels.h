@@ -84,6 +84,62 @@ void axon_decode_gemm_pooled(axon_pool *pool, ptrdiff_t parts, ptrdiff_t alignme
                              const float *x, ptrdiff_t ldx, ptrdiff_t m, const void *w, const float *scales,
                              ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
 
+/// Positions per block of the engine's KV cache (KVCache.blockTokens).
+#define AXON_KV_BLOCK 16
+
+/// One decode query's attention scores over a sequence's cached keys and its step's new keys
+/// (decode_attention.c), for the `group` query heads (rows of q, hd apart) sharing one KV head:
+/// scores[j·n + i] = scale · q_j · key_i for the `cached` positions first, first + 1, … (position
+/// pos in block table[pos / AXON_KV_BLOCK] of `pool`, `block_floats` apart: that head's keys
+/// transposed, dimension d of position pos at d · AXON_KV_BLOCK + pos % AXON_KV_BLOCK), then for
+/// the `new_count` keys at new_keys + i · new_stride (at i = cached + i). The pool's elements are f32,
+/// or binary16 when `half` (`block_floats` and offsets count elements). `isa` as axon_decode_gemm's
+/// (falls back to scalar when hd is not a multiple of the lanes); per output one sum over d in order
+/// of lanes, the same for every call. It fetches each next block's keys and values (its values
+/// `value_offset` elements after its keys) ahead of use.
+void axon_attend_scores(int isa, int half, const float *q, ptrdiff_t group, ptrdiff_t hd, float scale, const void *pool,
+                        const int32_t *table, ptrdiff_t block_floats, ptrdiff_t value_offset, ptrdiff_t first,
+                        ptrdiff_t cached, const float *new_keys, ptrdiff_t new_stride, ptrdiff_t new_count, float *scores,
+                        ptrdiff_t n);
+
+/// out[j·hd + d] = Σ_i p[j·n + i] · value_i[d] over the same positions as axon_attend_scores (the
+/// cached values, (AXON_KV_BLOCK, hd) rows, `value_offset` floats after their block's keys, then
+/// the new ones at new_values + i · new_stride), summed in position order.
+void axon_attend_values(int isa, int half, const float *p, ptrdiff_t group, ptrdiff_t n, ptrdiff_t hd, const void *pool,
+                        const int32_t *table, ptrdiff_t block_floats, ptrdiff_t value_offset, ptrdiff_t first,
+                        ptrdiff_t cached, const float *new_values, ptrdiff_t new_stride, ptrdiff_t new_count, float *out);
+
+/// What one decode step's attention shares across its items (axon_attend_decode).
+typedef struct {
+    int isa, half;                 // as axon_attend_scores'
+    ptrdiff_t group, head_dim;
+    float scale;
+    ptrdiff_t block_elements, value_offset;
+    ptrdiff_t new_stride;          // between the step's new tokens' rows (Q|K|V width)
+    ptrdiff_t new_value_offset;    // from a new key to its value in that row
+    float *scratch;                // per part: group · (most keys) scores
+    ptrdiff_t scratch_stride;      // floats between parts' scratch
+} axon_decode_attention_job;
+
+/// One query's attention for the query heads of one KV head: q (group rows), out (group rows of
+/// head_dim), the cache (`keys`: the pool at this KV head's keys, `table`: the sequence's blocks of
+/// this layer), positions first ..< first + cached from the cache, then new_count new ones at new_keys.
+typedef struct {
+    const float *q;
+    float *out;
+    const void *keys;
+    const int32_t *table;
+    const float *new_keys;
+    ptrdiff_t first, cached, new_count;
+} axon_decode_attention_item;
+
+/// Every item: scores (axon_attend_scores), the softmax of each head's row (the engine's exp
+/// polynomial), values (axon_attend_values), items claimed one at a time by `parts` parts on `pool`
+/// (part p uses scratch + p · scratch_stride; parts ≤ the scratch's parts). NULL pool or parts ≤ 1:
+/// all on the calling thread. The softmax is 8-lane AVX2 when `isa` is AVX2 or wider, else libm's expf.
+void axon_attend_decode(axon_pool *pool, ptrdiff_t parts, const axon_decode_attention_job *job,
+                        const axon_decode_attention_item *items, ptrdiff_t count);
+
 /// Rows [r0, r1) of the f32 matrix w [n][k] to int8: scales[r] = max|w[r]| / 127 (0 for a zero
 /// row), q = round-to-nearest-even(w / scale) computed in double, in [-127, 127].
 /// Returns the number of non-finite weights met (their rows get scale NaN).
