@@ -36,23 +36,44 @@ struct EncoderSession {
         Array(UnsafeBufferPointer(start: output.base, count: output.count))
     }
 
-    /// Appends the ids of one pre-tokenized piece (raw UTF-8 bytes).
+    /// Appends the ids of one pre-tokenized piece (raw UTF-8 bytes); bytes up to `end` may be
+    /// read (the cache key loads whole words). The common cases stay inline: a one-byte piece,
+    /// and a short piece cached as one id in the first slot probed.
     @inline(__always)
-    mutating func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
+    mutating func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int, readableTo end: UnsafePointer<UInt8>) {
         if n == 1 {
             // One byte: its byte-level token (or the unknown policy).
             let id = model.byteTokenIDs[Int(p[0])]
             if id >= 0 { output.append(id); return }
         }
+        if n <= 16 && end - p >= 16 {
+            let key = PieceCache.shortKey(p, n)
+            if let id = cache.singleID(key, n) {
+                output.append(id)
+                return
+            }
+            encodeThroughCache(p, n, key: key)
+            return
+        }
+        encodeLongPiece(p, n, readableTo: end)
+    }
+
+    @inline(never)
+    private mutating func encodeLongPiece(_ p: UnsafePointer<UInt8>, _ n: Int, readableTo end: UnsafePointer<UInt8>) {
         guard n <= PieceCache.maxCachedLength else {
             mergePiece(p, n)
             return
         }
-        let h = PieceCache.hash(p, n)
-        if cache.append(p, n, hash: h, to: &output) { return }
+        encodeThroughCache(p, n, key: PieceCache.key(p, n, readableTo: end))
+    }
+
+    /// The cache's full lookup, then BPE and an insert on a miss.
+    @inline(never)
+    private mutating func encodeThroughCache(_ p: UnsafePointer<UInt8>, _ n: Int, key: PieceCache.Key) {
+        if cache.append(p, n, key: key, to: &output) { return }
         let before = output.count
         mergePiece(p, n)
-        cache.insert(hash: h, key: p, length: n, ids: output.base + before, count: output.count - before)
+        cache.insert(key, key: p, length: n, ids: output.base + before, count: output.count - before)
     }
 
     // MARK: BPE

@@ -234,7 +234,7 @@ public final class Tokenizer: Sendable {
         var i = 0
         while i < count {
             let end = scanner.pieceEnd(from: i)
-            session.encodePiece(base + i, end - i)
+            session.encodePiece(base + i, end - i, readableTo: base + count)
             i = end
         }
     }
