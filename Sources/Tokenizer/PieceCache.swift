@@ -27,7 +27,7 @@ struct PieceCache {
     }
     private static let empty = Slot(hash: 0, key0: 0, key1: 0, shape: 0, ids: 0)
     /// Pieces up to this length compare on the inline key words alone.
-    private static let inlineKeyLength = 16
+    static let inlineKeyLength = 16
     private var slots: GrowableBuffer<Slot>
     private var slotMask: Int
     private var used = 0
@@ -41,8 +41,11 @@ struct PieceCache {
     static let maxSlots = 1 << 17
 
     init(expectedBytes: Int) {
-        var capacity = 256   // small calls (a prompt) stay cheap to set up
-        while capacity < Swift.min(expectedBytes / 32, Self.maxSlots) { capacity <<= 1 }
+        // Small calls (a prompt) stay cheap to set up; big ones start at one slot per 128 bytes
+        // and grow: distinct pieces grow far slower than text (20k in 2 MB of prose), and
+        // clearing a bigger table up front would also flush the tables the lookups need from L2.
+        var capacity = 256
+        while capacity < Swift.min(expectedBytes / 128, Self.maxSlots) { capacity <<= 1 }
         slots = GrowableBuffer(capacity: capacity)
         slots.base.initialize(repeating: Self.empty, count: capacity)
         slots.count = capacity
@@ -83,21 +86,28 @@ struct PieceCache {
         return Key(w0: w0, w1: w1, hash: shortHash(w0, w1, n))
     }
 
-    /// The id of a piece of at most 16 bytes (key from `shortKey`) when it is cached as one id
-    /// in the first slot probed: the common hit, a handful of instructions. nil means "ask
-    /// `append`", not "absent".
+    /// Appends the ids of a piece of at most 16 bytes (key from `shortKey`) when the first
+    /// slot probed holds it, the common hit, and returns true; false means "ask `append`",
+    /// not "absent".
     @inline(__always)
-    func singleID(_ key: Key, _ n: Int) -> Int32? {
+    func appendFromFirstSlot(_ key: Key, _ n: Int, to output: inout GrowableBuffer<Int32>) -> Bool {
         let s = slots[Int(truncatingIfNeeded: key.hash &>> 17) & slotMask]
         // Zero-padded key words plus the length identify a short piece.
-        let shape = UInt32(truncatingIfNeeded: n) | 1 << 16   // keyLength n, idsCount 1
-        if s.key0 == key.w0 && s.key1 == key.w1 && s.shape == shape { return s.ids }
-        return nil
+        guard s.key0 == key.w0 && s.key1 == key.w1 && s.keyLength == n else { return false }
+        let c = s.idsCount
+        if c == 1 {
+            output.append(s.ids)
+        } else {
+            output.reserve(c)
+            (output.base + output.count).update(from: idArena.base + Int(s.ids), count: c)
+            output.count &+= c
+        }
+        return true
     }
 
     /// The hash of a piece of at most 16 bytes from its key words: two multiplies.
     @inline(__always)
-    private static func shortHash(_ w0: UInt64, _ w1: UInt64, _ n: Int) -> UInt64 {
+    static func shortHash(_ w0: UInt64, _ w1: UInt64, _ n: Int) -> UInt64 {
         var h = (w0 ^ 0x243F_6A88_85A3_08D3 ^ UInt64(n)) &* 0x9E37_79B9_7F4A_7C15
         h = (h ^ h >> 29 ^ w1) &* 0xBF58_476D_1CE4_E5B9
         h ^= h >> 31

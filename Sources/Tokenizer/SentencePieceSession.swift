@@ -190,6 +190,7 @@ struct SentencePieceSession {
             return
         }
         let key = PieceCache.key(p, n, readableTo: end)
+        if n <= PieceCache.inlineKeyLength && cache.appendFromFirstSlot(key, n, to: &output) { return }
         if cache.append(p, n, key: key, to: &output) { return }
         let before = output.count
         merge(p, n)
