@@ -94,6 +94,12 @@ struct PieceCache {
         let s = slots[Int(truncatingIfNeeded: key.hash &>> 17) & slotMask]
         // Zero-padded key words plus the length identify a short piece.
         guard s.key0 == key.w0 && s.key1 == key.w1 && s.keyLength == n else { return false }
+        appendIDs(of: s, to: &output)
+        return true
+    }
+
+    @inline(__always)
+    private func appendIDs(of s: Slot, to output: inout GrowableBuffer<Int32>) {
         let c = s.idsCount
         if c == 1 {
             output.append(s.ids)
@@ -102,7 +108,6 @@ struct PieceCache {
             (output.base + output.count).update(from: idArena.base + Int(s.ids), count: c)
             output.count &+= c
         }
-        return true
     }
 
     /// The hash of a piece of at most 16 bytes from its key words: two multiplies.
@@ -185,14 +190,7 @@ struct PieceCache {
             let s = slots[slot]
             if s.hash == key.hash && s.keyLength == n && s.key0 == key.w0
                 && (short ? s.key1 == key.w1 : Self.equal(keyArena.base + Int(s.key1), p, n)) {
-                let c = s.idsCount
-                if c == 1 {
-                    output.append(s.ids)
-                } else {
-                    output.reserve(c)
-                    (output.base + output.count).update(from: idArena.base + Int(s.ids), count: c)
-                    output.count += c
-                }
+                appendIDs(of: s, to: &output)
                 return true
             }
             if s.hash == 0 { return false }
