@@ -83,15 +83,22 @@ final class BPEModel: @unchecked Sendable {
     /// tiktoken's rule: a piece whose bytes are a token is that token, without merging (nil
     /// for HF BPE, which always merges).
     let wholePieces: TokenTextIndex?
+    /// The same rule for pieces of at most 16 bytes, answered in one probe before the cache.
+    let shortWholePieces: ShortTokenTable?
 
-    init(merges: MergeTable, byteTokenIDs: [Int32], unknownID: Int32?, fuseUnknown: Bool, wholePieces: TokenTextIndex? = nil) {
+    init(merges: MergeTable, byteTokenIDs: [Int32], unknownID: Int32?, fuseUnknown: Bool,
+         wholePieces: [[UInt8]]? = nil) {
         self.merges = merges
-        self.wholePieces = wholePieces
+        self.wholePieces = wholePieces.map { TokenTextIndex($0) }
+        shortWholePieces = wholePieces.map { ShortTokenTable($0) }
         self.byteTokenIDs = .allocate(capacity: 256)
         self.byteTokenIDs.initialize(from: byteTokenIDs, count: 256)
         self.unknownID = unknownID
         self.fuseUnknown = fuseUnknown
     }
 
-    deinit { byteTokenIDs.deallocate() }
+    deinit {
+        byteTokenIDs.deallocate()
+        shortWholePieces?.free()
+    }
 }

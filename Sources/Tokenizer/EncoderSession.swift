@@ -4,6 +4,8 @@
 /// the owner calls `free()` exactly once.
 struct EncoderSession {
     private let model: BPEModel
+    /// `model.shortWholePieces`, copied here: its pointers, without a retain per piece.
+    private let shortWholePieces: ShortTokenTable?
 
     // BPE scratch, sized to the longest piece seen.
     private var symbols = GrowableBuffer<Int32>(capacity: 64)
@@ -22,6 +24,7 @@ struct EncoderSession {
 
     init(model: BPEModel, expectedBytes: Int) {
         self.model = model
+        shortWholePieces = model.shortWholePieces
         cache = PieceCache(expectedBytes: expectedBytes)
         output.reserve(expectedBytes / 3 + 16)
     }
@@ -36,23 +39,49 @@ struct EncoderSession {
         Array(UnsafeBufferPointer(start: output.base, count: output.count))
     }
 
-    /// Appends the ids of one pre-tokenized piece (raw UTF-8 bytes).
+    /// Appends the ids of one pre-tokenized piece (raw UTF-8 bytes); bytes up to `end` may be
+    /// read (the cache key loads whole words). The common cases stay inline: a one-byte piece,
+    /// a short piece that is one token (tiktoken's rule), and a short piece in the first
+    /// cache slot probed.
     @inline(__always)
-    mutating func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
+    mutating func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int, readableTo end: UnsafePointer<UInt8>) {
         if n == 1 {
             // One byte: its byte-level token (or the unknown policy).
             let id = model.byteTokenIDs[Int(p[0])]
             if id >= 0 { output.append(id); return }
         }
+        if n <= PieceCache.inlineKeyLength && end - p >= 16 {
+            let key = PieceCache.shortKey(p, n)
+            if let whole = shortWholePieces {
+                let id = whole.id(key, n)
+                if id >= 0 {
+                    output.append(id)
+                    return
+                }
+            }
+            if cache.appendFromFirstSlot(key, n, to: &output) { return }
+            encodeThroughCache(p, n, key: key)
+            return
+        }
+        encodeLongPiece(p, n, readableTo: end)
+    }
+
+    @inline(never)
+    private mutating func encodeLongPiece(_ p: UnsafePointer<UInt8>, _ n: Int, readableTo end: UnsafePointer<UInt8>) {
         guard n <= PieceCache.maxCachedLength else {
             mergePiece(p, n)
             return
         }
-        let h = PieceCache.hash(p, n)
-        if cache.append(p, n, hash: h, to: &output) { return }
+        encodeThroughCache(p, n, key: PieceCache.key(p, n, readableTo: end))
+    }
+
+    /// The cache's full lookup, then BPE and an insert on a miss.
+    @inline(never)
+    private mutating func encodeThroughCache(_ p: UnsafePointer<UInt8>, _ n: Int, key: PieceCache.Key) {
+        if cache.append(p, n, key: key, to: &output) { return }
         let before = output.count
         mergePiece(p, n)
-        cache.insert(hash: h, key: p, length: n, ids: output.base + before, count: output.count - before)
+        cache.insert(key, key: p, length: n, ids: output.base + before, count: output.count - before)
     }
 
     // MARK: BPE
@@ -100,6 +129,7 @@ struct EncoderSession {
             let rk = ranks.base
             let table = model.merges
             for k in 0..<(n - 1) { rk[k] = table.lookup(sym[k], sym[k + 1]) }
+            rk[n - 1] = MergeTable.none   // read (never used) by the last shift below
             while n >= 2 {
                 var best = MergeTable.none
                 var bestK = -1
@@ -109,11 +139,14 @@ struct EncoderSession {
                 }
                 if bestK < 0 { break }
                 sym[bestK] = Int32(truncatingIfNeeded: best & 0xFFFF_FFFF)
-                // Drop symbol bestK+1 and the rank of pair bestK+1.
-                let tail = n - bestK - 2
-                if tail > 0 { (sym + bestK + 1).update(from: sym + bestK + 2, count: tail) }
-                let rankTail = n - bestK - 3
-                if rankTail > 0 { (rk + bestK + 1).update(from: rk + bestK + 2, count: rankTail) }
+                // Drop symbol bestK+1 and the rank of pair bestK+1 (a few elements: plain loops,
+                // not memmove calls).
+                var k = bestK + 1
+                while k < n - 1 {
+                    sym[k] = sym[k + 1]
+                    rk[k] = rk[k + 1]   // rk[n - 2] is stale after this and no longer read
+                    k += 1
+                }
                 n -= 1
                 if bestK > 0 { rk[bestK - 1] = table.lookup(sym[bestK - 1], sym[bestK]) }
                 if bestK + 1 < n { rk[bestK] = table.lookup(sym[bestK], sym[bestK + 1]) }

@@ -16,7 +16,7 @@ struct GrowableBuffer<Element> {
     /// Makes room for `extra` more elements; grows geometrically.
     @inline(__always)
     mutating func reserve(_ extra: Int) {
-        if count + extra > capacity { grow(to: count + extra) }
+        if count &+ extra > capacity { grow(to: count &+ extra) }
     }
 
     private mutating func grow(to needed: Int) {
@@ -33,7 +33,7 @@ struct GrowableBuffer<Element> {
     mutating func append(_ value: Element) {
         reserve(1)
         (base + count).initialize(to: value)
-        count += 1
+        count &+= 1
     }
 
     @inline(__always)

@@ -70,9 +70,117 @@ struct SplitScanner {
         return r
     }
 
-    /// The end of the piece that starts at `i` (`i < count`).
+    /// The end of the piece that starts at `i` (`i < count`). Pieces that start with ASCII
+    /// take the fast paths below: letter runs (with or without one leading space) a word at a
+    /// time, other runs and whitespace runs byte by byte. Contractions, numbers and anything
+    /// that starts with a byte >= 0x80 go to `generalPieceEnd`, as do runs that would need it.
     @inline(__always)
     func pieceEnd(from i: Int) -> Int {
+        let b0 = text[i]
+        guard b0 < 0x80 else { return generalPieceEnd(from: i) }
+        let f0 = ascii[Int(b0)]
+        if f0 & Self.letter != 0 { return letterRunEnd(from: i + 1) }
+        if b0 == 0x20 {
+            // ` ?X+`: one space joins a following letter, number or other run.
+            guard i + 1 < count else { return i + 1 }
+            let b1 = text[i + 1]
+            guard b1 < 0x80 else { return generalPieceEnd(from: i) }
+            let f1 = ascii[Int(b1)]
+            if f1 & Self.letter != 0 { return letterRunEnd(from: i + 2) }
+            if f1 & Self.number != 0 { return generalPieceEnd(from: i) }
+            if f1 & Self.space == 0 { return otherRunEnd(from: i + 2) }
+            return spaceRunEnd(from: i)   // two or more whitespace characters
+        }
+        if f0 & Self.space != 0 { return spaceRunEnd(from: i) }
+        if f0 & Self.number != 0 || b0 == 0x27 { return generalPieceEnd(from: i) }
+        return otherRunEnd(from: i + 1)
+    }
+
+    /// The whitespace piece at `i`, an ASCII whitespace byte that is not a lone space before
+    /// a non-space: `\s+(?!\S)|\s+` keeps a run's last character for the next piece when a
+    /// non-space follows and the run is longer than one. A byte >= 0x80 (maybe Unicode
+    /// whitespace) anywhere in the run hands the whole piece to `generalPieceEnd`.
+    @inline(__always)
+    private func spaceRunEnd(from i: Int) -> Int {
+        var j = i + 1
+        while j < count {
+            let b = text[j]
+            if b >= 0x80 { return generalPieceEnd(from: i) }
+            let f = ascii[Int(b)]
+            if f & Self.space == 0 {
+                // In smollm mode a digit ends the text the regex sees, so the run is whole.
+                if splitDigits && f & CharClass.digitSplit != 0 { return j }
+                return j - i > 1 ? j - 1 : j
+            }
+            j += 1
+        }
+        return j
+    }
+
+    /// The end of a `[^\s\p{L}\p{N}]+` run from `j`.
+    @inline(__always)
+    private func otherRunEnd(from start: Int) -> Int {
+        var j = start
+        while j < count {
+            let b = text[j]
+            if b < 0x80 {
+                if ascii[Int(b)] & Self.word != 0 { break }   // digits to split are numbers
+                j += 1
+            } else {
+                let g = peek(j)
+                if g.flags & (Self.word | Self.end) != 0 { break }
+                j += g.length
+            }
+        }
+        return j
+    }
+
+    /// The end of a `\p{L}+` run whose letters so far are ASCII, from `j`: eight bytes at a
+    /// time while they are ASCII letters, then byte by byte; a byte >= 0x80 hands over to the
+    /// scalar loop, which classifies non-ASCII letters.
+    @inline(__always)
+    private func letterRunEnd(from start: Int) -> Int {
+        var j = start
+        let raw = UnsafeRawPointer(text)
+        while j + 8 <= count {
+            let stop = AsciiWords.nonLetterBytes(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self)))
+            if stop != 0 {
+                j += stop.trailingZeroBitCount >> 3
+                return text[j] < 0x80 ? j : runEnd(from: j, cls: Self.letter)
+            }
+            j += 8
+        }
+        while j < count {
+            let b = text[j]
+            if b >= 0x80 { return runEnd(from: j, cls: Self.letter) }
+            if ascii[Int(b)] & Self.letter == 0 { break }
+            j += 1
+        }
+        return j
+    }
+
+    /// The end of a run of class `cls` (letters or numbers) from `j`, any scalars.
+    @inline(__always)
+    private func runEnd(from start: Int, cls: UInt8) -> Int {
+        var j = start
+        // ASCII bytes are classified inline; `peek` handles the rest (and the end).
+        while j < count {
+            let b = text[j]
+            if b < 0x80 {
+                let f = ascii[Int(b)]
+                if f & cls == 0 || (splitDigits && f & CharClass.digitSplit != 0) { break }
+                j += 1
+            } else {
+                let g = peek(j)
+                if g.flags & cls == 0 || g.flags & Self.end != 0 { break }
+                j += g.length
+            }
+        }
+        return j
+    }
+
+    /// `pieceEnd` for any piece: contractions, numbers, other runs, whitespace, non-ASCII.
+    private func generalPieceEnd(from i: Int) -> Int {
         let b0 = text[i]
         if b0 == 0x27 && i + 1 < count {   // ' : contractions, case-sensitive as in the regex
             let b1 = text[i + 1]
@@ -101,35 +209,8 @@ struct SplitScanner {
         }
         if flags & Self.space == 0 {
             let cls = flags & (Self.letter | Self.number)
-            var j = start + length
-            // ASCII bytes are classified inline; `peek` handles the rest (and the end).
-            if cls != 0 {
-                while j < count {
-                    let b = text[j]
-                    if b < 0x80 {
-                        let f = ascii[Int(b)]
-                        if f & cls == 0 || (splitDigits && f & CharClass.digitSplit != 0) { break }
-                        j += 1
-                    } else {
-                        let g = peek(j)
-                        if g.flags & cls == 0 || g.flags & Self.end != 0 { break }
-                        j += g.length
-                    }
-                }
-            } else {
-                while j < count {
-                    let b = text[j]
-                    if b < 0x80 {
-                        if ascii[Int(b)] & Self.word != 0 { break }   // digits to split are numbers
-                        j += 1
-                    } else {
-                        let g = peek(j)
-                        if g.flags & (Self.word | Self.end) != 0 { break }
-                        j += g.length
-                    }
-                }
-            }
-            return j
+            let j = start + length
+            return cls != 0 ? runEnd(from: j, cls: cls) : otherRunEnd(from: j)
         }
         // `\s+(?!\S)|\s+`: a whitespace run, minus its last character when a non-space follows
         // (that character then prefixes the next piece), unless the run is one character long.
@@ -143,5 +224,23 @@ struct SplitScanner {
         }
         if peek(j).flags & Self.end != 0 { return j }
         return lastStart > i ? lastStart : j
+    }
+}
+
+/// Byte-parallel tests on eight bytes in one word (SWAR), for the split scanner's ASCII runs.
+enum AsciiWords {
+    private static let low7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+    private static let high: UInt64 = 0x8080_8080_8080_8080
+    private static let caseBit: UInt64 = 0x2020_2020_2020_2020
+
+    /// The high bit of every byte of `w` (little-endian order) that is not an ASCII letter.
+    /// Folding case with 0x20 maps only A-Z into a-z; with the high bits cleared first, the
+    /// two additions below cannot carry between bytes.
+    @inline(__always)
+    static func nonLetterBytes(_ w: UInt64) -> UInt64 {
+        let folded = (w & low7) | caseBit
+        let atLeastA = folded &+ 0x1F1F_1F1F_1F1F_1F1F        // high bit: folded >= 0x61 ('a')
+        let pastZ = folded &+ 0x0505_0505_0505_0505           // high bit: folded >= 0x7B ('z' + 1)
+        return ((~atLeastA | pastZ) | w) & high
     }
 }

@@ -173,27 +173,28 @@ struct SentencePieceSession {
             if b == 0xE2 && i > chunkStart && i + 2 < n && p[i + 1] == 0x96 && p[i + 2] == 0x81 {
                 let c = SentencePieceModel.scalar(p, count: n, at: previous).0
                 if !model.joinsMarker(c) {
-                    encodeChunk(p + chunkStart, i - chunkStart)
+                    encodeChunk(p + chunkStart, i - chunkStart, readableTo: p + n)
                     chunkStart = i
                 }
             }
             previous = i
             i += b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4
         }
-        if chunkStart < n { encodeChunk(p + chunkStart, n - chunkStart) }
+        if chunkStart < n { encodeChunk(p + chunkStart, n - chunkStart, readableTo: p + n) }
     }
 
     @inline(__always)
-    private mutating func encodeChunk(_ p: UnsafePointer<UInt8>, _ n: Int) {
+    private mutating func encodeChunk(_ p: UnsafePointer<UInt8>, _ n: Int, readableTo end: UnsafePointer<UInt8>) {
         guard n <= PieceCache.maxCachedLength else {
             merge(p, n)
             return
         }
-        let h = PieceCache.hash(p, n)
-        if cache.append(p, n, hash: h, to: &output) { return }
+        let key = PieceCache.key(p, n, readableTo: end)
+        if n <= PieceCache.inlineKeyLength && cache.appendFromFirstSlot(key, n, to: &output) { return }
+        if cache.append(p, n, key: key, to: &output) { return }
         let before = output.count
         merge(p, n)
-        cache.insert(hash: h, key: p, length: n, ids: output.base + before, count: output.count - before)
+        cache.insert(key, key: p, length: n, ids: output.base + before, count: output.count - before)
     }
 
     // MARK: Merging (llm_tokenizer_spm_session::tokenize)

@@ -141,9 +141,9 @@ public final class Tokenizer: Sendable {
         self.idsByToken = idsByToken
         let table = rankedMerges.map { MergeTable(rankedMerges: $0) } ?? MergeTable(merges: compiled)
         // Only normal tokens: special ones are matched (or not) before the split rule runs.
-        let whole = wholePieceFirst ? TokenTextIndex((0..<n).map {
+        let whole = wholePieceFirst ? (0..<n).map {
             types[$0] == BPEVocabulary.TokenType.normal ? Array(bytes[offsets[$0]..<offsets[$0 + 1]]) : []
-        }) : nil
+        } : nil
         model = BPEModel(merges: table, byteTokenIDs: byteIDs,
                          unknownID: v.unknownByteID, fuseUnknown: v.fuseUnknown, wholePieces: whole)
         tokenBytes = bytes
@@ -234,7 +234,7 @@ public final class Tokenizer: Sendable {
         var i = 0
         while i < count {
             let end = scanner.pieceEnd(from: i)
-            session.encodePiece(base + i, end - i)
+            session.encodePiece(base + i, end - i, readableTo: base + count)
             i = end
         }
     }

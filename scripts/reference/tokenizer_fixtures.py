@@ -2,7 +2,7 @@
 """Reference token ids for the Tokenizer tests, from Hugging Face `tokenizers` (PyPI).
 
 Writes into Tests/TokenizerTests/Fixtures/:
-  smollm_cases.json          corpus cases for the default model: text, expected ids (plain and
+  smollm_cases.json          corpus and split scanner edge cases for the default model: text, expected ids (plain and
                              with special tokens parsed), HF-decoded text where it differs,
                              long runs (run-length encoded ids), and the expected sha256.
   smollm_random.json         a few thousand seeded random Unicode strings with expected ids.
@@ -144,6 +144,33 @@ CORPUS = [
     ("zero_width", "a\u200bb\u200cc\u200dd\ufeffe\u2060f"),
     ("private_use_and_planes", "\ue000\uf8ff\U000f0000\U00010000\U0001d11e\U00020000\U00040000\U000e0001"),
 ]
+
+def scanner_edge_texts():
+    """Edges of the split scanner's ASCII fast paths (letter runs eight bytes at a time, other and
+    whitespace runs byte by byte) and of the piece key's word loads, as (name, text): letter runs
+    of every length up to 20 ending in each kind of byte, a byte >= 0x80 at every offset of a
+    word, case-fold neighbours of the letters (@ [ ` {), contractions at piece ends, trailing and
+    mixed whitespace runs, a space before each class, and short pieces far from the text's end
+    (16 readable bytes) next to the same pieces at its end."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    enders = [" ", ".", "7", "\u00e9", "\u2014", "\n", "'", "_", "\u00a0", "\u65e5", "\x00", ""]
+    yield "letter_run_lengths", "|".join(letters[:k] + e for k in range(1, 21) for e in enders)
+    yield "letter_runs_at_end", " ".join(letters[:k] for k in range(1, 21))
+    yield "high_byte_every_offset", " ".join(letters[:k] + x + letters[k:k + 6] for k in range(0, 18)
+                                             for x in ["\u00e9", "\u00d7", "\u0301", "\u3000", "\U0001F642"])
+    yield "case_fold_neighbours", "a@b[c`d{e A@ Z[ z{ `a {z @Z [A ~q \x7fq Q\x7f"
+    yield "contractions_at_piece_ends", ("don't it's. they're\n I'll we've you'd abc's ABC'S x' 'end "
+                                         "o'clock rock'n'roll 's't're've'm'll'd '''s \u00e9'sa 7's 's")
+    yield "trailing_whitespace", "word   "
+    yield "trailing_newlines", "word\n\n\n"
+    yield "whitespace_then_non_ascii", ("a  \u00e9 b \u00a0c d\u00a0 e f \u3000g h\t\u3000 i\n\u00a0\u00a0j k   "
+                                        "\u65e5 \n\u2028 l\u0085m \u0085 n")
+    yield "space_before_each_class", "x 1 x ( x \u00e9 x \u00a0 x 's x \u2014 x \u0661 x \t x  y \x00 x \x7f"
+    yield "other_runs", "...\u2014\u2026 (\u00e9) !!\u00e9 --7 ++a **\u00a0 \x01\x02b \x1c\x1d\x1e\x1f c"
+    words = ["a", "of", "the", " the", "ing", " token", "izer", " internationalization", "qzxj", " qzxjvw",
+             "abcdefgh", "abcdefghi", "abcdefghijklmnop", "abcdefghijklmnopq", "\u00e9t\u00e9", "\u65e5\u672c"]
+    yield "short_pieces_far_from_end", "".join(w + "," for w in words) + " " * 20 + "".join(w + "." for w in words)
+
 
 SPECIAL_TEXTS = [
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n",
@@ -288,7 +315,7 @@ def main():
     vocab = {t: i for i, t in enumerate(g["tokens"])}
     merge_ids = [(vocab[m.split(" ")[0]], vocab[m.split(" ")[1]]) for m in g["merges"]]
 
-    cases = [case_entry(tok, name, text) for name, text in CORPUS]
+    cases = [case_entry(tok, name, text) for name, text in CORPUS + list(scanner_edge_texts())]
     for entry in cases:
         # The pre-tokenizer's pieces as substrings of the input (offsets are in characters).
         entry["pieces"] = [entry["text"][a:b] for _, (a, b) in tok.pre_tokenizer.pre_tokenize_str(entry["text"])]

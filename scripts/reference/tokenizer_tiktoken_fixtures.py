@@ -4,7 +4,8 @@ PyPI `tiktoken`: Encoding("gpt2", pat_str=GPT-2, mergeable_ranks=load_tiktoken_b
 special_tokens={"<|endoftext|>": 50256}) over Models/gpt2.tiktoken (`Models/fetch gpt2`).
 
 Writes Tests/TokenizerTests/Fixtures/gpt2_tiktoken_cases.json:
-  cases / random_cases  the corpus of scripts/reference/tokenizer_fixtures.py and seeded random
+  cases / random_cases  the corpus of scripts/reference/tokenizer_fixtures.py (with its split
+                        scanner edge texts) and seeded random
                         Unicode strings: text, `ids` (encode_ordinary), `ids_special`
                         (encode(allowed_special="all")), and `decoded` (decode(ids)) where it
                         differs from the text;
@@ -122,7 +123,7 @@ def main():
     texts = ref.CORPUS + [(f"special_text_{k}", t) for k, t in enumerate(ref.SPECIAL_TEXTS)] + [
         ("endoftext_forms", "<|endoftext|>a<|endoftext|><|endoftext|> <|endoftext <|endoftext|>|>"),
         ("left_padding_like", "<|endoftext|>" * 5 + "Hello world"),
-    ] + list(cache_and_split_texts())
+    ] + list(cache_and_split_texts()) + list(ref.scanner_edge_texts())
     cases = [entry(enc, name, text) for name, text in texts]
     randoms = [entry(enc, None, t) for t in ref.random_strings(1200, seed=20261202)]
     long_cases = [{"repeat": s, "count": n, "ids": runs.periodic(enc.encode_ordinary(s * n))}
