@@ -50,7 +50,7 @@ AXON_V3 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t
             bad += nonFinite;
             scale[r] = 0;
             zero[r] = 0;
-            for (ptrdiff_t i = 0; i < k; i++) out[i] = 0;
+            for (i = 0; i < k; i++) out[i] = 0;
             continue;
         }
         float peak = hi > -lo ? hi : -lo;

@@ -69,18 +69,14 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let scaleCount = rows * format.scaleCount(columns: columns)
         scales = scaleCount > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: scaleCount) : nil
         // Thrown after every property is set: deinit frees the buffers (exactly once), never here.
-        try fill(from: weights, name: name, threads: threads, path: path)
+        try requantize(from: weights, name: name, threads: threads, path: path)
     }
 
-    /// Rounds `weights` (rows × columns f32, row-major) into this copy again, in place: the int8
-    /// path's smoothing re-rounds its projections this way after calibrating on them, so two copies
-    /// are never held. Load time only: no `multiply` may run meanwhile.
+    /// Rounds `weights` (rows × columns f32, row-major) into this copy: at init, and again in place
+    /// when the int8 path's smoothing re-rounds its projections after calibrating on them, so two
+    /// copies are never held. Load time only: no `multiply` may run meanwhile.
     /// - Throws: as `init`; the copy is then partly rewritten and must not be used.
     func requantize(from weights: UnsafePointer<Float>, name: String, threads: Int = 1, path: DecodeKernelPath = .best) throws {
-        try fill(from: weights, name: name, threads: threads, path: path)
-    }
-
-    private func fill(from weights: UnsafePointer<Float>, name: String, threads: Int, path: DecodeKernelPath) throws {
         let (rows, format) = (self.rows, self.format)
         let workers = max(1, min(threads, rows / 64))
         let problems = UnsafeMutablePointer<Int>.allocate(capacity: workers)
