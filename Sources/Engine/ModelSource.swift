@@ -26,6 +26,21 @@ extension ModelSource {
     public func releaseRows(_ name: String, rows: Range<Int>) {}
 }
 
+/// A source that changes some tensors' values and passes everything else through to `base`: it
+/// implements `dequantizeRows` only.
+public protocol ModelSourceWrapper: ModelSource {
+    var base: ModelSource { get }
+}
+
+extension ModelSourceWrapper {
+    public func metadataInt(_ key: String) -> Int? { base.metadataInt(key) }
+    public func metadataDouble(_ key: String) -> Double? { base.metadataDouble(key) }
+    public func metadataString(_ key: String) -> String? { base.metadataString(key) }
+    public func tensorDims(_ name: String) -> [Int]? { base.tensorDims(name) }
+    public func tensorType(_ name: String) -> GGMLType? { base.tensorType(name) }
+    public func releaseRows(_ name: String, rows: Range<Int>) { base.releaseRows(name, rows: rows) }
+}
+
 extension GGUFFile: ModelSource {
     public func metadataInt(_ key: String) -> Int? { int(key) }
     public func metadataDouble(_ key: String) -> Double? { double(key) }

@@ -63,6 +63,10 @@ final class ModelWeights {
         func reserveIf(_ present: Bool, _ names: String...) -> Int? {
             present ? reserveAll(names) : nil
         }
+        /// Projection `p` of layer `l`, its tensors side by side, unless the engine reads it in int8 only.
+        func reserveProjection(_ p: ProjectionWeights.Projection, layer l: Int) -> Int? {
+            projections ? reserveAll(p.weightNames(layer: l)) : nil
+        }
         struct Offsets { var attnNorm: Int, qkv, qkvBias, qNorm, kNorm, wo, postAttn: Int?, ffnNorm: Int, gateUp, down, postFfn: Int? }
         let embOffset = reserve("token_embd.weight")
         let normOffset = reserve("output_norm.weight")
@@ -72,16 +76,16 @@ final class ModelWeights {
             let p = "blk.\(l)."
             layerOffsets.append(Offsets(
                 attnNorm: reserve(p + "attn_norm.weight"),
-                qkv: reserveIf(projections, p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
+                qkv: reserveProjection(.qkv, layer: l),
                 // Q, K and V biases adjacent, like the fused rows they are added to.
                 qkvBias: c.hasQKVBias ? reserve(p + "attn_q.bias", p + "attn_k.bias", p + "attn_v.bias") : nil,
                 qNorm: reserveIf(c.family.perHeadQKNorm, p + "attn_q_norm.weight"),
                 kNorm: reserveIf(c.family.perHeadQKNorm, p + "attn_k_norm.weight"),
-                wo: reserveIf(projections, p + "attn_output.weight"),
+                wo: reserveProjection(.attentionOutput, layer: l),
                 postAttn: reserveIf(c.family.postBlockNorms, p + "post_attention_norm.weight"),
                 ffnNorm: reserve(p + "ffn_norm.weight"),
-                gateUp: reserveIf(projections, p + "ffn_gate.weight", p + "ffn_up.weight"),
-                down: reserveIf(projections, p + "ffn_down.weight"),
+                gateUp: reserveProjection(.gateUp, layer: l),
+                down: reserveProjection(.down, layer: l),
                 postFfn: reserveIf(c.family.postBlockNorms, p + "post_ffw_norm.weight")))
         }
         arena = AlignedFloats(count: cursor)

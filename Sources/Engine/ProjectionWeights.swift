@@ -31,6 +31,9 @@ public final class ProjectionWeights: @unchecked Sendable {
             }
         }
 
+        /// Its tensors' full names in layer `l`: "blk.l.<tensor>.weight".
+        func weightNames(layer l: Int) -> [String] { tensors.map { "blk.\(l).\($0).weight" } }
+
         /// (outputs, inputs) in `c`.
         func shape(_ c: ModelConfig) -> (rows: Int, columns: Int) {
             switch self {
@@ -146,7 +149,7 @@ public final class ProjectionWeights: @unchecked Sendable {
         let (rows, columns) = p.shape(c)
         let scratch = AlignedFloats(count: rows * columns)
         var at = 0
-        for tensor in p.tensors.map({ "blk.\(l).\($0).weight" }) {
+        for tensor in p.weightNames(layer: l) {
             let count = source.tensorDims(tensor).map { $0.dropFirst().reduce(1, *) } ?? 0
             do {
                 try source.dequantizeRows(tensor, rows: 0..<count,
@@ -256,7 +259,7 @@ extension InferenceEngine {
 /// f32 engine loaded from it computes what the decode path computes with those weights, up to the
 /// order of f32 sums: the accuracy cost of the precision, measured without touching the forward pass.
 /// The token embeddings (and a tied head) are left exact.
-public struct RoundedProjectionsSource: ModelSource {
+public struct RoundedProjectionsSource: ModelSourceWrapper {
     public let base: ModelSource
     public let format: QuantizedMatrix.Format
 
@@ -265,19 +268,11 @@ public struct RoundedProjectionsSource: ModelSource {
         self.format = format
     }
 
-    static let projectionSuffixes = ["attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
-                                     "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
+    static let projectionSuffixes = ProjectionWeights.Projection.allCases.flatMap { $0.tensors.map { $0 + ".weight" } }
 
     static func isProjection(_ name: String) -> Bool {
         name.hasPrefix("blk.") && projectionSuffixes.contains { name.hasSuffix("." + $0) }
     }
-
-    public func metadataInt(_ key: String) -> Int? { base.metadataInt(key) }
-    public func metadataDouble(_ key: String) -> Double? { base.metadataDouble(key) }
-    public func metadataString(_ key: String) -> String? { base.metadataString(key) }
-    public func tensorDims(_ name: String) -> [Int]? { base.tensorDims(name) }
-    public func tensorType(_ name: String) -> GGMLType? { base.tensorType(name) }
-    public func releaseRows(_ name: String, rows: Range<Int>) { base.releaseRows(name, rows: rows) }
 
     /// - Throws: what the base source throws, or `DecodeWeightsError` for a weight the format
     ///   cannot hold.

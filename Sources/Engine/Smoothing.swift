@@ -79,7 +79,7 @@ public struct SmoothingFactors: Sendable, Equatable {
 /// `SmoothingFactors`); everything else as the wrapped source gives it. An f32 engine loaded from it
 /// computes what one loaded from `base` computes, up to f32 rounding (tested); the int8 path
 /// quantizes the smoothed activations and weights.
-public struct SmoothedSource: ModelSource {
+public struct SmoothedSource: ModelSourceWrapper {
     public let base: ModelSource
     public let factors: SmoothingFactors
     let headDim: Int
@@ -92,13 +92,6 @@ public struct SmoothedSource: ModelSource {
         headDim = c.headDim
         group = c.headCount / c.kvHeadCount
     }
-
-    public func metadataInt(_ key: String) -> Int? { base.metadataInt(key) }
-    public func metadataDouble(_ key: String) -> Double? { base.metadataDouble(key) }
-    public func metadataString(_ key: String) -> String? { base.metadataString(key) }
-    public func tensorDims(_ name: String) -> [Int]? { base.tensorDims(name) }
-    public func tensorType(_ name: String) -> GGMLType? { base.tensorType(name) }
-    public func releaseRows(_ name: String, rows: Range<Int>) { base.releaseRows(name, rows: rows) }
 
     /// What a tensor's role does with the factors: a vector divided elementwise, and a matrix's
     /// columns multiplied and rows divided.
