@@ -54,12 +54,7 @@ AXON_V3 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t
             continue;
         }
         float peak = hi > -lo ? hi : -lo;
-        if (peak_ratio > 0 && peak * peak > peak_ratio * peak_ratio * sumSquares / (float)k) {
-            fallback[r] = 1;
-            scale[r] = 0;
-            zero[r] = 0;
-            continue;
-        }
+        fallback[r] = peak_ratio > 0 && peak * peak > peak_ratio * peak_ratio * sumSquares / (float)k;
         float s = (hi - lo) / (float)levels, inv = (float)levels / (hi - lo);
         float z = nearbyintf(-lo * inv), top = (float)levels;
         scale[r] = s;
@@ -72,6 +67,19 @@ AXON_V3 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t
         }
     }
     return bad;
+}
+
+AXON_V3 void axon_u8_residual_rows(const float *x, ptrdiff_t ldx, ptrdiff_t k, const int32_t *rows, ptrdiff_t i0,
+                                   ptrdiff_t i1, const uint8_t *u, ptrdiff_t ldu, const float *scale,
+                                   const int32_t *zero, float *e, ptrdiff_t lde) {
+    for (ptrdiff_t i = i0; i < i1; i++) {
+        const ptrdiff_t r = rows ? rows[i] : i;
+        const float *row = x + r * ldx;
+        const uint8_t *q = u + r * ldu;
+        const float s = scale[r], z = (float)zero[r];
+        float *out = e + i * lde;
+        for (ptrdiff_t c = 0; c < k; c++) out[c] = row[c] - ((float)q[c] - z) * s;
+    }
 }
 
 AXON_V3 void axon_dequantize_s32_rows(const int32_t *c, ptrdiff_t ldc, ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
