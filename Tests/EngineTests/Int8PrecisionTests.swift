@@ -177,6 +177,45 @@ final class Int8PrecisionTests: XCTestCase {
         }
     }
 
+    /// At int8 a prefill of a few rows reads the LM head from the decode weights' int8Block32 copy
+    /// when the GGUF's head is Q8_0 (SmolLM2's tied token_embd): those hold its values exactly, so
+    /// each logit is the dot product of the final hidden state with the GGUF's own dequantized row.
+    /// Against that product in Double, the kernel's f32 sum of k = 576 terms may differ by at most
+    /// k·u·Σ|h·w| (the worst case of any summation order), plus one rounding of the result.
+    func testInt8PrefillHeadIsTheQ8_0RowsExactly() throws {
+        let file = try GGUFFile(path: TestPaths.defaultModel())
+        let embedding = try XCTUnwrap(file.tensor(named: "token_embd.weight"))
+        XCTAssertEqual(embedding.type, .q8_0, "the test needs a Q8_0 head")
+        let engine = try InferenceEngine(source: file, options: EngineOptions(threads: 2, maxBatchTokens: 64, maxRows: 4, maxSeq: 64, maxLogitRows: 8, kvCacheBytes: 0,
+                                                                              decodePrecision: .int8, precision: .int8))
+        XCTAssertEqual(engine.prefillHeadFormat, .int8Block32)
+        XCTAssertNil(try InferenceEngine(source: file, options: EngineOptions(threads: 2, maxBatchTokens: 64, maxRows: 4, maxSeq: 64, maxLogitRows: 8, kvCacheBytes: 0,
+                                                                              decodePrecision: .int8)).prefillHeadFormat,
+                     "f32 keeps the f32 head")
+        let (h, v) = (engine.config.hiddenSize, engine.config.vocabSize)
+        let rows: [[Int32]] = [[1, 504, 3458, 314], [28, 9, 77, 1025, 6000, 17], [2]]
+        let result = try engine.forward(RaggedBatch(rows: rows), logits: .last)
+        var table = [Float](repeating: 0, count: v * h)
+        try table.withUnsafeMutableBufferPointer { try file.dequantizeRows(embedding, rows: 0..<v, into: $0) }
+        let u = Double(Float.ulpOfOne) / 2
+        for r in rows.indices {
+            let hidden = Array(result.hidden(row: r, position: rows[r].count - 1))
+            let logits = try XCTUnwrap(result.lastLogits(row: r))
+            var worst = 0.0
+            for t in 0..<v {
+                var exact = 0.0, magnitude = 0.0
+                for i in 0..<h {
+                    let p = Double(hidden[i]) * Double(table[t * h + i])
+                    exact += p; magnitude += abs(p)
+                }
+                let bound = Double(h) * u * magnitude + u * abs(exact)
+                worst = max(worst, abs(Double(logits[t]) - exact) / bound)
+                XCTAssertLessThanOrEqual(abs(Double(logits[t]) - exact), bound, "row \(r) token \(t)")
+            }
+            XCTAssertLessThanOrEqual(worst, 1)
+        }
+    }
+
     /// Mean loss over positions with a next token and top-1 agreement of the int8 path with f32.
     private func compare(modelPath: String, ids: [Int32]) throws -> (f32Loss: Double, int8Loss: Double, agree: Int) {
         let file = try GGUFFile(path: modelPath)
