@@ -12,14 +12,16 @@ public enum EnginePrecision: String, CaseIterable, Sendable, CustomStringConvert
 
     public var description: String { rawValue }
 
-    /// The precision to run when none is asked for: f32 on every CPU, int8 only when asked. Measured
-    /// quietly side by side (Benchmarks/RESULTS.md at cd5c08b, Zen 5 with AVX-512 VNNI), the int8
-    /// path is slower than f32 on OpenBLAS's AVX-512 sgemm (SmolLM2 853 vs 1351 tok/s at 1×128) and,
-    /// on Gemma 3, slower even than the AVX2 (Haswell) sgemm (629 vs 817 at 4×512): it reaches 9–13%
-    /// of oneDNN's own GEMM rate, so the projections are not where its time goes. Without VNNI,
-    /// oneDNN's int8 GEMM goes through saturating int16 pair sums at 7-bit activations
-    /// (docs/ENGINE.md, "int8 prefill"). Never pick a path slower than f32 on the CPU at hand;
-    /// revisit once the int8 pass is faster.
+    /// The precision to run when none is asked for: f32 on every CPU, int8 only when asked. Since
+    /// the residual product (2026-12-03, Zen 5 with AVX-512 VNNI, Benchmarks/engine/RESULTS.md) int8
+    /// prefill is 2.2–2.7× f32 under the pinned Haswell sgemm and faster than OpenBLAS's AVX-512
+    /// sgemm too (SmolLM2 4.4–5.7× llama.cpp against f32's 2.0–2.1×; Gemma 3 1.9–2.3× against
+    /// 0.8–1.2×), and it holds the prose bars in both token spaces. It stays opt-in because a run of
+    /// control tokens still lands 0.9–1.0 nats off f32 (the smoothed s8 weights), and because at
+    /// int8 decode steps read the same per-row s8 copy, which missed Gemma 3's decode agreement bar
+    /// by one position (docs/ENGINE.md, "Decode kernels"), where f32's default decode copy is per
+    /// block. Without VNNI, oneDNN's int8 GEMM goes through saturating int16 pair sums at 7-bit
+    /// activations (docs/ENGINE.md, "int8 prefill"): never pick a path slower than f32 there.
     public static var preferred: EnginePrecision { .f32 }
 
     /// Whether the int8 path can run on this CPU at all (its activation kernels are AVX2 code).
