@@ -24,12 +24,12 @@ final class Int8Projections {
     private let products: UnsafeMutablePointer<Int32>      // (chunk, widest output)
     private let scales: UnsafeMutablePointer<Float>        // (chunk)
     private let zeros: UnsafeMutablePointer<Int32>         // (chunk)
-    private let fallbackFlags: UnsafeMutablePointer<UInt8> // (chunk): 1 for a row that also takes its residual
-    private let fineRows: UnsafeMutablePointer<Int32>      // (chunk): those rows
+    private let wideRangeFlags: UnsafeMutablePointer<UInt8> // (chunk): 1 for a row that also takes its residual
+    private let wideRows: UnsafeMutablePointer<Int32>      // (chunk): those rows
     private let remainders: UnsafeMutablePointer<Float>    // (chunk, widest input): their rounding residuals
     private let residuals: UnsafeMutablePointer<UInt8>     // (chunk, widest input): those in u8
     private let residualScales: UnsafeMutablePointer<Float>, residualZeros: UnsafeMutablePointer<Int32>  // (chunk)
-    private let residualFlags: UnsafeMutablePointer<UInt8>  // (chunk): written, never set (no ratio for residuals)
+    private let residualFlagScratch: UnsafeMutablePointer<UInt8>  // (chunk): written, never set (no ratio for residuals)
     private let widestInput: Int, widestOutput: Int
     /// Rows a product runs at once: `chunkRows`, or fewer for an engine that never runs more.
     private let chunk: Int
@@ -39,9 +39,9 @@ final class Int8Projections {
     /// agreement with f32 there is 990 on SmolLM2, 987 on Gemma 3): 12 gives SmolLM2 997 and Gemma
     /// 987, 8 gives 999 and 997 (and the run of one token within the bound) at the same speed, 6
     /// gives 1005 and 1000 for 30% more time. (A row of k Gaussian values has peak/rms ≈ 3.5.)
-    static let fallbackPeakRatio: Float = 8
+    static let residualPeakRatio: Float = 8
     /// Rows that took the residual product, summed over products (a measure of how often it happens).
-    var fallbackRows = 0
+    var residualRows = 0
 
     /// Records each product's input channel maxima while set (`Int8Calibration`).
     var observer: ChannelMaxima?
@@ -74,13 +74,13 @@ final class Int8Projections {
         products = .allocate(capacity: chunk * widestOutput)
         scales = .allocate(capacity: chunk)
         zeros = .allocate(capacity: chunk)
-        fallbackFlags = .allocate(capacity: chunk)
-        fineRows = .allocate(capacity: chunk)
+        wideRangeFlags = .allocate(capacity: chunk)
+        wideRows = .allocate(capacity: chunk)
         remainders = .allocate(capacity: chunk * widestInput)
         residuals = .allocate(capacity: chunk * widestInput)
         residualScales = .allocate(capacity: chunk)
         residualZeros = .allocate(capacity: chunk)
-        residualFlags = .allocate(capacity: chunk)
+        residualFlagScratch = .allocate(capacity: chunk)
     }
 
     /// Σ_k q[j][k] of every row j of `q`.
@@ -98,13 +98,14 @@ final class Int8Projections {
     /// forgets the fallbacks counted so far.
     func refreshRowSums() {
         for m in layers.flatMap({ $0 }) { Self.sumRows(of: m.weights, into: m.rowSums) }
-        fallbackRows = 0
+        residualRows = 0
     }
 
     deinit {
         for m in layers.flatMap({ $0 }) { m.rowSums.deallocate() }
-        activations.deallocate(); products.deallocate(); scales.deallocate(); zeros.deallocate(); fallbackFlags.deallocate()
-        fineRows.deallocate(); remainders.deallocate(); residuals.deallocate(); residualScales.deallocate(); residualZeros.deallocate(); residualFlags.deallocate()
+        activations.deallocate(); products.deallocate(); scales.deallocate(); zeros.deallocate(); wideRangeFlags.deallocate()
+        wideRows.deallocate(); remainders.deallocate(); residuals.deallocate()
+        residualScales.deallocate(); residualZeros.deallocate(); residualFlagScratch.deallocate()
     }
 
     /// Token rows a product runs at once: the scratch holds this many, so it stays a few MB whatever
@@ -134,34 +135,34 @@ final class Int8Projections {
         let w = matrix.weights
         let k = w.columns, n = w.rows, levels = levels
         let (u, c, scales, zeros) = (activations, products, scales, zeros)
-        // Rows whose range is set by a few extreme channels (peak / rms over `fallbackPeakRatio`, e.g.
+        // Rows whose range is set by a few extreme channels (peak / rms over `residualPeakRatio`, e.g.
         // the massive activations of a first token or a run of control tokens) leave their other
         // channels few of the u8 levels. Their rounding residual (|e| ≤ scale/2) is quantized again
         // and multiplied too, in one more integer product over just those rows: together the two
-        // carry 16-bit activations, at the cost of an int8 product rather than an f32 one.
-        let flags = fallbackFlags
+        // carry 16-bit activations, at the cost of int8 rows rather than an f32 product.
+        let flags = wideRangeFlags
         forEachTokenRange(m, threads: threads) { r0, r1 in
-            _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros, Self.fallbackPeakRatio, flags)
+            _ = axon_quantize_u8_rows(x, ldx, k, r0, r1, levels, u, k, scales, zeros, Self.residualPeakRatio, flags)
         }
-        var fine = 0
+        var wide = 0
         for r in 0..<m where flags[r] != 0 {
-            fineRows[fine] = Int32(r)
-            fine += 1
+            wideRows[wide] = Int32(r)
+            wide += 1
         }
         _ = w.withInt8Storage { values, rowScales in
             Int8Gemm.multiply(m: m, n: n, k: k, a: u, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
             forEachTokenRange(m, threads: threads) { r0, r1 in
                 axon_dequantize_s32_rows(c, n, n, r0, r1, scales, zeros, rowScales, matrix.rowSums, y, ldy, accumulate ? 1 : 0)
             }
-            guard fine > 0 else { return }
-            fallbackRows += fine
-            let (rows, rest, e, eScales, eZeros) = (fineRows, remainders, residuals, residualScales, residualZeros)
-            forEachTokenRange(fine, threads: threads) { i0, i1 in
+            guard wide > 0 else { return }
+            residualRows += wide
+            let (rows, rest, e, eScales, eZeros) = (wideRows, remainders, residuals, residualScales, residualZeros)
+            forEachTokenRange(wide, threads: threads) { i0, i1 in
                 axon_u8_residual_rows(x, ldx, k, rows, i0, i1, u, k, scales, zeros, rest, k)
-                _ = axon_quantize_u8_rows(rest, k, k, i0, i1, levels, e, k, eScales, eZeros, 0, residualFlags)
+                _ = axon_quantize_u8_rows(rest, k, k, i0, i1, levels, e, k, eScales, eZeros, 0, residualFlagScratch)
             }
-            Int8Gemm.multiply(m: fine, n: n, k: k, a: e, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
-            for i in 0..<fine {
+            Int8Gemm.multiply(m: wide, n: n, k: k, a: e, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
+            for i in 0..<wide {
                 axon_dequantize_s32_rows(c + i * n, n, n, 0, 1, eScales + i, eZeros + i, rowScales, matrix.rowSums,
                                          y + Int(rows[i]) * ldy, ldy, 1)
             }

@@ -15,7 +15,7 @@
 /// int16 (oneDNN without VNNI). Returns the number of non-finite values met (their row is zeroed).
 /// With peak_ratio > 0, fallback[r] = 1 for a finite row whose peak |x| exceeds peak_ratio times its
 /// rms (a range set by a few extreme channels, which leaves the others few levels): it is quantized
-/// all the same, and its residual takes a second product (axon_quantize_u8_residual_rows);
+/// all the same, and its residual takes a second product (axon_u8_residual_rows, then this function again);
 /// otherwise fallback[r] = 0.
 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
                                 int levels, uint8_t *u, ptrdiff_t ldu, float *scale, int32_t *zero,
