@@ -45,7 +45,7 @@ AXON_V3 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t
             sumSquares += squares[j];
             nonFinite += nonFinites[j];
         }
-        fallback[r] = 0;
+        if (fallback) fallback[r] = 0;
         if (nonFinite > 0 || !(hi - lo > 0)) {
             bad += nonFinite;
             scale[r] = 0;
@@ -54,7 +54,7 @@ AXON_V3 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t
             continue;
         }
         float peak = hi > -lo ? hi : -lo;
-        fallback[r] = peak_ratio > 0 && peak * peak > peak_ratio * peak_ratio * sumSquares / (float)k;
+        if (fallback) fallback[r] = peak_ratio > 0 && peak * peak > peak_ratio * peak_ratio * sumSquares / (float)k;
         float s = (hi - lo) / (float)levels, inv = (float)levels / (hi - lo);
         float z = nearbyintf(-lo * inv), top = (float)levels;
         scale[r] = s;
@@ -73,7 +73,7 @@ AXON_V3 void axon_u8_residual_rows(const float *x, ptrdiff_t ldx, ptrdiff_t k, c
                                    ptrdiff_t i1, const uint8_t *u, ptrdiff_t ldu, const float *scale,
                                    const int32_t *zero, float *e, ptrdiff_t lde) {
     for (ptrdiff_t i = i0; i < i1; i++) {
-        const ptrdiff_t r = rows ? rows[i] : i;
+        const ptrdiff_t r = rows[i];
         const float *row = x + r * ldx;
         const uint8_t *q = u + r * ldu;
         const float s = scale[r], z = (float)zero[r];

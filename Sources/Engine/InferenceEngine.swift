@@ -81,8 +81,7 @@ public final class InferenceEngine: @unchecked Sendable {
         self.decodeWeights = decodeWeights
         attentionPath = (decodeWeights?.path ?? DecodeKernelPath.best).rawValue
         attentionPool = decodeWeights?.pool ?? WorkerPool(threads: options.threads)
-        let headTensor = config.tiedOutput ? "token_embd.weight" : "output.weight"
-        exactReducedHead = int8 && decodeWeights?.headFormat == .int8Block32 && source.tensorType(headTensor) == .q8_0
+        exactReducedHead = int8 && decodeWeights?.headFormat == .int8Block32 && source.tensorType(config.headTensor) == .q8_0
             ? decodeWeights : nil
         int8Projections = int8 ? decodeWeights.map {
             Int8Projections(weights: $0, maxTokens: sizing.maxBatchTokens, threads: options.threads)

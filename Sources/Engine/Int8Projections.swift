@@ -29,7 +29,6 @@ final class Int8Projections {
     private let remainders: UnsafeMutablePointer<Float>    // (chunk, widest input): their rounding residuals
     private let residuals: UnsafeMutablePointer<UInt8>     // (chunk, widest input): those in u8
     private let residualScales: UnsafeMutablePointer<Float>, residualZeros: UnsafeMutablePointer<Int32>  // (chunk)
-    private let residualFlagScratch: UnsafeMutablePointer<UInt8>  // (chunk): written, never set (no ratio for residuals)
     private let widestInput: Int, widestOutput: Int
     /// Rows a product runs at once: `chunkRows`, or fewer for an engine that never runs more.
     private let chunk: Int
@@ -80,7 +79,6 @@ final class Int8Projections {
         residuals = .allocate(capacity: chunk * widestInput)
         residualScales = .allocate(capacity: chunk)
         residualZeros = .allocate(capacity: chunk)
-        residualFlagScratch = .allocate(capacity: chunk)
     }
 
     /// Σ_k q[j][k] of every row j of `q`.
@@ -105,7 +103,7 @@ final class Int8Projections {
         for m in layers.flatMap({ $0 }) { m.rowSums.deallocate() }
         activations.deallocate(); products.deallocate(); scales.deallocate(); zeros.deallocate(); wideRangeFlags.deallocate()
         wideRows.deallocate(); remainders.deallocate(); residuals.deallocate()
-        residualScales.deallocate(); residualZeros.deallocate(); residualFlagScratch.deallocate()
+        residualScales.deallocate(); residualZeros.deallocate()
     }
 
     /// Token rows a product runs at once: the scratch holds this many, so it stays a few MB whatever
@@ -159,7 +157,7 @@ final class Int8Projections {
             let (rows, rest, e, eScales, eZeros) = (wideRows, remainders, residuals, residualScales, residualZeros)
             forEachTokenRange(wide, threads: threads) { i0, i1 in
                 axon_u8_residual_rows(x, ldx, k, rows, i0, i1, u, k, scales, zeros, rest, k)
-                _ = axon_quantize_u8_rows(rest, k, k, i0, i1, levels, e, k, eScales, eZeros, 0, residualFlagScratch)
+                _ = axon_quantize_u8_rows(rest, k, k, i0, i1, levels, e, k, eScales, eZeros, 0, nil)
             }
             Int8Gemm.multiply(m: wide, n: n, k: k, a: e, lda: k, b: values, ldb: k, c: c, ldc: n, threads: threads)
             for i in 0..<wide {

@@ -26,6 +26,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var rmsEps: Double
     /// True when there is no `output.weight` and the LM head is `token_embd`.
     public var tiedOutput: Bool
+    /// The GGUF tensor the LM head reads.
+    public var headTensor: String { tiedOutput ? "token_embd.weight" : "output.weight" }
     /// True when the file has q, k and v biases.
     public var hasQKVBias: Bool
     /// Per layer: its attention window and RoPE base.

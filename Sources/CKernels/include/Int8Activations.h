@@ -15,15 +15,14 @@
 /// int16 (oneDNN without VNNI). Returns the number of non-finite values met (their row is zeroed).
 /// With peak_ratio > 0, fallback[r] = 1 for a finite row whose peak |x| exceeds peak_ratio times its
 /// rms (a range set by a few extreme channels, which leaves the others few levels): it is quantized
-/// all the same, and its residual takes a second product (axon_u8_residual_rows, then this function again);
-/// otherwise fallback[r] = 0.
+/// all the same, and its residual takes a second product (axon_u8_residual_rows, then this function
+/// again); otherwise fallback[r] = 0. fallback may be NULL (no flags wanted) when peak_ratio is 0.
 ptrdiff_t axon_quantize_u8_rows(const float *x, ptrdiff_t ldx, ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
                                 int levels, uint8_t *u, ptrdiff_t ldu, float *scale, int32_t *zero,
                                 float peak_ratio, uint8_t *fallback);
 
-/// The rounding residuals of rows quantized by axon_quantize_u8_rows: for i in [i0, i1) and r =
-/// rows[i] (or i when rows is NULL), row i of e (row stride lde) = row r of x − (u − zero[r])·scale[r],
-/// each |e| ≤ scale[r]/2. e may be x itself when rows is NULL and lde = ldx (in place).
+/// The rounding residuals of rows quantized by axon_quantize_u8_rows, gathered: for i in [i0, i1) and
+/// r = rows[i], row i of e (row stride lde) = row r of x − (u − zero[r])·scale[r], each |e| ≤ scale[r]/2.
 void axon_u8_residual_rows(const float *x, ptrdiff_t ldx, ptrdiff_t k, const int32_t *rows, ptrdiff_t i0,
                            ptrdiff_t i1, const uint8_t *u, ptrdiff_t ldu, const float *scale,
                            const int32_t *zero, float *e, ptrdiff_t lde);
