@@ -51,19 +51,24 @@ struct EncoderSession {
             if id >= 0 { output.append(id); return }
         }
         if n <= PieceCache.inlineKeyLength && end - p >= 16 {
-            let key = PieceCache.shortKey(p, n)
-            if let whole = shortWholePieces {
-                let id = whole.id(key, n)
-                if id >= 0 {
-                    output.append(id)
-                    return
-                }
-            }
-            if cache.appendFromFirstSlot(key, n, to: &output) { return }
-            encodeThroughCache(p, n, key: key)
+            encodeShortPiece(p, n, key: PieceCache.shortKey(p, n))
             return
         }
         encodeLongPiece(p, n, readableTo: end)
+    }
+
+    /// Appends the ids of a piece of 1...16 bytes whose key (`PieceCache.shortKey`'s) is known.
+    @inline(__always)
+    mutating func encodeShortPiece(_ p: UnsafePointer<UInt8>, _ n: Int, key: PieceCache.Key) {
+        if let whole = shortWholePieces {
+            let id = whole.id(key, n)
+            if id >= 0 {
+                output.append(id)
+                return
+            }
+        }
+        if cache.appendFromFirstSlot(key, n, to: &output) { return }
+        encodeThroughCache(p, n, key: key, knownNotWhole: shortWholePieces != nil)
     }
 
     @inline(never)
@@ -75,12 +80,13 @@ struct EncoderSession {
         encodeThroughCache(p, n, key: PieceCache.key(p, n, readableTo: end))
     }
 
-    /// The cache's full lookup, then BPE and an insert on a miss.
+    /// The cache's full lookup, then BPE and an insert on a miss. `knownNotWhole`: the
+    /// whole-piece table has already said the piece is not one token.
     @inline(never)
-    private mutating func encodeThroughCache(_ p: UnsafePointer<UInt8>, _ n: Int, key: PieceCache.Key) {
+    private mutating func encodeThroughCache(_ p: UnsafePointer<UInt8>, _ n: Int, key: PieceCache.Key, knownNotWhole: Bool = false) {
         if cache.append(p, n, key: key, to: &output) { return }
         let before = output.count
-        mergePiece(p, n)
+        mergePiece(p, n, knownNotWhole: knownNotWhole)
         cache.insert(key, key: p, length: n, ids: output.base + before, count: output.count - before)
     }
 
@@ -88,8 +94,8 @@ struct EncoderSession {
 
     /// Byte-level BPE of one piece: initial symbols are the byte tokens, then the pair with the
     /// lowest merge rank (leftmost on ties) is merged until no pair has a merge.
-    private mutating func mergePiece(_ p: UnsafePointer<UInt8>, _ n: Int) {
-        if let whole = model.wholePieces {
+    private mutating func mergePiece(_ p: UnsafePointer<UInt8>, _ n: Int, knownNotWhole: Bool = false) {
+        if !knownNotWhole, let whole = model.wholePieces {
             let id = whole.lookup(p, n)
             if id >= 0 {
                 output.append(id)
@@ -152,9 +158,7 @@ struct EncoderSession {
                 if bestK + 1 < n { rk[bestK] = table.lookup(sym[bestK], sym[bestK + 1]) }
             }
         }
-        output.reserve(n)
-        (output.base + output.count).update(from: sym, count: n)
-        output.count += n
+        output.append(from: sym, count: n)
     }
 
     private mutating func mergeWithHeap(_ n: Int) {

@@ -36,6 +36,20 @@ struct GrowableBuffer<Element> {
         count &+= 1
     }
 
+    /// Appends `n` elements from `source` with a plain loop: the encoder's copies are a few
+    /// ids, where a `memmove` call's size dispatch costs more than the copy and mispredicts.
+    @inline(__always)
+    mutating func append(from source: UnsafePointer<Element>, count n: Int) {
+        reserve(n)
+        let destination = base + count
+        var k = 0
+        while k < n {
+            (destination + k).initialize(to: source[k])
+            k &+= 1
+        }
+        count &+= n
+    }
+
     @inline(__always)
     subscript(i: Int) -> Element {
         get { base[i] }

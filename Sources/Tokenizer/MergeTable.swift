@@ -1,18 +1,31 @@
 /// Pair → (rank, merged id) lookup in one flat open-addressing table keyed by
 /// (left id, right id). Immutable after construction; the storage is owned by this object.
+///
+/// On a piece the cache has not seen, each merge step waits for the lookups of the pair on
+/// either side of the last merge, so the table's footprint sets the speed of cold text: a
+/// table that stays in L2 answers in a few nanoseconds, one that spills to L3 in tens.
+/// When every id and rank fits in 16 bits (GPT-2's 50,257 tokens and 108,299 tiktoken
+/// merges, SmolLM2's 49,152 tokens) the table is compact: 8-byte entries at up to 5/6 load,
+/// under 1 MiB for GPT-2 instead of 4 MiB of 16-byte entries at half load.
 final class MergeTable: @unchecked Sendable {
     /// Returned by `lookup` when the pair has no merge.
     static let none: UInt64 = .max
-    private static let emptyKey: UInt64 = .max
 
-    /// Key and value side by side, so a probe touches one cache line (the table of tiktoken's
-    /// GPT-2 merges is several MB: most probes on a cold piece miss the caches).
-    private struct Entry {
+    /// left << 16 | right, and rank << 16 | merged id, side by side.
+    private struct CompactEntry {
+        static let emptyKey: UInt32 = .max   // ids are below 0xFFFF, so no pair has this key
+        var key: UInt32
+        var value: UInt32
+    }
+    /// left << 32 | right, and rank << 32 | merged id, for vocabularies past 16 bits.
+    private struct WideEntry {
+        static let emptyKey: UInt64 = .max
         var key: UInt64
-        /// rank << 32 | merged id
         var value: UInt64
     }
-    private let entries: UnsafeMutablePointer<Entry>
+    /// Exactly one of the two is allocated.
+    private let compact: UnsafeMutablePointer<CompactEntry>?
+    private let wide: UnsafeMutablePointer<WideEntry>?
     private let mask: Int
     let count: Int
 
@@ -27,27 +40,50 @@ final class MergeTable: @unchecked Sendable {
     }
 
     private init<S: Sequence>(count mergeCount: Int, _ merges: S) where S.Element == (Int32, Int32, Int32, Int) {
-        var capacity = 16
-        while capacity < mergeCount * 2 { capacity <<= 1 }
-        entries = .allocate(capacity: capacity)
-        entries.initialize(repeating: Entry(key: Self.emptyKey, value: 0), count: capacity)
-        mask = capacity - 1
         count = mergeCount
-        for (left, right, merged, rank) in merges {
-            let key = Self.key(left, right)
-            var slot = Self.slot(key) & mask
-            while entries[slot].key != Self.emptyKey && entries[slot].key != key { slot = (slot + 1) & mask }
-            if entries[slot].key == key { continue }
-            entries[slot] = Entry(key: key, value: UInt64(rank) << 32 | UInt64(UInt32(bitPattern: merged)))
+        let fitsCompact = merges.allSatisfy { left, right, merged, rank in
+            (0..<0xFFFF).contains(left) && (0..<0xFFFF).contains(right) && (0...0xFFFF).contains(merged) && (0...0xFFFF).contains(rank)
         }
+        var capacity = 16
+        if fitsCompact {
+            while capacity * 5 < mergeCount * 6 { capacity <<= 1 }
+            let entries = UnsafeMutablePointer<CompactEntry>.allocate(capacity: capacity)
+            entries.initialize(repeating: CompactEntry(key: CompactEntry.emptyKey, value: 0), count: capacity)
+            let mask = capacity - 1
+            for (left, right, merged, rank) in merges {
+                let key = UInt32(left) << 16 | UInt32(right)
+                var slot = Self.slot(UInt64(key)) & mask
+                while entries[slot].key != CompactEntry.emptyKey && entries[slot].key != key { slot = (slot + 1) & mask }
+                if entries[slot].key == key { continue }
+                entries[slot] = CompactEntry(key: key, value: UInt32(rank) << 16 | UInt32(merged))
+            }
+            compact = entries
+            wide = nil
+        } else {
+            while capacity < mergeCount * 2 { capacity <<= 1 }
+            let entries = UnsafeMutablePointer<WideEntry>.allocate(capacity: capacity)
+            entries.initialize(repeating: WideEntry(key: WideEntry.emptyKey, value: 0), count: capacity)
+            let mask = capacity - 1
+            for (left, right, merged, rank) in merges {
+                let key = Self.wideKey(left, right)
+                var slot = Self.slot(key) & mask
+                while entries[slot].key != WideEntry.emptyKey && entries[slot].key != key { slot = (slot + 1) & mask }
+                if entries[slot].key == key { continue }
+                entries[slot] = WideEntry(key: key, value: UInt64(rank) << 32 | UInt64(UInt32(bitPattern: merged)))
+            }
+            compact = nil
+            wide = entries
+        }
+        mask = capacity - 1
     }
 
     deinit {
-        entries.deallocate()
+        compact?.deallocate()
+        wide?.deallocate()
     }
 
     @inline(__always)
-    private static func key(_ left: Int32, _ right: Int32) -> UInt64 {
+    private static func wideKey(_ left: Int32, _ right: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
     }
 
@@ -59,12 +95,25 @@ final class MergeTable: @unchecked Sendable {
     /// rank << 32 | merged id, or `MergeTable.none`.
     @inline(__always)
     func lookup(_ left: Int32, _ right: Int32) -> UInt64 {
-        let key = Self.key(left, right)
+        if let entries = compact {
+            // A symbol id past 16 bits (a vocabulary larger than its merges) is in no pair.
+            guard UInt32(bitPattern: left) < 0xFFFF && UInt32(bitPattern: right) < 0xFFFF else { return Self.none }
+            let key = UInt32(bitPattern: left) << 16 | UInt32(bitPattern: right)
+            var slot = Self.slot(UInt64(key)) & mask
+            while true {
+                let e = entries[slot]
+                if e.key == key { return UInt64(e.value >> 16) << 32 | UInt64(e.value & 0xFFFF) }
+                if e.key == CompactEntry.emptyKey { return Self.none }
+                slot = (slot + 1) & mask
+            }
+        }
+        guard let entries = wide else { return Self.none }
+        let key = Self.wideKey(left, right)
         var slot = Self.slot(key) & mask
         while true {
             let e = entries[slot]
             if e.key == key { return e.value }
-            if e.key == Self.emptyKey { return Self.none }
+            if e.key == WideEntry.emptyKey { return Self.none }
             slot = (slot + 1) & mask
         }
     }

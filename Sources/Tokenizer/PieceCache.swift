@@ -104,9 +104,7 @@ struct PieceCache {
         if c == 1 {
             output.append(s.ids)
         } else {
-            output.reserve(c)
-            (output.base + output.count).update(from: idArena.base + Int(s.ids), count: c)
-            output.count &+= c
+            output.append(from: idArena.base + Int(s.ids), count: c)
         }
     }
 

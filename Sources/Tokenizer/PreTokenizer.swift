@@ -70,6 +70,38 @@ struct SplitScanner {
         return r
     }
 
+    /// The commonest piece of prose, ` ?[A-Za-z]+` of at most 16 bytes, found from two word
+    /// loads at `i` (16 bytes must be readable there), with those words masked to the piece:
+    /// the piece cache's and the whole-token table's key, so nothing is read twice. nil means
+    /// "ask `pieceEnd`": any other piece, a longer one, or a run that stops at a byte >= 0x80
+    /// (maybe a non-ASCII letter that continues it).
+    @inline(__always)
+    func shortLetterPiece(at i: Int) -> (length: Int, w0: UInt64, w1: UInt64)? {
+        let raw = UnsafeRawPointer(text + i)
+        let w0 = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
+        // ` ?\p{L}+`: a leading space belongs to the piece when a letter follows it.
+        let lead = UInt8(truncatingIfNeeded: w0) == 0x20 ? 1 : 0
+        let stops0 = AsciiWords.nonLetterBytes(w0) & ~(UInt64(lead) << 7)
+        let all = UInt64.max
+        let length: Int
+        var key0 = w0
+        var key1: UInt64 = 0
+        if stops0 != 0 {
+            length = stops0.trailingZeroBitCount >> 3
+            guard length > lead else { return nil }
+            key0 &= ~(all << UInt64(truncatingIfNeeded: length << 3))
+        } else {
+            let w1 = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            let stops1 = AsciiWords.nonLetterBytes(w1)
+            guard stops1 != 0 else { return nil }
+            let k = stops1.trailingZeroBitCount >> 3
+            length = 8 + k
+            key1 = w1 & ~(all << UInt64(truncatingIfNeeded: k << 3))   // k = 0 keeps nothing
+        }
+        guard text[i + length] < 0x80 else { return nil }
+        return (length, key0, key1)
+    }
+
     /// The end of the piece that starts at `i` (`i < count`). Pieces that start with ASCII
     /// take the fast paths below: letter runs (with or without one leading space) a word at a
     /// time, other runs and whitespace runs byte by byte. Contractions, numbers and anything

@@ -232,6 +232,20 @@ public final class Tokenizer: Sendable {
     private func encodeSegment(_ base: UnsafePointer<UInt8>, _ count: Int, _ session: inout EncoderSession) {
         let scanner = SplitScanner(text: base, count: count, kind: preTokenizer)
         var i = 0
+        // Most pieces of prose are short ASCII words, found and keyed in one step while 16
+        // bytes remain to load.
+        while i + 16 <= count {
+            if let word = scanner.shortLetterPiece(at: i) {
+                session.encodeShortPiece(base + i, word.length,
+                                         key: PieceCache.Key(w0: word.w0, w1: word.w1,
+                                                             hash: PieceCache.shortHash(word.w0, word.w1, word.length)))
+                i += word.length
+            } else {
+                let end = scanner.pieceEnd(from: i)
+                session.encodePiece(base + i, end - i, readableTo: base + count)
+                i = end
+            }
+        }
         while i < count {
             let end = scanner.pieceEnd(from: i)
             session.encodePiece(base + i, end - i, readableTo: base + count)
