@@ -2,7 +2,7 @@
 import Foundation
 import PackageDescription
 
-// Dependencies point one way: GGUF <- Tokenizer <- TokenTranslation, {GGUF, CBLAS, CDNNL, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
+// Dependencies point one way: {GGUF, CTokenizerKernels} <- Tokenizer <- TokenTranslation, {GGUF, CBLAS, CDNNL, CKernels} <- Engine, AxonProto <- Wire, CSodium <- Identity,
 // Sampling (logits processors, seeded RNG, beam search) depends on nothing,
 // CLibUV <- LibUV (Swift types over libuv handles) <- HTTPResponder (HTTP/1.x for the axon's own pages),
 // {Wire, Engine, Tokenizer, TokenTranslation, Identity, Sampling, Prometheus, LibUV, HTTPResponder, CHiredis} <- Server,
@@ -46,7 +46,8 @@ let package = Package(
 
         // Library modules.
         .target(name: "GGUF"),
-        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "CTokenizerKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Tokenizer", dependencies: ["GGUF", "CTokenizerKernels"]),
         // The decode path's reduced-precision kernels: C for AVX2 and AVX-512 functions chosen at run
         // time (the CPU changes between sessions), built optimized in debug too so tests stay quick.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),

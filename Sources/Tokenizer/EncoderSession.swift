@@ -45,7 +45,9 @@ struct EncoderSession {
     /// cache slot probed.
     @inline(__always)
     mutating func encodePiece(_ p: UnsafePointer<UInt8>, _ n: Int, readableTo end: UnsafePointer<UInt8>) {
-        if n == 1 {
+        // With a whole-token table one-byte pieces go through it too: a quarter of prose's
+        // pieces are one byte, at random among the rest, and a branch on it mispredicts.
+        if shortWholePieces == nil && n == 1 {
             // One byte: its byte-level token (or the unknown policy).
             let id = model.byteTokenIDs[Int(p[0])]
             if id >= 0 { output.append(id); return }

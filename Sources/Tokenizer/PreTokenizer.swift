@@ -27,12 +27,33 @@ struct SplitScanner {
     private static let space = CharClass.whitespace
     private static let word = CharClass.letter | CharClass.number | CharClass.whitespace
 
+    /// Whether the block kernel (`axon_ascii_piece_starts`) may cut ASCII stretches: the GPT-2
+    /// rule on the ASCII classes it assumes (`smollm`'s digit split is not among its rules).
+    let readsBlocks: Bool
+
     init(text: UnsafePointer<UInt8>, count: Int, kind: PreTokenizerKind) {
         self.text = text
         self.count = count
         self.splitDigits = kind == .smollm
-        ascii = classes.blocks + (Int(classes.blockIndex[0]) << 8)
+        let ascii = classes.blocks + (Int(classes.blockIndex[0]) << 8)
+        self.ascii = ascii
+        readsBlocks = kind == .gpt2 && Self.asciiClassesMatchBlocks
     }
+
+    /// True when the classes of the 128 ASCII scalars are the ones the block kernel assumes
+    /// (`axon_ascii_piece_starts`): A-Z and a-z letters, 0-9 numbers, \t \n \v \f \r and
+    /// space whitespace.
+    private static let asciiClassesMatchBlocks: Bool = {
+        let classes = UnicodeClasses.shared
+        return (0..<128).allSatisfy { b -> Bool in
+            let byte = UInt8(b)
+            let letter = (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+            let digit = (0x30...0x39).contains(byte)
+            let space = (0x09...0x0D).contains(byte) || byte == 0x20
+            let expected = (letter ? CharClass.letter : 0) | (digit ? CharClass.number : 0) | (space ? CharClass.whitespace : 0)
+            return classes.flags(of: UInt32(b)) & (CharClass.letter | CharClass.number | CharClass.whitespace) == expected
+        }
+    }()
 
     /// Class flags and byte length of the scalar at `i` (valid UTF-8 is assumed: the input
     /// comes from a Swift String).
@@ -68,38 +89,6 @@ struct SplitScanner {
         let r = rawPeek(i)
         if splitDigits && r.flags & CharClass.digitSplit != 0 { return (Self.end, r.length) }
         return r
-    }
-
-    /// The commonest piece of prose, ` ?[A-Za-z]+` of at most 16 bytes, found from two word
-    /// loads at `i` (16 bytes must be readable there), with those words masked to the piece:
-    /// the piece cache's and the whole-token table's key, so nothing is read twice. nil means
-    /// "ask `pieceEnd`": any other piece, a longer one, or a run that stops at a byte >= 0x80
-    /// (maybe a non-ASCII letter that continues it).
-    @inline(__always)
-    func shortLetterPiece(at i: Int) -> (length: Int, w0: UInt64, w1: UInt64)? {
-        let raw = UnsafeRawPointer(text + i)
-        let w0 = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
-        // ` ?\p{L}+`: a leading space belongs to the piece when a letter follows it.
-        let lead = UInt8(truncatingIfNeeded: w0) == 0x20 ? 1 : 0
-        let stops0 = AsciiWords.nonLetterBytes(w0) & ~(UInt64(lead) << 7)
-        let all = UInt64.max
-        let length: Int
-        var key0 = w0
-        var key1: UInt64 = 0
-        if stops0 != 0 {
-            length = stops0.trailingZeroBitCount >> 3
-            guard length > lead else { return nil }
-            key0 &= ~(all << UInt64(truncatingIfNeeded: length << 3))
-        } else {
-            let w1 = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-            let stops1 = AsciiWords.nonLetterBytes(w1)
-            guard stops1 != 0 else { return nil }
-            let k = stops1.trailingZeroBitCount >> 3
-            length = 8 + k
-            key1 = w1 & ~(all << UInt64(truncatingIfNeeded: k << 3))   // k = 0 keeps nothing
-        }
-        guard text[i + length] < 0x80 else { return nil }
-        return (length, key0, key1)
     }
 
     /// The end of the piece that starts at `i` (`i < count`). Pieces that start with ASCII
@@ -211,18 +200,27 @@ struct SplitScanner {
         return j
     }
 
+    /// The length of the contraction (`'s 't 'm 'd`, `'re 've 'll`, case-sensitive as in the
+    /// regex) at the apostrophe `text[i]`, or 0.
+    @inline(__always)
+    func contractionLength(at i: Int) -> Int {
+        guard i + 1 < count else { return 0 }
+        let b1 = text[i + 1]
+        if b1 == 0x73 || b1 == 0x74 || b1 == 0x6D || b1 == 0x64 { return 2 }   // s t m d
+        guard i + 2 < count else { return 0 }
+        let b2 = text[i + 2]
+        if (b1 == 0x72 && b2 == 0x65) || (b1 == 0x76 && b2 == 0x65) || (b1 == 0x6C && b2 == 0x6C) {
+            return 3   // re ve ll
+        }
+        return 0
+    }
+
     /// `pieceEnd` for any piece: contractions, numbers, other runs, whitespace, non-ASCII.
     private func generalPieceEnd(from i: Int) -> Int {
         let b0 = text[i]
-        if b0 == 0x27 && i + 1 < count {   // ' : contractions, case-sensitive as in the regex
-            let b1 = text[i + 1]
-            if b1 == 0x73 || b1 == 0x74 || b1 == 0x6D || b1 == 0x64 { return i + 2 }   // s t m d
-            if i + 2 < count {
-                let b2 = text[i + 2]
-                if (b1 == 0x72 && b2 == 0x65) || (b1 == 0x76 && b2 == 0x65) || (b1 == 0x6C && b2 == 0x6C) {
-                    return i + 3   // re ve ll
-                }
-            }
+        if b0 == 0x27 {
+            let n = contractionLength(at: i)
+            if n > 0 { return i + n }
         }
         if splitDigits {
             let r = rawPeek(i)

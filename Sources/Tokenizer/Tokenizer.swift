@@ -1,3 +1,5 @@
+import CTokenizerKernels
+
 /// A byte-level BPE tokenizer (the GPT-2 family), token-for-token identical to Hugging Face
 /// `tokenizers` configured with the same vocabulary, merges and pre-tokenizer.
 ///
@@ -231,26 +233,71 @@ public final class Tokenizer: Sendable {
     /// Pre-tokenizes one segment (text between special tokens) and runs BPE on each piece.
     private func encodeSegment(_ base: UnsafePointer<UInt8>, _ count: Int, _ session: inout EncoderSession) {
         let scanner = SplitScanner(text: base, count: count, kind: preTokenizer)
+        let end = base + count
         var i = 0
-        // Most pieces of prose are short ASCII words, found and keyed in one step while 16
-        // bytes remain to load.
-        while i + 16 <= count {
-            if let word = scanner.shortLetterPiece(at: i) {
-                session.encodeShortPiece(base + i, word.length,
-                                         key: PieceCache.Key(w0: word.w0, w1: word.w1,
-                                                             hash: PieceCache.shortHash(word.w0, word.w1, word.length)))
-                i += word.length
-            } else {
-                let end = scanner.pieceEnd(from: i)
-                session.encodePiece(base + i, end - i, readableTo: base + count)
-                i = end
+        // Blocks of ASCII cut by the block rule; anything else (and a block that is not all
+        // ASCII, up to its end) piece by piece.
+        var scalarUntil = 0
+        while i < count {
+            if scanner.readsBlocks && i >= scalarUntil && i + 65 <= count {
+                i = encodeBlocks(scanner, from: i, &session)
+                scalarUntil = i + 64
+                if i >= count { break }
+            }
+            let e = scanner.pieceEnd(from: i)
+            session.encodePiece(base + i, e - i, readableTo: end)
+            i = e
+        }
+    }
+
+    /// Encodes the pieces the block kernel finds (`axon_ascii_piece_starts`, 64 bytes per
+    /// mask) from the boundary `i` while blocks of ASCII remain, each followed by a readable
+    /// byte; returns the start of the first piece not encoded.
+    private func encodeBlocks(_ scanner: SplitScanner, from i: Int, _ session: inout EncoderSession) -> Int {
+        let base = scanner.text, count = scanner.count, end = base + count
+        var cur = i   // the start of the piece in progress
+        var w = i     // the next block
+        var prev: UInt32 = 0
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 16) { masks -> Int in
+            guard let masksBase = masks.baseAddress else { return cur }
+            while true {
+                let wanted = min((count - w - 1) / 64, masks.count)
+                guard wanted > 0 else { return cur }
+                let done = axon_ascii_piece_starts(base + w, wanted, &prev, masksBase)
+                for k in 0..<done {
+                    var starts = masksBase[k]
+                    cur = takeContractions(scanner, at: cur, below: w &+ 64, &session)
+                    // Starts at or before the piece in progress are not new pieces.
+                    if cur >= w { starts = cur &- w >= 63 ? 0 : starts & (~0 << UInt64(truncatingIfNeeded: cur &- w &+ 1)) }
+                    while starts != 0 {
+                        let p = w &+ starts.trailingZeroBitCount
+                        starts &= starts &- 1
+                        session.encodePiece(base + cur, p &- cur, readableTo: end)
+                        cur = p
+                        if base[p] == 0x27 {
+                            cur = takeContractions(scanner, at: p, below: w &+ 64, &session)
+                            if cur > p { starts = cur &- w >= 63 ? 0 : starts & (~0 << UInt64(truncatingIfNeeded: cur &- w &+ 1)) }
+                        }
+                    }
+                    w &+= 64
+                }
+                if done < wanted { return cur }
             }
         }
-        while i < count {
-            let end = scanner.pieceEnd(from: i)
-            session.encodePiece(base + i, end - i, readableTo: base + count)
-            i = end
+    }
+
+    /// Contractions at the piece start `cur` end that piece early: encodes them and returns
+    /// the start of the piece after them (`cur` when there is none), stopping at `limit`.
+    @inline(__always)
+    private func takeContractions(_ scanner: SplitScanner, at start: Int, below limit: Int, _ session: inout EncoderSession) -> Int {
+        var cur = start
+        while cur < limit && scanner.text[cur] == 0x27 {
+            let n = scanner.contractionLength(at: cur)
+            if n == 0 { break }
+            session.encodePiece(scanner.text + cur, n, readableTo: scanner.text + scanner.count)
+            cur &+= n
         }
+        return cur
     }
 
     /// The pieces `text` is split into before BPE, as raw text (for `axon tokenize --pieces`

@@ -107,6 +107,31 @@ def cache_and_split_texts():
     yield "ascii_punctuation_runs", "a.b,c;d!!!e??f...g---h ((i)) [j]{k} <l>=m+n*o/p\\q|r&s^t%u$v#w@x~y`z"
 
 
+def ascii_block_texts():
+    """Long ASCII texts for the encoder's 64-byte block kernel (axon_ascii_piece_starts): seeded
+    runs of words, numbers, punctuation, contractions and apostrophes, single and repeated spaces,
+    tabs, CR, LF, VT, FF and control bytes, so that every kind of piece boundary falls at every
+    offset of a block, across block edges too; each text also shifted by 1..63 leading bytes, and
+    one that ends at a block edge with a whitespace run."""
+    import random
+    rng = random.Random(20261203)
+    atoms = ["the", "Tokenizer", "x", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq", "42", "3.14", "1000000",
+             "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'x", "''", "'", "don't", "we're", "it's",
+             ".", ",", "!?", "...", "--", "(", ")", "[a]", "{b}", "<c>", "a_b", "#", "$", "@", "\\", "`",
+             " ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", "\x0b", "\x0c", " \n", "\n ", "\t ", " \t\t",
+             "\x00", "\x01", "\x1c", "\x1f", "\x7f"]
+    for k in range(4):
+        parts = []
+        while sum(len(p) for p in parts) < 2500:
+            parts.append(rng.choice(atoms))
+            if rng.random() < 0.5:
+                parts.append(" ")
+        text = "".join(parts)
+        yield f"ascii_blocks_{k}", text
+        yield f"ascii_blocks_{k}_shifted", "".join(rng.choice("ab '\n") for _ in range(1 + 19 * k)) + text
+    yield "ascii_blocks_edge_whitespace", "word " * 25 + "      \n\n"
+
+
 def entry(enc, name, text):
     e = {"text": text, "ids": enc.encode_ordinary(text), "ids_special": enc.encode(text, allowed_special="all")}
     if name is not None:
@@ -123,7 +148,7 @@ def main():
     texts = ref.CORPUS + [(f"special_text_{k}", t) for k, t in enumerate(ref.SPECIAL_TEXTS)] + [
         ("endoftext_forms", "<|endoftext|>a<|endoftext|><|endoftext|> <|endoftext <|endoftext|>|>"),
         ("left_padding_like", "<|endoftext|>" * 5 + "Hello world"),
-    ] + list(cache_and_split_texts()) + list(ref.scanner_edge_texts())
+    ] + list(cache_and_split_texts()) + list(ref.scanner_edge_texts()) + list(ascii_block_texts())
     cases = [entry(enc, name, text) for name, text in texts]
     randoms = [entry(enc, None, t) for t in ref.random_strings(1200, seed=20261202)]
     long_cases = [{"repeat": s, "count": n, "ids": runs.periodic(enc.encode_ordinary(s * n))}
