@@ -85,6 +85,9 @@ final class BPEModel: @unchecked Sendable {
     let wholePieces: TokenTextIndex?
     /// The same rule for pieces of at most 16 bytes, answered in one probe before the cache.
     let shortWholePieces: ShortTokenTable?
+    /// `merges.lookup` of the byte tokens of (b0, b1) at b0 << 8 | b1: a merge of a piece the
+    /// cache has not seen starts with one lookup per byte pair, and most of its lookups are these.
+    let bytePairMerges: UnsafeMutablePointer<UInt64>
 
     init(merges: MergeTable, byteTokenIDs: [Int32], unknownID: Int32?, fuseUnknown: Bool,
          wholePieces: [[UInt8]]? = nil) {
@@ -95,9 +98,17 @@ final class BPEModel: @unchecked Sendable {
         self.byteTokenIDs.initialize(from: byteTokenIDs, count: 256)
         self.unknownID = unknownID
         self.fuseUnknown = fuseUnknown
+        bytePairMerges = .allocate(capacity: 1 << 16)
+        for b0 in 0..<256 {
+            for b1 in 0..<256 {
+                let l = byteTokenIDs[b0], r = byteTokenIDs[b1]
+                bytePairMerges[b0 << 8 | b1] = l >= 0 && r >= 0 ? merges.lookup(l, r) : MergeTable.none
+            }
+        }
     }
 
     deinit {
+        bytePairMerges.deallocate()
         byteTokenIDs.deallocate()
         shortWholePieces?.free()
     }

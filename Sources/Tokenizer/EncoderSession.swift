@@ -108,12 +108,16 @@ struct EncoderSession {
         symbols.reserve(n)
         let byteIDs = model.byteTokenIDs
         var previousWasUnknown = false
+        var everyByteHasToken = true
         for k in 0..<n {
             let id = byteIDs[Int(p[k])]
             if id >= 0 {
                 symbols.append(id)
                 previousWasUnknown = false
-            } else if let unk = model.unknownID {
+                continue
+            }
+            everyByteHasToken = false
+            if let unk = model.unknownID {
                 // HF BPE: a character missing from the vocabulary becomes unk (fused if asked).
                 if !(model.fuseUnknown && previousWasUnknown) { symbols.append(unk) }
                 previousWasUnknown = true
@@ -122,13 +126,15 @@ struct EncoderSession {
         }
         let count = symbols.count
         if count <= Self.maxLinearSymbols {
-            mergeLinear(count)
+            // Every byte has its token: the first ranks come from the byte-pair table.
+            mergeLinear(count, bytes: everyByteHasToken ? p : nil)
         } else {
             mergeWithHeap(count)
         }
     }
 
-    private mutating func mergeLinear(_ initialCount: Int) {
+    /// `bytes`: the piece, when `symbols` are its bytes' tokens one for one.
+    private mutating func mergeLinear(_ initialCount: Int, bytes: UnsafePointer<UInt8>?) {
         var n = initialCount
         let sym = symbols.base
         if n >= 2 {
@@ -136,7 +142,12 @@ struct EncoderSession {
             ranks.reserve(n)
             let rk = ranks.base
             let table = model.merges
-            for k in 0..<(n - 1) { rk[k] = table.lookup(sym[k], sym[k + 1]) }
+            if let bytes {
+                let pairs = model.bytePairMerges
+                for k in 0..<(n - 1) { rk[k] = pairs[Int(bytes[k]) << 8 | Int(bytes[k + 1])] }
+            } else {
+                for k in 0..<(n - 1) { rk[k] = table.lookup(sym[k], sym[k + 1]) }
+            }
             rk[n - 1] = MergeTable.none   // read (never used) by the last shift below
             while n >= 2 {
                 var best = MergeTable.none
