@@ -31,8 +31,11 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also report each phase's share of the forward time and sgemm GFLOP/s (with --decode: a decode step's phases in ms, DecodeStepProfile).")
     var profile = false
 
-    @Flag(help: "Also time OpenBLAS sgemm (and at --precision int8 oneDNN's dnnl_gemm_u8s8s32) on the model's projection shapes and report the forward pass's useful GFLOP/s as a fraction of it.")
+    @Flag(help: "Also time the f32 GEMM in use (and at --precision int8 oneDNN's dnnl_gemm_u8s8s32) on the model's projection shapes and report the forward pass's useful GFLOP/s as a fraction of it.")
     var roofline = false
+
+    @Option(name: .customLong("f32-gemm"), help: "The f32 products' library: openblas or onednn. Default: oneDNN when OpenBLAS runs an older kernel core than the CPU supports, else OpenBLAS (docs/ENGINE.md).")
+    var f32GEMM: F32GEMM?
 
     @OptionGroup(title: "Generation (--decode)") var decodeOptions: DecodeBenchOptions
 
@@ -55,7 +58,7 @@ struct Bench: ParsableCommand {
         var options = EngineOptions(threads: threads, maxBatchTokens: maxTokens, maxRows: maxRows,
                                     maxSeq: parsedShapes.map(\.seq).max() ?? 1,
                                     maxLogitRows: min(maxTokens, max(maxRows, 512)), collectTimings: profile,
-                                    precision: precision)
+                                    precision: precision, f32GEMM: f32GEMM)
         let loadStart = DispatchTime.now().uptimeNanoseconds
         // The file is mapped only while the engine loads (its pages would otherwise stay resident).
         let engine: InferenceEngine = try {
@@ -84,7 +87,8 @@ struct Bench: ParsableCommand {
                 // The roofline is timed right after each forward pass and summarized the same way (median),
                 // so load from other processes weighs on both sides of the fraction alike.
                 if roofline {
-                    sgemmRates.append(SgemmRoofline.gflops(config: engine.config, tokens: batch.tokenCount, threads: threads, repeats: 1))
+                    sgemmRates.append(SgemmRoofline.gflops(config: engine.config, tokens: batch.tokenCount, threads: threads, repeats: 1,
+                                                           gemm: engine.f32GEMM))
                     if precision == .int8 {
                         int8Rates.append(Int8GemmRoofline.gops(config: engine.config, tokens: batch.tokenCount, threads: threads, repeats: 1))
                     }
@@ -110,7 +114,7 @@ struct Bench: ParsableCommand {
                 let r = results[results.count - 1]
                 print(String(format: "%dx%d logits=%@: %.1f tokens/s, %.1f ms, %.0f useful GFLOP/s (%.0f without attention)",
                              shape.batch, shape.seq, logits, r.tokens_per_s, r.ms, useful, usefulWithoutAttention))
-                if let rate = sgemmRate { print(String(format: "  sgemm roofline on this model's projection shapes: %.0f GFLOP/s; forward at %.1f%% of it", rate, useful / rate * 100)) }
+                if let rate = sgemmRate { print(String(format: "  sgemm roofline (%@) on this model's projection shapes: %.0f GFLOP/s; forward at %.1f%% of it", engine.f32GEMM.description, rate, useful / rate * 100)) }
                 if let rate = int8Rate { print(String(format: "  dnnl_gemm_u8s8s32 on the same shapes: %.0f GOP/s; forward at %.1f%% of it", rate, useful / rate * 100)) }
                 if let p = r.phases { print("  " + p.text) }
             }
@@ -118,6 +122,7 @@ struct Bench: ParsableCommand {
         let peak = PeakMemory.residentMegabytes()
         if json {
             let report = Report(model: URL(fileURLWithPath: path).lastPathComponent, threads: threads, precision: precision.rawValue,
+                                f32_gemm: engine.f32GEMM.rawValue,
                                 load_seconds: loadSeconds, peak_rss_mb: peak, machine: MachineLine(SystemInfo.current()),
                                 results: results)
             let encoder = JSONEncoder()
@@ -126,6 +131,7 @@ struct Bench: ParsableCommand {
         } else {
             print(String(format: "load %.2f s, peak RSS %@ MB", loadSeconds, peak.map { String(format: "%.0f", $0) } ?? "?"))
             print(precisionOption.startupLine)
+            print(F32GEMM.startupLine(engine.f32GEMM, requested: f32GEMM))
             print("machine: \(SystemInfo.current().line)")
         }
     }
@@ -153,6 +159,8 @@ struct Bench: ParsableCommand {
         let threads: Int
         /// The projections' precision on prefill (`--precision`, or the CPU's default).
         let precision: String
+        /// The f32 products' library (`F32GEMM`: "openblas" or "onednn").
+        let f32_gemm: String
         let load_seconds: Double
         let peak_rss_mb: Double?
         /// The CPU, ISA and OpenBLAS core these figures were measured on.

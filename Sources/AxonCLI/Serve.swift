@@ -157,7 +157,9 @@ struct Serve: ParsableCommand {
         let machine = SystemInfo.current()
         logger.info("machine: \(machine.line)")
         if !fake { logger.info("\(precisionOption.startupLine)") }
-        if !fake, let warning = Machine.slowCoreWarning(machine, file: try GGUFFile(path: path),
+        if !fake { logger.info("\(F32GEMM.startupLine(.preferred, requested: nil))") }
+        // With oneDNN's sgemm the f32 products no longer run on OpenBLAS's core.
+        if !fake, F32GEMM.preferred == .openBLAS, let warning = Machine.slowCoreWarning(machine, file: try GGUFFile(path: path),
                                                          threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) {
             logger.warning("\(warning)")
         }

@@ -4,7 +4,8 @@ import CKernels
 /// and every pass too large for the decode kernels (`--precision`). Attention products, norms,
 /// RoPE, softmax, the embeddings and the LM head stay f32 at either.
 public enum EnginePrecision: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// f32 weights through OpenBLAS sgemm: the exact reference path.
+    /// f32 weights through sgemm (`F32GEMM`: OpenBLAS, or oneDNN's when OpenBLAS runs an older core
+    /// than the CPU has): the exact reference path.
     case f32
     /// W8A8 through oneDNN's `dnnl_gemm_u8s8s32` (Int8Projections): weights s8 per output row, the
     /// same copy the decode kernels read (no f32 projections are kept); activations u8 per token.
@@ -16,7 +17,9 @@ public enum EnginePrecision: String, CaseIterable, Sendable, CustomStringConvert
     /// the residual product (2026-12-03, Zen 5 with AVX-512 VNNI, Benchmarks/engine/RESULTS.md) int8
     /// prefill is 2.2–2.7× f32 under the pinned Haswell sgemm and faster than OpenBLAS's AVX-512
     /// sgemm too (SmolLM2 4.4–5.7× llama.cpp against f32's 2.0–2.1×; Gemma 3 1.9–2.3× against
-    /// 0.8–1.2×), and it holds the prose bars in both token spaces. It stays opt-in because a run of
+    /// 0.8–1.2×), and it holds the prose bars in both token spaces. Since f32 runs oneDNN's sgemm
+    /// where OpenBLAS's core is older than the CPU (`F32GEMM`), f32 there is 2.7–3.7× llama.cpp on
+    /// SmolLM2 and 1.05–1.7× on Gemma 3, so int8's lead is 1.3–1.6×. It stays opt-in because a run of
     /// control tokens still lands 0.9–1.0 nats off f32 (the smoothed s8 weights), and because at
     /// int8 decode steps read the same per-row s8 copy, which missed Gemma 3's decode agreement bar
     /// by one position (docs/ENGINE.md, "Decode kernels"), where f32's default decode copy is per

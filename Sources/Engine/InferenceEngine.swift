@@ -37,6 +37,8 @@ public final class InferenceEngine: @unchecked Sendable {
     /// exactly, so its logits are the f32 head's up to summation order): the head a prefill of a few
     /// rows reads, 1.125 bytes a weight instead of 4 (Gemma 3: 189 MB rather than 671 per pass).
     private let exactReducedHead: ProjectionWeights?
+    /// The library of the f32 products: projections, attention, the LM head.
+    public let f32GEMM: F32GEMM
     /// The format of the LM head a prefill of at most `decodeRowLimit` rows reads: nil for the f32 head.
     public var prefillHeadFormat: QuantizedMatrix.Format? { exactReducedHead?.headFormat }
     private let itemLock = NSLock()
@@ -69,6 +71,7 @@ public final class InferenceEngine: @unchecked Sendable {
         try sizing.validate(for: config)
         self.config = config
         self.options = options
+        f32GEMM = options.f32GEMM ?? .preferred
         weights = try ModelWeights(config: config, source: source, projections: !int8)
         state = RunState(config: config, options: sizing)
         cache = try KVCache(config: config, options: options)
@@ -282,7 +285,8 @@ public final class InferenceEngine: @unchecked Sendable {
         } else if let int8 = int8Projections {
             int8.project(p, layer: l, a, stride: lda, rows: m, into: c, stride: ldc, accumulate: accumulate)
         } else if let b {
-            sgemm(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+            f32GEMM.multiply(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: k, transposeB: true, beta: accumulate ? 1 : 0,
+                             c: c, ldc: ldc, threads: options.threads)
         } else {
             preconditionFailure("projection \(p) of layer \(l) has neither f32 nor int8 weights")
         }
@@ -422,15 +426,16 @@ public final class InferenceEngine: @unchecked Sendable {
                 (scratch.queries + (j * nq + i) * hd).update(from: s.qkv + (firstToken + i) * qkvW + head * hd, count: hd)
             }
         }
-        sgemm(m: m, n: keys, k: hd, alpha: Float(c.attentionScale), a: scratch.queries, lda: hd, b: k, ldb: ld,
-              transposeB: true, c: scratch.scores, ldc: keys)
+        // One thread: the items themselves are spread over the engine's workers.
+        f32GEMM.multiply(m: m, n: keys, k: hd, alpha: Float(c.attentionScale), a: scratch.queries, lda: hd, b: k, ldb: ld,
+                         transposeB: true, c: scratch.scores, ldc: keys, threads: 1)
         for r in 0..<m {
             let p = qs + r % nq   // this query's position; its keys are indexed from firstKey
             let first = window.map { max(0, p - $0 + 1) - firstKey } ?? 0
             softmaxRange(scratch.scores + r * keys, first: first, valid: p + 1 - firstKey, total: keys)
         }
-        sgemm(m: m, n: hd, k: keys, a: scratch.scores, lda: keys, b: v, ldb: ld, transposeB: false,
-              c: scratch.output, ldc: hd)
+        f32GEMM.multiply(m: m, n: hd, k: keys, a: scratch.scores, lda: keys, b: v, ldb: ld, transposeB: false,
+                         c: scratch.output, ldc: hd, threads: 1)
         for j in 0..<group {
             let head = kvHead * group + j
             for i in 0..<nq {
@@ -451,7 +456,8 @@ public final class InferenceEngine: @unchecked Sendable {
                 sgemv(rows: v, columns: h, matrix: weights.output, vector: hidden + r * h, result: state.logits + r * v)
             }
         } else {
-            sgemm(m: rows, n: v, k: h, a: hidden, lda: h, b: weights.output, ldb: h, transposeB: true, c: state.logits, ldc: v)
+            f32GEMM.multiply(m: rows, n: v, k: h, a: hidden, lda: h, b: weights.output, ldb: h, transposeB: true,
+                             c: state.logits, ldc: v, threads: options.threads)
         }
         if let cap = config.logitSoftcap {
             let logits = state.logits

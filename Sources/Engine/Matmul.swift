@@ -1,4 +1,5 @@
 import CBLAS
+import CDNNL
 import Dispatch
 
 /// The one matrix-multiply wrapper of the engine: row-major C[m×n] = alpha·A[m×k]·op(B) + beta·C,
@@ -11,6 +12,55 @@ func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                 blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb),
                 beta, c, blasint(ldc))
+}
+
+/// The library that multiplies the f32 path's matrices (projections, attention, LM head).
+///
+/// OpenBLAS is the reference. But its kernels are whatever core it runs, and the environment may
+/// pin an older one than the CPU has (OPENBLAS_CORETYPE=Haswell on an AVX-512 Zen 5: ~215 GFLOP/s
+/// on SmolLM2's projection shapes at 2 threads). oneDNN's sgemm is JIT code for the CPU at hand
+/// whatever OpenBLAS was told (~380–450 GFLOP/s there), and the environment is left as it is.
+public enum F32GEMM: String, CaseIterable, Sendable, CustomStringConvertible {
+    case openBLAS = "openblas"
+    /// `dnnl_sgemm` (Debian libdnnl-dev, OpenMP teams sized per call as `Int8Gemm` does).
+    case oneDNN = "onednn"
+
+    public var description: String { self == .openBLAS ? "OpenBLAS" : "oneDNN" }
+
+    /// oneDNN when OpenBLAS runs an older kernel generation than the CPU supports
+    /// (`SystemInfo.coreIsSlowerThanCPU`), else OpenBLAS. Decided once per process, so every
+    /// engine in it multiplies alike.
+    public static let preferred: F32GEMM = SystemInfo.current().coreIsSlowerThanCPU ? .oneDNN : .openBLAS
+
+    /// One line for the start-up log: which library runs the f32 products, and why.
+    public static func startupLine(_ gemm: F32GEMM, requested: F32GEMM?) -> String {
+        let core = SystemInfo.current().openBLASCore
+        if requested != nil { return "f32 products: \(gemm) sgemm, as requested (OpenBLAS core \(core))" }
+        return gemm == .oneDNN
+            ? "f32 products: oneDNN sgemm, chosen because OpenBLAS runs the \(core) core, older than this CPU's best"
+            : "f32 products: OpenBLAS sgemm (core \(core))"
+    }
+
+    /// Row-major C[m×n] = alpha·A[m×k]·op(B) + beta·C as `sgemm` defines it, on `threads` threads
+    /// (OpenBLAS's count is process-wide, `BLASThreads`; oneDNN's is set here for the calling thread).
+    @inline(__always)
+    func multiply(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                  b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, beta: Float = 0,
+                  c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
+        switch self {
+        case .openBLAS:
+            sgemm(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB,
+                  beta: beta, c: c, ldc: ldc)
+        case .oneDNN:
+            guard m > 0, n > 0 else { return }
+            omp_set_num_threads(Int32(threads))
+            let status = dnnl_sgemm(CChar(UInt8(ascii: "N")), CChar(UInt8(ascii: transposeB ? "T" : "N")),
+                                    dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a, dnnl_dim_t(lda),
+                                    b, dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc))
+            // The shapes are the engine's own (checked at load): oneDNN rejects only invalid arguments.
+            precondition(status == dnnl_success, "dnnl_sgemm \(m)×\(n)×\(k) failed with status \(status.rawValue)")
+        }
+    }
 }
 
 /// y[rows] = M[rows×columns]·x, M row-major (a weight stored [out][in]).

@@ -254,12 +254,14 @@ public struct EngineOptions: Sendable {
     /// At int8: the token ids of the smoothing calibration pass at load (`Int8Calibration`: the
     /// caller tokenizes `Int8Calibration.text`). Empty: no smoothing (naive W8A8).
     public var calibrationTokens: [Int32]
+    /// The library of the f32 path's products (`F32GEMM`); nil: `F32GEMM.preferred`.
+    public var f32GEMM: F32GEMM?
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, maxBatchTokens: Int = 4096,
                 maxRows: Int = 64, maxSeq: Int = 2048, maxLogitRows: Int = 512, collectTimings: Bool = false,
                 kvCacheBytes: Int = 256 << 20, maxSequences: Int = 256, decodePrecision: DecodePrecision = .f32,
                 decodeRowLimit: Int = 32, precision: EnginePrecision = .f32, calibrationTokens: [Int32] = [],
-                kvCachePrecision: KVCachePrecision = .f32) {
+                kvCachePrecision: KVCachePrecision = .f32, f32GEMM: F32GEMM? = nil) {
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
         self.maxRows = maxRows
@@ -273,6 +275,7 @@ public struct EngineOptions: Sendable {
         self.decodeRowLimit = decodeRowLimit
         self.precision = precision
         self.calibrationTokens = calibrationTokens
+        self.f32GEMM = f32GEMM
     }
 
     func validate(for config: ModelConfig) throws {

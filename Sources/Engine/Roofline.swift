@@ -1,13 +1,15 @@
 import Foundation
 
-/// The sgemm rate the engine's projections could reach: OpenBLAS timed on this model's own
-/// projection shapes (tokens × Q|K|V, attention output, gate|up, down), with the engine's thread count.
+/// The sgemm rate the engine's projections could reach: the f32 GEMM (`F32GEMM`, the engine's own
+/// by default OpenBLAS) timed on this model's own projection shapes (tokens × Q|K|V, attention
+/// output, gate|up, down), with the engine's thread count.
 /// `axon bench --roofline` times it after each timed forward pass and divides the forward pass's
 /// useful GFLOP/s (`UsefulFlops`) by the median of those rates.
 public enum SgemmRoofline {
     /// GFLOP/s of sgemm over the four projection shapes of `config` at `tokens` rows: total FLOPs
     /// over total time, best of `repeats` after one warm-up. Allocates its own matrices.
-    public static func gflops(config c: ModelConfig, tokens: Int, threads: Int, repeats: Int = 3) -> Double {
+    public static func gflops(config c: ModelConfig, tokens: Int, threads: Int, repeats: Int = 3,
+                              gemm: F32GEMM = .openBLAS) -> Double {
         let shapes = projectionShapes(c).map { ($0.n, $0.k) }
         let maxK = shapes.map(\.1).max() ?? 1, maxN = shapes.map(\.0).max() ?? 1
         let input = AlignedFloats(count: tokens * maxK), output = AlignedFloats(count: tokens * maxN)
@@ -20,7 +22,8 @@ public enum SgemmRoofline {
         // Each shape multiplies its own weights, as the forward pass's distinct matrices do.
         return GEMMShape.bestRate(shapes.map { GEMMShape(m: tokens, n: $0.0, k: $0.1) }, rounds: repeats) {
             for (i, (n, k)) in shapes.enumerated() {
-                sgemm(m: tokens, n: n, k: k, a: input.base, lda: k, b: weights[i].base, ldb: k, transposeB: true, c: output.base, ldc: n)
+                gemm.multiply(m: tokens, n: n, k: k, a: input.base, lda: k, b: weights[i].base, ldb: k, transposeB: true,
+                              c: output.base, ldc: n, threads: threads)
             }
         }
     }
