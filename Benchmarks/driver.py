@@ -187,6 +187,7 @@ def bench_engine(args):
                     rows.append({"model": name, "shape": shape, "logits": mode, "environment": label, "precision": precision,
                                  "int8_gemm_gops": result.get("int8_gemm_gops"), "int8_gemm_fraction": result.get("int8_gemm_fraction"),
                                  "machine": report["machine"]["line"], "openblas_core": report["machine"]["openblas_core"],
+                                 "f32_gemm": report.get("f32_gemm"),
                                  "axon_tokens_per_s": spread(axon_runs[label]), "llama_tokens_per_s": spread(llama_runs),
                                  "ratio": spread([a / l for a, l in zip(axon_runs[label], llama_runs)]),
                                  "useful_gflops": result.get("useful_gflops"),

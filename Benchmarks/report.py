@@ -90,13 +90,18 @@ def write(result, here):
             lines += ["The engine is measured in each OpenBLAS environment below, beside the same llama.cpp runs "
                       "(llama.cpp does not use OpenBLAS).", ""]
         if any(r.get("roofline_fraction") for r in eng["results"]):
-            lines += ["Roofline: the forward pass's useful GFLOP/s (projections, attention, head) over OpenBLAS sgemm's "
-                      "GFLOP/s on that model's own projection shapes, timed in the same process; for int8 rows, over "
-                      "oneDNN dnnl_gemm_u8s8s32's GOP/s on the same shapes.", ""]
+            lines += ["Roofline: the forward pass's useful GFLOP/s (projections, attention, head) over the sgemm GFLOP/s "
+                      "of the f32 library in use (OpenBLAS, or oneDNN's dnnl_sgemm where OpenBLAS runs an older kernel "
+                      "core than the CPU supports: each table names it) on that model's own projection shapes, timed "
+                      "in the same process; for int8 rows, over oneDNN dnnl_gemm_u8s8s32's GOP/s on the same shapes.", ""]
         for env in envs:
             rows = [r for r in eng["results"] if r.get("environment") == env]
             if env:
-                lines += [f"### {env}", "", f"Machine: {rows[0]['machine']}" if rows and rows[0].get("machine") else "", ""]
+                gemm = {"openblas": "OpenBLAS", "onednn": "oneDNN"}.get(rows[0].get("f32_gemm"), "") if rows else ""
+                machine_line = f"Machine: {rows[0]['machine']}" if rows and rows[0].get("machine") else ""
+                if machine_line and gemm:
+                    machine_line += f"; f32 products on {gemm} sgemm"
+                lines += [f"### {env}", "", machine_line, ""]
             lines += ["| model | shape | logits | Axon tok/s | llama.cpp tok/s | ratio | useful GFLOP/s | of sgemm roofline |",
                       "|---|---|---|---|---|---|---|---|"]
             for r in rows:

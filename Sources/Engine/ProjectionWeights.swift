@@ -181,12 +181,13 @@ public final class ProjectionWeights: @unchecked Sendable {
 
     /// y = x·Wᵀ for projection `p` of layer `layer`: x is (rows × columns) with row stride ldx, y
     /// (rows × outputs) with row stride ldy; with `accumulate`, y += x·Wᵀ (the residual add).
-    /// f32 calls sgemm exactly as the engine's prefill does.
+    /// f32 calls sgemm exactly as a default engine's prefill does (`F32GEMM.preferred`).
     public func project(_ p: Projection, layer: Int, _ x: UnsafePointer<Float>, stride ldx: Int, rows m: Int,
                         into y: UnsafeMutablePointer<Float>, stride ldy: Int, accumulate: Bool = false) {
         switch layers[layer][p.rawValue] {
         case let .f32(w, n, k):
-            sgemm(m: m, n: n, k: k, a: x, lda: ldx, b: w, ldb: k, transposeB: true, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
+            F32GEMM.preferred.multiply(m: m, n: n, k: k, a: x, lda: ldx, b: w, ldb: k, transposeB: true, beta: accumulate ? 1 : 0,
+                                       c: y, ldc: ldy, threads: threads)
         case let .reduced(q):
             q.multiply(x, rows: m, stride: ldx, into: y, stride: ldy, accumulate: accumulate, pool: pool, path: path)
         }
@@ -200,7 +201,8 @@ public final class ProjectionWeights: @unchecked Sendable {
             if m <= InferenceEngine.gemvRowLimit {
                 for r in 0..<m { sgemv(rows: v, columns: h, matrix: w, vector: hidden + r * h, result: logits + r * v) }
             } else {
-                sgemm(m: m, n: v, k: h, a: hidden, lda: h, b: w, ldb: h, transposeB: true, c: logits, ldc: v)
+                F32GEMM.preferred.multiply(m: m, n: v, k: h, a: hidden, lda: h, b: w, ldb: h, transposeB: true,
+                                           c: logits, ldc: v, threads: threads)
             }
         case let .reduced(q):
             q.multiply(hidden, rows: m, stride: q.columns, into: logits, stride: q.rows, pool: pool, path: path)

@@ -61,7 +61,7 @@ struct EncoderSession {
 
     /// Appends the ids of a piece of 1...16 bytes whose key (`PieceCache.shortKey`'s) is known.
     @inline(__always)
-    mutating func encodeShortPiece(_ p: UnsafePointer<UInt8>, _ n: Int, key: PieceCache.Key) {
+    private mutating func encodeShortPiece(_ p: UnsafePointer<UInt8>, _ n: Int, key: PieceCache.Key) {
         if let whole = shortWholePieces {
             let id = whole.id(key, n)
             if id >= 0 {

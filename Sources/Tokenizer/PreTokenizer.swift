@@ -35,8 +35,7 @@ struct SplitScanner {
         self.text = text
         self.count = count
         self.splitDigits = kind == .smollm
-        let ascii = classes.blocks + (Int(classes.blockIndex[0]) << 8)
-        self.ascii = ascii
+        ascii = classes.blocks + (Int(classes.blockIndex[0]) << 8)
         readsBlocks = kind == .gpt2 && Self.asciiClassesMatchBlocks
     }
 

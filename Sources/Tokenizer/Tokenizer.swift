@@ -267,8 +267,7 @@ public final class Tokenizer: Sendable {
                 for k in 0..<done {
                     var starts = masksBase[k]
                     cur = takeContractions(scanner, at: cur, below: w &+ 64, &session)
-                    // Starts at or before the piece in progress are not new pieces.
-                    if cur >= w { starts = cur &- w >= 63 ? 0 : starts & (~0 << UInt64(truncatingIfNeeded: cur &- w &+ 1)) }
+                    starts = Self.starts(starts, block: w, after: cur)
                     while starts != 0 {
                         let p = w &+ starts.trailingZeroBitCount
                         starts &= starts &- 1
@@ -276,7 +275,7 @@ public final class Tokenizer: Sendable {
                         cur = p
                         if base[p] == 0x27 {
                             cur = takeContractions(scanner, at: p, below: w &+ 64, &session)
-                            if cur > p { starts = cur &- w >= 63 ? 0 : starts & (~0 << UInt64(truncatingIfNeeded: cur &- w &+ 1)) }
+                            if cur > p { starts = Self.starts(starts, block: w, after: cur) }
                         }
                     }
                     w &+= 64
@@ -286,8 +285,16 @@ public final class Tokenizer: Sendable {
         }
     }
 
-    /// Contractions at the piece start `cur` end that piece early: encodes them and returns
-    /// the start of the piece after them (`cur` when there is none), stopping at `limit`.
+    /// The bits of a block's `starts` (the block at text offset `block`) after the piece start
+    /// `cur`: starts at or before the piece in progress are not new pieces.
+    @inline(__always)
+    private static func starts(_ starts: UInt64, block: Int, after cur: Int) -> UInt64 {
+        guard cur >= block else { return starts }
+        return cur &- block >= 63 ? 0 : starts & (~0 << UInt64(truncatingIfNeeded: cur &- block &+ 1))
+    }
+
+    /// Contractions at the piece start `start` end that piece early: encodes them and returns
+    /// the start of the piece after them (`start` when there is none), stopping at `limit`.
     @inline(__always)
     private func takeContractions(_ scanner: SplitScanner, at start: Int, below limit: Int, _ session: inout EncoderSession) -> Int {
         var cur = start
