@@ -36,8 +36,9 @@ struct GrowableBuffer<Element> {
         count &+= 1
     }
 
-    /// Appends `n` elements from `source` with a plain loop: the encoder's copies are a few
-    /// ids, where a `memmove` call's size dispatch costs more than the copy and mispredicts.
+    /// Appends `n` elements from `source` (which must not lie in this buffer) with a plain loop:
+    /// the encoder's copies are a few ids or bytes, where a `memmove` call's size dispatch costs
+    /// more than the copy and mispredicts.
     @inline(__always)
     mutating func append(from source: UnsafePointer<Element>, count n: Int) {
         reserve(n)

@@ -84,7 +84,7 @@ struct PieceCache {
     }
 
     /// For n in 0...16, the masks that keep min(n, 8) bytes of the first word and the rest of
-    /// the second: two loads from one cache line instead of shifts and selects per piece.
+    /// the second: two adjacent loads instead of shifts and selects per piece.
     private static let shortKeyMasks: UnsafePointer<UInt64> = {
         let masks = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * (inlineKeyLength + 1))
         for n in 0...inlineKeyLength {
@@ -222,16 +222,12 @@ struct PieceCache {
         var w1 = k.w1
         if n > Self.inlineKeyLength {
             w1 = UInt64(keyArena.count)
-            keyArena.reserve(n)
-            (keyArena.base + keyArena.count).initialize(from: key, count: n)
-            keyArena.count += n
+            keyArena.append(from: key, count: n)
         }
         var idsField = c == 1 ? ids[0] : 0
         if c != 1 {
             idsField = Int32(idArena.count)
-            idArena.reserve(c)
-            (idArena.base + idArena.count).initialize(from: ids, count: c)
-            idArena.count += c
+            idArena.append(from: ids, count: c)
         }
         var slot = Int(truncatingIfNeeded: h >> 17) & slotMask
         while slots[slot].hash != 0 { slot = (slot + 1) & slotMask }
