@@ -130,8 +130,7 @@ struct Bench: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(String(format: "load %.2f s, peak RSS %@ MB", loadSeconds, peak.map { String(format: "%.0f", $0) } ?? "?"))
-            print(precisionOption.startupLine)
-            print(F32GEMM.startupLine(engine.f32GEMM, requested: f32GEMM))
+            print(precisionOption.startupLines(f32GEMM: engine.f32GEMM, requested: f32GEMM), terminator: "")
             print("machine: \(SystemInfo.current().line)")
         }
     }

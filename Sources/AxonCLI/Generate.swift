@@ -73,7 +73,7 @@ struct Generate: ParsableCommand {
         let prompt = tokenizer.encode(text, addSpecial: true, parseSpecial: parseSpecial)
         guard !prompt.isEmpty else { throw Failure("the text has no tokens") }
         if let endpoint { return try remote(endpoint, prompt: prompt, tokenizer: tokenizer) }
-        if !fake { FileHandle.standardError.write(Data((precisionOption.startupLine + "\n" + F32GEMM.startupLine(.preferred, requested: nil) + "\n").utf8)) }
+        if !fake { FileHandle.standardError.write(Data(precisionOption.startupLines(f32GEMM: .preferred).utf8)) }
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                       kvCacheBytes: kvCacheMb << 20, maxSeq: nil, maxSequences: 16, stepTokens: 256,
                                                       decodePrecision: decodePrecision, precision: precisionOption.resolved, fake: fake)

@@ -12,10 +12,6 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Show the machine instead: CPU, vector ISA, OpenBLAS version, kernel core and thread count.")
     var system = false
 
-    /// `serve`'s slow-core check runs this in a child process with another OPENBLAS_CORETYPE.
-    @Option(help: .hidden) var sgemmProbe: String?
-    @Option(help: .hidden) var probeThreads: Int = ProcessInfo.processInfo.activeProcessorCount
-
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -23,13 +19,6 @@ struct Inspect: ParsableCommand {
     var timeDequantize = false
 
     func run() throws {
-        if let sgemmProbe {
-            guard let shapes = Machine.parse(sgemmProbe) else { throw ValidationError("--sgemm-probe wants MxNxK[,MxNxK...]") }
-            let gflops = SgemmProbe.gflops(shapes, threads: probeThreads)
-            let result = Machine.ProbeResult(core: SystemInfo.current().openBLASCore, gflops: gflops)
-            print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
-            return
-        }
         if system {
             let info = SystemInfo.current()
             if json {

@@ -1,75 +1,5 @@
 import Engine
 import Foundation
-import GGUF
-
-/// The machine facts the CLI prints (`inspect --system`, `serve`, `bench --json`), and the check
-/// that OpenBLAS is not running a slower kernel core than the CPU supports.
-enum Machine {
-    /// The model's own matrix shapes for the sgemm probe: every 2-D weight of its first block, as
-    /// the engine multiplies it (`tokens` rows against [out][in]).
-    static func probeShapes(_ file: GGUFFile, tokens: Int = 128) -> [SgemmProbe.Shape] {
-        file.tensors.filter { $0.name.hasPrefix("blk.0.") && $0.dims.count == 2 }
-            .map { SgemmProbe.Shape(m: tokens, n: $0.dims[1], k: $0.dims[0]) }
-    }
-
-    /// The `--sgemm-probe` argument for `shapes`: "MxNxK,MxNxK".
-    static func argument(_ shapes: [SgemmProbe.Shape]) -> String {
-        shapes.map { "\($0.m)x\($0.n)x\($0.k)" }.joined(separator: ",")
-    }
-
-    static func parse(_ argument: String) -> [SgemmProbe.Shape]? {
-        let shapes = argument.split(separator: ",").map { item -> SgemmProbe.Shape? in
-            let v = item.split(separator: "x").compactMap { Int($0) }
-            guard v.count == 3, v.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else { return nil }
-            return SgemmProbe.Shape(m: v[0], n: v[1], k: v[2])
-        }
-        guard !shapes.isEmpty, shapes.allSatisfy({ $0 != nil }) else { return nil }
-        return shapes.compactMap { $0 }
-    }
-
-    /// What `inspect --sgemm-probe` prints: the core that ran and its rate.
-    struct ProbeResult: Codable {
-        let core: String
-        let gflops: Double
-    }
-
-    /// When OpenBLAS runs a slower core than `info.fastestCore`, one line saying so with the measured
-    /// factor: sgemm on the model's shapes here, against a child `axon inspect --sgemm-probe` run with
-    /// OPENBLAS_CORETYPE set to the fastest core and OPENBLAS_L2_SIZE removed. Nil when the core
-    /// is already the fastest generation. This process's environment is left as it is.
-    static func slowCoreWarning(_ info: SystemInfo, file: GGUFFile, threads: Int) -> String? {
-        guard info.coreIsSlowerThanCPU, let fastest = info.fastestCore else { return nil }
-        let shapes = probeShapes(file)
-        let here = SgemmProbe.gflops(shapes, threads: threads)
-        var environment = ProcessInfo.processInfo.environment
-        for name in SystemInfo.blasVariables { environment[name] = nil }
-        environment["OPENBLAS_CORETYPE"] = fastest
-        let pinned = info.blasEnvironment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "auto-detected"
-        var line = "OpenBLAS runs the \(info.openBLASCore) core (\(pinned)) but this CPU supports \(fastest): "
-        guard let other = probeInChild(shapes: shapes, threads: threads, environment: environment), other.gflops > 0 else {
-            return line + "sgemm on this model's shapes runs at \(Int(here)) GFLOP/s here (the comparison run failed); the environment is left as it is"
-        }
-        line += String(format: "sgemm on this model's shapes measured %.1f× faster with OPENBLAS_CORETYPE=%@ and OPENBLAS_L2_SIZE unset (%.0f vs %.0f GFLOP/s); the environment is left as it is",
-                       other.gflops / max(here, 1e-9), other.core, other.gflops, here)
-        return line
-    }
-
-    private static func probeInChild(shapes: [SgemmProbe.Shape], threads: Int, environment: [String: String]) -> ProbeResult? {
-        guard let executable = Bundle.main.executableURL else { return nil }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["inspect", "--sgemm-probe", argument(shapes), "--probe-threads", "\(threads)"]
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        return try? JSONDecoder().decode(ProbeResult.self, from: data)
-    }
-}
 
 extension SystemInfo {
     /// `inspect --system`'s text.
@@ -84,7 +14,7 @@ extension SystemInfo {
         ]
         for (key, value) in blasEnvironment.sorted(by: { $0.key < $1.key }) { lines.append("  environment: \(key)=\(value)") }
         if coreIsSlowerThanCPU, let fastestCore {
-            lines.append("  note: \(openBLASCore) kernels are an older generation than this CPU runs; OPENBLAS_CORETYPE=\(fastestCore) selects faster ones (`axon serve` measures the factor)")
+            lines.append("  note: \(openBLASCore) kernels are an older generation than this CPU runs; OPENBLAS_CORETYPE=\(fastestCore) selects faster ones; meanwhile the f32 products run on oneDNN's sgemm (F32GEMM)")
         }
         return lines.joined(separator: "\n")
     }

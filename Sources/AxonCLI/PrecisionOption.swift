@@ -19,6 +19,12 @@ struct PrecisionOption: ParsableArguments {
 
     /// The start-up log line: what runs and why.
     var startupLine: String { EnginePrecision.startupLine(resolved, requested: precision) }
+
+    /// That line and the f32 products' library (`F32GEMM`), one per line, for the commands that
+    /// write them to stderr.
+    func startupLines(f32GEMM: F32GEMM, requested: F32GEMM? = nil) -> String {
+        startupLine + "\n" + F32GEMM.startupLine(f32GEMM, requested: requested) + "\n"
+    }
 }
 
 extension EnginePrecision: ExpressibleByArgument {}

@@ -49,7 +49,7 @@ struct Run: ParsableCommand {
             threads: threads, maxBatchTokens: max(tokens.count, 1), maxRows: 1, maxSeq: tokens.count,
             maxLogitRows: 1, precision: precisionOption.resolved,
             calibrationTokens: precisionOption.resolved == .int8 ? EngineOptions.calibrationTokens(tokenizer) : []))
-        FileHandle.standardError.write(Data((precisionOption.startupLine + "\n" + F32GEMM.startupLine(engine.f32GEMM, requested: nil) + "\n").utf8))
+        FileHandle.standardError.write(Data(precisionOption.startupLines(f32GEMM: engine.f32GEMM).utf8))
         let result = try engine.forward(RaggedBatch(rows: [tokens]), logits: .last)
         guard let logits = result.lastLogits(row: 0) else { return }
         let candidates = topK(logits, k: top)

@@ -152,17 +152,11 @@ struct Serve: ParsableCommand {
         generation.configure(&config)
         config.networkSpace = try networkSpace(model: loaded.tokenizer, logger: logger)
         try admission.configure(&config, keyOption: keyOption, logger: logger)
-        // The machine line, and one measured warning when OpenBLAS runs a slower core than the CPU
-        // supports (before the server starts: the probe uses OpenBLAS's threads).
-        let machine = SystemInfo.current()
-        logger.info("machine: \(machine.line)")
+        // The machine line, and which libraries run the products (when OpenBLAS runs an older
+        // core than the CPU supports, the f32 products run on oneDNN instead: F32GEMM).
+        logger.info("machine: \(SystemInfo.current().line)")
         if !fake { logger.info("\(precisionOption.startupLine)") }
         if !fake { logger.info("\(F32GEMM.startupLine(.preferred, requested: nil))") }
-        // With oneDNN's sgemm the f32 products no longer run on OpenBLAS's core.
-        if !fake, F32GEMM.preferred == .openBLAS, let warning = Machine.slowCoreWarning(machine, file: try GGUFFile(path: path),
-                                                         threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) {
-            logger.warning("\(warning)")
-        }
         let server = try AxonServer(backend: loaded.backend, configuration: config, logger: logger)
         do { try server.start() } catch let error as UVError where error.code == -EADDRINUSE {
             throw Failure("cannot listen on \(host):\(port): the address is already in use (another axon or program holds it); stop that one, or pass --port N for another port (--port 0 picks a free one)")
