@@ -65,51 +65,76 @@ static void values_scalar(int half, const float *p, ptrdiff_t group, ptrdiff_t n
 
 // MARK: - Vector paths, instantiated per instruction set
 
-// Scores: a block's 16 keys against up to 4 query heads at once, the keys loaded once per
-// dimension for all of them (broadcast FMAs over the transposed block: no horizontal sums).
-// Values: 4 vectors of output dimensions in registers over every position.
-#define DEFINE_ATTENTION(ISA, TARGET, VEC, LANES, ZERO, SET1, LOAD, STORE, FMA, SUM, ELEM, LOADC)                      \
+// Scores: NB blocks of 16 keys against up to 4 query heads at once, each key vector loaded once per
+// dimension for all of them (broadcast FMAs over the transposed blocks: no horizontal sums); NB is
+// chosen so that 8 accumulator chains run at once (an FMA's latency is ~4 cycles: 4 chains would
+// leave half the FMA units idle at AVX-512's one vector per block).
+// Values: up to 4 query heads × VV vectors of output dimensions in registers over every position,
+// each value row loaded (and converted from f16) once for all the heads.
+// Every output is still one FMA chain in the order of its definition (scores: over d; values: over
+// the positions), so the grouping changes no result.
+#define DEFINE_ATTENTION(ISA, TARGET, VEC, LANES, NB, VV, ZERO, SET1, LOAD, STORE, FMA, SUM, ELEM, LOADC)              \
     TARGET static void ISA##_scores(const float *q, ptrdiff_t group, ptrdiff_t hd, float scale, const ELEM *pool,     \
                                     const int32_t *table, ptrdiff_t block_floats, ptrdiff_t value_offset,              \
                                     ptrdiff_t first, ptrdiff_t cached, const float *new_keys, ptrdiff_t new_stride, ptrdiff_t new_count, float *scores,   \
                                     ptrdiff_t n) {                                                                     \
         enum { V = AXON_KV_BLOCK / LANES };                                                                            \
-        float tile[4 * AXON_KV_BLOCK] __attribute__((aligned(64)));                                                    \
+        float tile[4 * NB * AXON_KV_BLOCK] __attribute__((aligned(64)));                                               \
         ptrdiff_t pos = first, end = first + cached;                                                                   \
         while (pos < end) {                                                                                            \
-            ptrdiff_t block_start = pos - pos % AXON_KV_BLOCK, stop = min_pd(block_start + AXON_KV_BLOCK, end);        \
-            const ELEM *k = pool + (ptrdiff_t)table[pos / AXON_KV_BLOCK] * block_floats;                               \
-            /* The next block is elsewhere in the pool (its table entry): fetch its keys and values now, */            \
-            /* one line of each per dimension step, so neither this pass nor the values' waits on it. */               \
-            const char *ahead = stop < end ? (const char *)(pool + (ptrdiff_t)table[stop / AXON_KV_BLOCK] * block_floats) \
-                                           : (const char *)k;                                                          \
+            /* Up to NB blocks: [starts[b], stops[b]) of each, blocks[b] its keys. */                                  \
+            const ELEM *blocks[NB];                                                                                    \
+            ptrdiff_t starts[NB], stops[NB], block_starts[NB];                                                         \
+            int nb = 0;                                                                                                \
+            for (; nb < NB && pos < end; nb++) {                                                                       \
+                block_starts[nb] = pos - pos % AXON_KV_BLOCK;                                                          \
+                starts[nb] = pos;                                                                                      \
+                stops[nb] = min_pd(block_starts[nb] + AXON_KV_BLOCK, end);                                             \
+                blocks[nb] = pool + (ptrdiff_t)table[pos / AXON_KV_BLOCK] * block_floats;                              \
+                pos = stops[nb];                                                                                       \
+            }                                                                                                          \
+            for (int b = nb; b < NB; b++) blocks[b] = blocks[0];   /* computed, never copied */                        \
+            /* The next NB blocks are elsewhere in the pool (their table entries): fetch their keys and */             \
+            /* values now, one line of each per dimension step, so neither the next pass nor the values' */            \
+            /* waits on them. */                                                                                       \
+            const char *ahead[NB];                                                                                     \
+            for (int b = 0; b < NB; b++) {                                                                             \
+                ptrdiff_t next = pos + b * AXON_KV_BLOCK;                                                              \
+                ahead[b] = next < end ? (const char *)(pool + (ptrdiff_t)table[next / AXON_KV_BLOCK] * block_floats)   \
+                                      : (const char *)blocks[0];                                                       \
+            }                                                                                                          \
             const ptrdiff_t lines = (ptrdiff_t)(AXON_KV_BLOCK * hd * sizeof(ELEM) / 64);                               \
             for (ptrdiff_t j0 = 0; j0 < group; j0 += 4) {                                                              \
                 const int jn = (int)min_pd(4, group - j0);                                                             \
-                VEC acc[4][V];                                                                                         \
+                VEC acc[4][NB * V];                                                                                    \
                 for (int j = 0; j < 4; j++)                                                                            \
-                    for (int v = 0; v < V; v++) acc[j][v] = ZERO();                                                    \
+                    for (int v = 0; v < NB * V; v++) acc[j][v] = ZERO();                                               \
                 const float *qj = q + j0 * hd;                                                                         \
                 for (ptrdiff_t d = 0; d < hd; d++) {                                                                   \
                     if (j0 == 0 && d < lines) {                                                                        \
-                        _mm_prefetch(ahead + d * 64, _MM_HINT_T0);                                                     \
-                        _mm_prefetch(ahead + (value_offset) * (ptrdiff_t)sizeof(ELEM) + d * 64, _MM_HINT_T0);           \
+                        for (int b = 0; b < NB; b++) {                                                                 \
+                            _mm_prefetch(ahead[b] + d * 64, _MM_HINT_T0);                                              \
+                            _mm_prefetch(ahead[b] + (value_offset) * (ptrdiff_t)sizeof(ELEM) + d * 64, _MM_HINT_T0);    \
+                        }                                                                                              \
                     }                                                                                                  \
-                    VEC kv[V];                                                                                         \
-                    for (int v = 0; v < V; v++) kv[v] = LOADC(k + d * AXON_KV_BLOCK + v * LANES);                      \
+                    VEC kv[NB * V];                                                                                    \
+                    for (int b = 0; b < NB; b++)                                                                       \
+                        for (int v = 0; v < V; v++) kv[b * V + v] = LOADC(blocks[b] + d * AXON_KV_BLOCK + v * LANES);  \
                     for (int j = 0; j < 4; j++) {                                                                      \
                         if (j >= jn) break;                                                                            \
-                        VEC b = SET1(qj[j * hd + d]);                                                                  \
-                        for (int v = 0; v < V; v++) acc[j][v] = FMA(b, kv[v], acc[j][v]);                              \
+                        VEC bq = SET1(qj[j * hd + d]);                                                                 \
+                        for (int v = 0; v < NB * V; v++) acc[j][v] = FMA(bq, kv[v], acc[j][v]);                        \
                     }                                                                                                  \
                 }                                                                                                      \
                 for (int j = 0; j < jn; j++) {                                                                         \
-                    for (int v = 0; v < V; v++) STORE(tile + j * AXON_KV_BLOCK + v * LANES, acc[j][v]);                \
-                    float *row = scores + (j0 + j) * n + (pos - first);                                                \
-                    for (ptrdiff_t i = pos; i < stop; i++) row[i - pos] = tile[j * AXON_KV_BLOCK + i - block_start] * scale; \
+                    for (int v = 0; v < NB * V; v++) STORE(tile + j * NB * AXON_KV_BLOCK + v * LANES, acc[j][v]);      \
+                    for (int b = 0; b < nb; b++) {                                                                     \
+                        float *row = scores + (j0 + j) * n + (starts[b] - first);                                      \
+                        const float *t = tile + j * NB * AXON_KV_BLOCK + b * AXON_KV_BLOCK - block_starts[b];          \
+                        for (ptrdiff_t i = starts[b]; i < stops[b]; i++) row[i - starts[b]] = t[i] * scale;            \
+                    }                                                                                                  \
                 }                                                                                                      \
             }                                                                                                          \
-            pos = stop;                                                                                                \
         }                                                                                                              \
         for (ptrdiff_t i = 0; i < new_count; i++) {                                                                    \
             const float *key = new_keys + i * new_stride;                                                              \
@@ -121,38 +146,68 @@ static void values_scalar(int half, const float *p, ptrdiff_t group, ptrdiff_t n
         }                                                                                                              \
     }                                                                                                                  \
                                                                                                                        \
+    /* Heads j0 ..< j0 + JN, dimensions d0 ..< d0 + W · LANES (JN and W constants: the accumulators */             \
+    /* stay in registers). */                                                                                      \
+    ALWAYS_INLINE TARGET void ISA##_values_tile(const int JN, const int W, const float *pj, ptrdiff_t n, ptrdiff_t hd, \
+                                                const ELEM *pool, const int32_t *table, ptrdiff_t block_floats,      \
+                                                ptrdiff_t value_offset, ptrdiff_t first, ptrdiff_t cached,            \
+                                                const float *new_values, ptrdiff_t new_stride, ptrdiff_t new_count,   \
+                                                ptrdiff_t d0, float *out) {                                           \
+        VEC acc[4][VV];                                                                                                \
+        for (int j = 0; j < JN; j++)                                                                                   \
+            for (int c = 0; c < W; c++) acc[j][c] = ZERO();                                                            \
+        ptrdiff_t pos = first, end = first + cached;                                                                   \
+        while (pos < end) {                                                                                            \
+            ptrdiff_t block_start = pos - pos % AXON_KV_BLOCK, stop = min_pd(block_start + AXON_KV_BLOCK, end);        \
+            const ELEM *v = pool + (ptrdiff_t)table[pos / AXON_KV_BLOCK] * block_floats + value_offset + d0;           \
+            for (ptrdiff_t i = pos; i < stop; i++) {                                                                   \
+                const ELEM *row = v + (i - block_start) * hd;                                                          \
+                VEC vv[VV];                                                                                            \
+                for (int c = 0; c < W; c++) vv[c] = LOADC(row + c * LANES);                                            \
+                for (int j = 0; j < JN; j++) {                                                                         \
+                    VEC b = SET1(pj[j * n + i - first]);                                                               \
+                    for (int c = 0; c < W; c++) acc[j][c] = FMA(b, vv[c], acc[j][c]);                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+            pos = stop;                                                                                                \
+        }                                                                                                              \
+        for (ptrdiff_t i = 0; i < new_count; i++) {                                                                    \
+            const float *row = new_values + i * new_stride + d0;                                                       \
+            VEC vv[VV];                                                                                                \
+            for (int c = 0; c < W; c++) vv[c] = LOAD(row + c * LANES);                                                 \
+            for (int j = 0; j < JN; j++) {                                                                             \
+                VEC b = SET1(pj[j * n + cached + i]);                                                                  \
+                for (int c = 0; c < W; c++) acc[j][c] = FMA(b, vv[c], acc[j][c]);                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int j = 0; j < JN; j++)                                                                                   \
+            for (int c = 0; c < W; c++) STORE(out + j * hd + d0 + c * LANES, acc[j][c]);                               \
+    }                                                                                                                  \
+                                                                                                                       \
     TARGET static void ISA##_values(const float *p, ptrdiff_t group, ptrdiff_t n, ptrdiff_t hd, const ELEM *pool,     \
                                     const int32_t *table, ptrdiff_t block_floats, ptrdiff_t value_offset,              \
                                     ptrdiff_t first, ptrdiff_t cached, const float *new_values, ptrdiff_t new_stride,  \
                                     ptrdiff_t new_count, float *out) {                                                 \
-        for (ptrdiff_t j = 0; j < group; j++) {                                                                        \
-            const float *pj = p + j * n;                                                                               \
-            for (ptrdiff_t d0 = 0; d0 < hd; d0 += 4 * LANES) {                                                         \
-                const int w = (int)min_pd(4, (hd - d0) / LANES);                                                       \
-                VEC acc[4] = {ZERO(), ZERO(), ZERO(), ZERO()};                                                         \
-                ptrdiff_t pos = first, end = first + cached;                                                           \
-                while (pos < end) {                                                                                    \
-                    ptrdiff_t block_start = pos - pos % AXON_KV_BLOCK, stop = min_pd(block_start + AXON_KV_BLOCK, end); \
-                    const ELEM *v = pool + (ptrdiff_t)table[pos / AXON_KV_BLOCK] * block_floats + value_offset + d0;   \
-                    for (ptrdiff_t i = pos; i < stop; i++) {                                                           \
-                        VEC b = SET1(pj[i - first]);                                                                   \
-                        const ELEM *row = v + (i - block_start) * hd;                                                  \
-                        for (int c = 0; c < 4; c++)                                                                    \
-                            if (c < w) acc[c] = FMA(b, LOADC(row + c * LANES), acc[c]);                                \
-                    }                                                                                                  \
-                    pos = stop;                                                                                        \
+        for (ptrdiff_t j0 = 0; j0 < group; j0 += 4) {                                                                  \
+            const int jn = (int)min_pd(4, group - j0);                                                                 \
+            for (ptrdiff_t d0 = 0; d0 < hd; d0 += VV * LANES) {                                                        \
+                const int w = (int)min_pd(VV, (hd - d0) / LANES);                                                      \
+                switch (jn * 8 + w) {                                                                                  \
+                VALUES_CASES(ISA, VV, 4) VALUES_CASES(ISA, VV, 3) VALUES_CASES(ISA, VV, 2) VALUES_CASES(ISA, VV, 1)                    \
+                default: break;                                                                                        \
                 }                                                                                                      \
-                for (ptrdiff_t i = 0; i < new_count; i++) {                                                            \
-                    VEC b = SET1(pj[cached + i]);                                                                      \
-                    const float *row = new_values + i * new_stride + d0;                                               \
-                    for (int c = 0; c < 4; c++)                                                                        \
-                        if (c < w) acc[c] = FMA(b, LOAD(row + c * LANES), acc[c]);                                     \
-                }                                                                                                      \
-                for (int c = 0; c < 4; c++)                                                                            \
-                    if (c < w) STORE(out + j * hd + d0 + c * LANES, acc[c]);                                           \
             }                                                                                                          \
         }                                                                                                              \
     }
+
+// The value tiles of JN heads and 1 ... VV vectors (switch key jn · 8 + w).
+#define VALUES_TILE(ISA, VV, JN, W)                                                                                    \
+    case JN * 8 + W:                                                                                                   \
+        if (W <= VV)                                                                                                   \
+            ISA##_values_tile(JN, W <= VV ? W : 1, p + (j0) * n, n, hd, pool, table, block_floats, value_offset,   \
+                              first, cached, new_values, new_stride, new_count, d0, out + (j0) * hd);                  \
+        break;
+#define VALUES_CASES(ISA, VV, JN) VALUES_TILE(ISA, VV, JN, 4) VALUES_TILE(ISA, VV, JN, 3) VALUES_TILE(ISA, VV, JN, 2) VALUES_TILE(ISA, VV, JN, 1)
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 AVX2 static inline float avx2_attention_sum(__m256 v) {
@@ -162,17 +217,17 @@ AVX2 static inline float avx2_attention_sum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 #define AVX2_LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-DEFINE_ATTENTION(avx2, AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+DEFINE_ATTENTION(avx2, AVX2, __m256, 8, 1, 2, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
                  _mm256_fmadd_ps, avx2_attention_sum, float, _mm256_loadu_ps)
-DEFINE_ATTENTION(avx2_f16, AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+DEFINE_ATTENTION(avx2_f16, AVX2, __m256, 8, 1, 2, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps,
                  _mm256_fmadd_ps, avx2_attention_sum, uint16_t, AVX2_LOAD_F16)
 
 #define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 AVX512 static inline float avx512_attention_sum(__m512 v) { return _mm512_reduce_add_ps(v); }
 #define AVX512_LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-DEFINE_ATTENTION(avx512, AVX512, __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+DEFINE_ATTENTION(avx512, AVX512, __m512, 16, 2, 4, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
                  _mm512_fmadd_ps, avx512_attention_sum, float, _mm512_loadu_ps)
-DEFINE_ATTENTION(avx512_f16, AVX512, __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+DEFINE_ATTENTION(avx512_f16, AVX512, __m512, 16, 2, 4, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
                  _mm512_fmadd_ps, avx512_attention_sum, uint16_t, AVX512_LOAD_F16)
 
 #endif  // __x86_64__

@@ -53,7 +53,7 @@ extension InferenceEngine {
                     sc.items[count] = CachedAttentionItem(row: Int32(r), queryStart: Int32(qs), queryCount: Int32(nq), kvHead: Int32(kvHead))
                     count += 1
                 }
-                work += keys * nq * c.kvHeadCount
+                work += keys * nq * c.headCount * c.headDim
                 chunks = chunks || nq > 1
                 qs -= block
             }
@@ -77,11 +77,13 @@ extension InferenceEngine {
         }
     }
 
-    /// Key positions × queries × KV heads of a step's single-query items above which they are spread
-    /// over the engine's threads. Measured on SmolLM2 (2 threads, machine shared): one decode row at
-    /// 129 keys (387) takes 1.1 ms of attention per step on one thread, 2.3 ms on two; at 1,025 keys
-    /// (3,075) and from 16 rows on the two are even or two win.
-    static let parallelDecodeWork = 4096
+    /// Multiply-adds per score pass (key positions × queries × query heads × head dimension) of a
+    /// step's single-query items above which they are spread over the engine's threads. Measured on
+    /// SmolLM2 (2 threads, machine shared): one decode row at 129 keys (74K) takes 1.1 ms of attention
+    /// per step on one thread, 2.3 ms on two; at 1,025 keys (590K) and from 16 rows on the two are
+    /// even or two win. Counted in work, not in items: Gemma 3's query heads are 4 × 256 wide per KV
+    /// head against SmolLM2's 3 × 64, and counting KV heads kept its 16-row steps on one thread.
+    static let parallelDecodeWork = 4096 * 3 * 64
 
     /// One query (position start + queryStart) for the query heads of one KV head, straight from the
     /// cache's blocks, in C (`axon_attend_decode`): the scores of the cached keys (16 at a time,
