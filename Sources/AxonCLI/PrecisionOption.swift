@@ -5,7 +5,7 @@ import Engine
 /// `generate`): the projections' precision on prefill (docs/ENGINE.md, "int8 prefill"). Without it
 /// the engine runs `EnginePrecision.preferred` (f32: the measurements behind it are in its comment).
 struct PrecisionOption: ParsableArguments {
-    @Option(help: "Projections on prefill: f32 (sgemm: OpenBLAS, or oneDNN's when OpenBLAS runs an older core than the CPU has; the exact reference path) or int8 (W8A8 on oneDNN's VNNI GEMM). Default: f32, since int8 is not yet faster on the CPUs measured (docs/ENGINE.md); logged at start-up.")
+    @Option(help: "Projections on prefill: f32 (sgemm: OpenBLAS, or oneDNN's when OpenBLAS runs an older core than the CPU has; the exact reference path) or int8 (W8A8 on oneDNN's VNNI GEMM). Default: f32. int8 is about twice as fast on a VNNI CPU, but a run of control tokens still lands far off f32 (docs/ENGINE.md, \"Default\"); logged at start-up.")
     var precision: EnginePrecision?
 
     func validate() throws {

@@ -22,6 +22,8 @@ final class DecodeAttentionKernelTests: XCTestCase {
         (4, 256, 5, 40, 1),
         (3, 64, 0, 0, 1),       // nothing cached yet
         (2, 20, 3, 30, 2),      // headDim no vector path takes
+        (2, 32, 3, 33, 1),      // two heads, a value row narrower than a pass's vectors
+        (5, 64, 0, 20, 1),      // more heads than one pass holds (4, then 1)
     ]
 
     /// The cached rows as a cache of `precision` holds them.
