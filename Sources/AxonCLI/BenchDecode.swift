@@ -19,7 +19,9 @@ struct DecodeBenchOptions: ParsableArguments {
     @Option(help: "--decode: KV cache MiB of the in-process server.") var kvCacheMb = 512
     @Option(help: "--decode: the in-process server's --step-tokens.") var stepTokens = 256
     @Option(help: "--decode: weights decode steps read (int8, f16, f32).") var decodePrecision: DecodePrecision = .int8
-    @Option(help: "--decode: elements of the KV cache (f32, f16).") var kvCachePrecision: KVCachePrecision = .f32
+    @Option(help: "--decode: elements of the KV cache (f32, f16; default: serve's, f16 beside reduced decode weights, f32 beside f32).")
+    var kvCachePrecision: KVCachePrecision?
+    var resolvedKVCachePrecision: KVCachePrecision { kvCachePrecision ?? .preferred(decoding: decodePrecision) }
     @Flag(help: ArgumentHelp("--decode: a deterministic fake of the model's shape instead of the engine (tests).", visibility: .hidden))
     var fake = false
 
@@ -63,7 +65,7 @@ struct DecodeBench {
         let report = try DecodeStepProfile.measure(file: file, threads: threads, rows: most, prompt: options.prompt,
                                                    generate: options.generate, kvCacheBytes: options.kvCacheMb << 20,
                                                    decodePrecision: options.decodePrecision, precision: precision,
-                                                   kvCachePrecision: options.kvCachePrecision)
+                                                   kvCachePrecision: options.resolvedKVCachePrecision)
             .text(serverStepMs: serverStepMs)
         if json { FileHandle.standardError.write(Data((report + "\n").utf8)) } else { print(report) }
     }
@@ -79,7 +81,7 @@ struct DecodeBench {
                                                        kvCacheBytes: options.kvCacheMb << 20, maxSeq: sequenceLength,
                                                        maxSequences: most, stepTokens: options.stepTokens,
                                                        decodePrecision: options.decodePrecision, precision: precision,
-                                                       kvCachePrecision: options.kvCachePrecision, fake: options.fake)
+                                                       kvCachePrecision: options.resolvedKVCachePrecision, fake: options.fake)
         var config = ServerConfiguration()
         config.port = 0
         config.maxSeq = sequenceLength

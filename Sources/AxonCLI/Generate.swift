@@ -46,6 +46,8 @@ struct Generate: ParsableCommand {
     @Option(help: "Local: engine threads (default: all cores).") var threads: Int?
     @Option(help: "Local: KV cache size in MiB.") var kvCacheMb = 256
     @Option(help: "Local: weights decode steps read: int8, f16 or f32 (docs/ENGINE.md).") var decodePrecision: DecodePrecision = .int8
+    @Option(help: "Local: elements of the KV cache, f32 or f16 (default: f16 beside int8 or f16 decode weights, f32 beside f32).")
+    var kvCachePrecision: KVCachePrecision?
     @OptionGroup(title: "Local") var precisionOption: PrecisionOption
     @Option(help: "Remote: the request's deadline in milliseconds.") var timeoutMs: UInt32 = 36_000
     @Option(help: "Remote: whose token ids the prompt and the answer are in: the model's, or the network's standard GPT-2 ones (the axon translates).")
@@ -76,7 +78,8 @@ struct Generate: ParsableCommand {
         if !fake { FileHandle.standardError.write(Data(precisionOption.startupLines(f32GEMM: .preferred).utf8)) }
         let backend = try GenerationBackendLoader.load(file: file, tokenizer: tokenizer, threads: threads,
                                                       kvCacheBytes: kvCacheMb << 20, maxSeq: nil, maxSequences: 16, stepTokens: 256,
-                                                      decodePrecision: decodePrecision, precision: precisionOption.resolved, fake: fake)
+                                                      decodePrecision: decodePrecision, precision: precisionOption.resolved,
+                                                      kvCachePrecision: kvCachePrecision, fake: fake)
         let generator = try LocalGenerator(backend: backend, maxNewTokens: Int(Int32.max))
         let stops = Set(fields.stopToken.isEmpty ? [Int32(truncatingIfNeeded: backend.modelInfo.eosID)] : fields.stopToken)
         var printer = TextStream(tokenizer: tokenizer, hidden: stops)

@@ -13,7 +13,7 @@ enum GenerationBackendLoader {
     ///   - stepTokens: tokens one step (engine pass) holds at most.
     static func load(file: GGUFFile, tokenizer: any TextTokenizer, threads: Int?, kvCacheBytes: Int, maxSeq: Int?,
                      maxSequences: Int, stepTokens: Int, decodePrecision: DecodePrecision,
-                     precision: EnginePrecision = .f32, kvCachePrecision: KVCachePrecision = .f32,
+                     precision: EnginePrecision = .f32, kvCachePrecision: KVCachePrecision? = nil,
                      fake: Bool) throws -> InferenceBackend & GenerationBackend {
         let info = ModelInfo(gguf: file, tokenizer: tokenizer)
         let limit = RowLimit(requested: maxSeq, gguf: file)
@@ -24,7 +24,7 @@ enum GenerationBackendLoader {
         let engine = try EngineBackend(file: file, modelInfo: info, threads: threads, maxRows: maxSequences, maxSeq: limit.maxSeq,
                                        maxBatchTokens: max(stepTokens, maxSequences, limit.maxSeq), kvCacheBytes: kvCacheBytes,
                                        maxSequences: maxSequences, decodePrecision: decodePrecision, precision: precision,
-                                       kvCachePrecision: kvCachePrecision)
+                                       kvCachePrecision: kvCachePrecision ?? .preferred(decoding: decodePrecision))
         return EngineGenerationBackend(engine)
     }
 }
@@ -42,8 +42,11 @@ struct GenerationServeOptions: ParsableArguments {
     var generationTimeoutDefaultMs: UInt32 = 36_000
     @Option(help: "Weights decode steps read: int8 (per block of 32), f16, or f32 (the exact reference path); prefill stays f32 (docs/ENGINE.md).")
     var decodePrecision: DecodePrecision = .int8
-    @Option(help: "Elements of the KV cache: f32 (exact) or f16 (half the bytes decode attention reads; docs/ENGINE.md).")
-    var kvCachePrecision: KVCachePrecision = .f32
+    @Option(help: "Elements of the KV cache: f32 (exact) or f16 (half the bytes decode attention reads; docs/ENGINE.md). Default: f16 with --decode-precision int8 or f16, f32 with f32.")
+    var kvCachePrecision: KVCachePrecision?
+
+    /// The KV cache's elements: as asked, else the decode precision's companion.
+    var resolvedKVCachePrecision: KVCachePrecision { kvCachePrecision ?? .preferred(decoding: decodePrecision) }
 
     func validate() throws {
         for (name, value) in [("--max-new-tokens", maxNewTokens), ("--step-tokens", stepTokens), ("--max-sequences", maxSequences),

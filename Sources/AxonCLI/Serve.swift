@@ -61,7 +61,7 @@ enum BackendLoader {
                                        maxSeq: maxSeq, maxBatchTokens: maxBatchTokens,
                                        kvCacheBytes: (generation?.kvCacheMb ?? 0) << 20, maxSequences: sequences,
                                        decodePrecision: generation?.decodePrecision ?? .f32, precision: precision,
-                                       kvCachePrecision: generation?.kvCachePrecision ?? .f32)
+                                       kvCachePrecision: generation?.resolvedKVCachePrecision ?? .f32)
         let backend: InferenceBackend = generation == nil ? engine : EngineGenerationBackend(engine)
         let parameters = file.parameterCount.formatted(.number.grouping(.automatic))
         return Loaded(backend: backend, tokenizer: tokenizer, description: "\(info.name), \(parameters) parameters", maxSeq: maxSeq,
@@ -157,6 +157,10 @@ struct Serve: ParsableCommand {
         logger.info("machine: \(SystemInfo.current().line)")
         if !fake { logger.info("\(precisionOption.startupLine)") }
         if !fake { logger.info("\(F32GEMM.startupLine(.preferred, requested: nil))") }
+        if !fake {
+            let why = generation.kvCachePrecision == nil ? "beside \(generation.decodePrecision) decode weights" : "as requested"
+            logger.info("generation: decode weights \(generation.decodePrecision), KV cache \(generation.resolvedKVCachePrecision) (\(why))")
+        }
         let server = try AxonServer(backend: loaded.backend, configuration: config, logger: logger)
         do { try server.start() } catch let error as UVError where error.code == -EADDRINUSE {
             throw Failure("cannot listen on \(host):\(port): the address is already in use (another axon or program holds it); stop that one, or pass --port N for another port (--port 0 picks a free one)")

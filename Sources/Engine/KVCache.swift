@@ -458,4 +458,11 @@ public enum KVCachePrecision: String, CaseIterable, Sendable, CustomStringConver
 
     public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
     public var description: String { rawValue }
+
+    /// The cache a server holds when none is asked for: f32 beside the f32 decode path (the exact
+    /// reference, whose cached logits stay within 1e-4 of a full prefill), f16 beside reduced
+    /// decode weights. There its rounding (2⁻¹¹ relative) is an eighth of an int8 weight's
+    /// (block scale / 2, 2⁻⁸ of the block's largest), it halves the bytes a 16-row step's attention
+    /// reads and doubles the sequences a `--kv-cache-mb` holds (docs/ENGINE.md, "KV cache precision").
+    public static func preferred(decoding: DecodePrecision) -> KVCachePrecision { decoding == .f32 ? .f32 : .f16 }
 }

@@ -117,7 +117,7 @@ final class GenerationMemoryTests: XCTestCase {
             "serve", "--model", model, "--port", "\(port)", "--metrics-port", "\(metricsPort)", "--no-auth", "--log-level", "warning",
             "--threads", "\(Self.threads)", "--max-batch", "\(Self.clients)", "--max-seq", "\(maxSeq)", "--max-batch-tokens", "\(Self.maxBatchTokens)",
             "--max-sequences", "\(Self.clients)", "--step-tokens", "\(Self.stepTokens)", "--max-new-tokens", "\(Self.generate)",
-            "--kv-cache-mb", "\(kvCacheMb)", "--generation-wait-ms", waitMs], home: home)
+            "--kv-cache-mb", "\(kvCacheMb)", "--kv-cache-precision", "f32", "--generation-wait-ms", waitMs], home: home)
         children.append(server)
         guard ReplicaTests.waitUntil(300, { ReplicaTests.accepting(port) || !server.process.isRunning }), server.process.isRunning else { throw ReplicaTests.NotStarted(what: "axon serve on \(port)") }
         let pid = server.process.processIdentifier
