@@ -130,8 +130,8 @@ static void values_scalar(int half, const float *p, ptrdiff_t group, ptrdiff_t n
                     for (int v = 0; v < NB * V; v++) STORE(tile + j * NB * AXON_KV_BLOCK + v * LANES, acc[j][v]);      \
                     for (int b = 0; b < nb; b++) {                                                                     \
                         float *row = scores + (j0 + j) * n + (starts[b] - first);                                      \
-                        const float *t = tile + j * NB * AXON_KV_BLOCK + b * AXON_KV_BLOCK - block_starts[b];          \
-                        for (ptrdiff_t i = starts[b]; i < stops[b]; i++) row[i - starts[b]] = t[i] * scale;            \
+                        const float *t = tile + (j * NB + b) * AXON_KV_BLOCK;                                          \
+                        for (ptrdiff_t i = starts[b]; i < stops[b]; i++) row[i - starts[b]] = t[i - block_starts[b]] * scale; \
                     }                                                                                                  \
                 }                                                                                                      \
             }                                                                                                          \
