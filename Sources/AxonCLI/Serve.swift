@@ -152,12 +152,13 @@ struct Serve: ParsableCommand {
         generation.configure(&config)
         config.networkSpace = try networkSpace(model: loaded.tokenizer, logger: logger)
         try admission.configure(&config, keyOption: keyOption, logger: logger)
-        // The machine line, and which libraries run the products (when OpenBLAS runs an older
-        // core than the CPU supports, the f32 products run on oneDNN instead: F32GEMM).
+        // The machine line, which libraries run the products (when OpenBLAS runs an older core
+        // than the CPU supports, the f32 products run on oneDNN instead: F32GEMM), and what
+        // generation's decode steps read.
         logger.info("machine: \(SystemInfo.current().line)")
-        if !fake { logger.info("\(precisionOption.startupLine)") }
-        if !fake { logger.info("\(F32GEMM.startupLine(.preferred, requested: nil))") }
         if !fake {
+            logger.info("\(precisionOption.startupLine)")
+            logger.info("\(F32GEMM.startupLine(.preferred, requested: nil))")
             let why = generation.kvCachePrecision == nil ? "beside \(generation.decodePrecision) decode weights" : "as requested"
             logger.info("generation: decode weights \(generation.decodePrecision), KV cache \(generation.resolvedKVCachePrecision) (\(why))")
         }
