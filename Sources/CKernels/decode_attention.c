@@ -193,14 +193,16 @@ static void values_scalar(int half, const float *p, ptrdiff_t group, ptrdiff_t n
             for (ptrdiff_t d0 = 0; d0 < hd; d0 += VV * LANES) {                                                        \
                 const int w = (int)min_pd(VV, (hd - d0) / LANES);                                                      \
                 switch (jn * 8 + w) {                                                                                  \
-                VALUES_CASES(ISA, VV, 4) VALUES_CASES(ISA, VV, 3) VALUES_CASES(ISA, VV, 2) VALUES_CASES(ISA, VV, 1)                    \
+                VALUES_CASES(ISA, VV, 4) VALUES_CASES(ISA, VV, 3) VALUES_CASES(ISA, VV, 2) VALUES_CASES(ISA, VV, 1)    \
                 default: break;                                                                                        \
                 }                                                                                                      \
             }                                                                                                          \
         }                                                                                                              \
     }
 
-// The value tiles of JN heads and 1 ... VV vectors (switch key jn · 8 + w).
+// The value tiles of JN heads and 1 ... VV vectors (switch key jn · 8 + w), reading ISA##_values'
+// locals. Cases past VV never run; `W <= VV ? W : 1` keeps them from instantiating a tile wider
+// than its accumulators.
 #define VALUES_TILE(ISA, VV, JN, W)                                                                                    \
     case JN * 8 + W:                                                                                                   \
         if (W <= VV)                                                                                                   \
