@@ -19,7 +19,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Comma-separated projection formats: f32 (the engine's weights on OpenBLAS), f16, bf16, int8 (per row), int8Block32 (what --decode-precision int8 runs).")
     var formats: String = "f32,f16,int8Block32,int8"
 
-    @Option(help: "The LM head's format: f32, f16, bf16, int8, int8Block32, or 'default' (the decode path's: f32 beside f32 projections, else int8Block32).")
+    @Option(help: "The LM head's format: f32, f16, bf16, int8, int8Block32, w8a8Block32 (int8 activations too: fast with AVX-512 VNNI), or 'default' (the decode path's: f32 beside f32 projections, else w8a8Block32 on CPUs with AVX-512 VNNI and int8Block32 elsewhere).")
     var head: String = "default"
 
     @Option(help: "Instruction-set paths: 'best', or 'all' this CPU supports (scalar is slow at 16 rows).")

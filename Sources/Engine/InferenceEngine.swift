@@ -80,7 +80,7 @@ public final class InferenceEngine: @unchecked Sendable {
         let projectionFormat = int8 ? .int8 : options.decodePrecision.format
         let decodeWeights = projectionFormat == nil ? nil
             : try ProjectionWeights(weights: weights, config: config, format: projectionFormat,
-                                    headFormat: options.decodePrecision.headFormat, threads: options.threads, source: source)
+                                    headFormat: options.decodePrecision.headFormat(sharedWithPrefill: int8), threads: options.threads, source: source)
         self.decodeWeights = decodeWeights
         attentionPath = (decodeWeights?.path ?? DecodeKernelPath.best).rawValue
         attentionPool = decodeWeights?.pool ?? WorkerPool(threads: options.threads)

@@ -13,16 +13,20 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// scale = max|W[r]| / 127, q rounded to nearest (even on ties), so |W − q·scale| ≤ scale/2.
     /// `int8Block32` is the same per block of 32 columns (Q8_0's values, with f32 scales apart): a
     /// Q8_0 tensor comes back exactly. `f16` and `bf16` round each weight to nearest even.
+    /// `w8a8Block32` holds int8Block32's values, and its product rounds the activations too, per
+    /// block of 32 as the weights (Q8_0 × Q8_0, llama.cpp's arithmetic): integer sums per block, then
+    /// one f32 multiply-add per block (w8a8_gemm.c). It is fast only where `w8a8Accelerated`.
     public enum Format: String, CaseIterable, Sendable {
-        case int8, int8Block32, f16, bf16
+        case int8, int8Block32, f16, bf16, w8a8Block32
 
-        var elementSize: Int { self == .int8 || self == .int8Block32 ? 1 : 2 }
+        var elementSize: Int { self == .f16 || self == .bf16 ? 2 : 1 }
         var kernelFormat: Int32 {
             switch self {
             case .int8: return Int32(AXON_WEIGHT_S8.rawValue)
             case .int8Block32: return Int32(AXON_WEIGHT_S8_BLOCK32.rawValue)
             case .f16: return Int32(AXON_WEIGHT_F16.rawValue)
             case .bf16: return Int32(AXON_WEIGHT_BF16.rawValue)
+            case .w8a8Block32: return -1   // its own kernel: axon_w8a8_gemm
             }
         }
 
@@ -30,22 +34,37 @@ public final class QuantizedMatrix: @unchecked Sendable {
         func scaleCount(columns: Int) -> Int {
             switch self {
             case .int8: return 1
-            case .int8Block32: return (columns + Int(AXON_WEIGHT_BLOCK) - 1) / Int(AXON_WEIGHT_BLOCK)
+            case .int8Block32, .w8a8Block32: return (columns + Int(AXON_WEIGHT_BLOCK) - 1) / Int(AXON_WEIGHT_BLOCK)
             case .f16, .bf16: return 0
             }
         }
+
+        /// Bytes of elements and count of scales held for a rows × columns matrix (W8A8 pads its
+        /// rows to groups of 16 and its columns to whole blocks).
+        func storage(rows: Int, columns: Int) -> (bytes: Int, scales: Int) {
+            if self == .w8a8Block32 { return (axon_w8a8_weight_bytes(rows, columns), axon_w8a8_scale_count(rows, columns)) }
+            return (rows * columns * elementSize, rows * scaleCount(columns: columns))
+        }
     }
+
+    /// Whether this CPU runs `w8a8Block32` products on integer dot-product instructions (AVX-512
+    /// VNNI); elsewhere they run on the scalar fallback, with the same results, much slower.
+    public static var w8a8Accelerated: Bool { axon_w8a8_vnni_supported() == 1 }
 
     public let format: Format
     public let rows: Int
     public let columns: Int
-    /// (rows, columns) elements of `format`, 64-byte aligned, then AXON_WEIGHT_PADDING zero bytes.
+    /// (rows, columns) elements of `format` (w8a8Block32: its own layout, `Format.storage`), 64-byte
+    /// aligned, then AXON_WEIGHT_PADDING zero bytes.
     let values: UnsafeMutableRawPointer
     /// (rows, format.scaleCount(columns:)) f32 scales for the int8 formats, nil otherwise.
     let scales: UnsafeMutablePointer<Float>?
 
     /// Bytes a full product reads: the elements plus the row scales.
-    public var byteCount: Int { rows * columns * format.elementSize + rows * format.scaleCount(columns: columns) * 4 }
+    public var byteCount: Int {
+        let (bytes, scaleCount) = format.storage(rows: rows, columns: columns)
+        return bytes + scaleCount * 4
+    }
 
     /// Rounds `weights` (rows × columns f32, row-major) into a new copy, on `threads` threads.
     /// - Parameters:
@@ -63,10 +82,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         // The kernels read up to AXON_WEIGHT_PADDING bytes past the last row: zeros.
-        let bytes = rows * columns * format.elementSize, padding = Int(AXON_WEIGHT_PADDING)
+        let (bytes, scaleCount) = format.storage(rows: rows, columns: columns), padding = Int(AXON_WEIGHT_PADDING)
         values = UnsafeMutableRawPointer.allocate(byteCount: (bytes + padding + 63) & ~63, alignment: 64)
         (values + bytes).initializeMemory(as: UInt8.self, repeating: 0, count: (bytes + padding + 63) & ~63 - bytes)
-        let scaleCount = rows * format.scaleCount(columns: columns)
         scales = scaleCount > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: scaleCount) : nil
         // Thrown after every property is set: deinit frees the buffers (exactly once), never here.
         try requantize(from: weights, name: name, threads: threads, path: path)
@@ -79,6 +97,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     func requantize(from weights: UnsafePointer<Float>, name: String, threads: Int = 1, path: DecodeKernelPath = .best) throws {
         let (rows, format) = (self.rows, self.format)
         let workers = max(1, min(threads, rows / 64))
+        let groups = (rows + Int(AXON_W8A8_GROUP) - 1) / Int(AXON_W8A8_GROUP)
         let problems = UnsafeMutablePointer<Int>.allocate(capacity: workers)
         problems.initialize(repeating: 0, count: workers)
         defer { problems.deallocate() }
@@ -97,6 +116,11 @@ public final class QuantizedMatrix: @unchecked Sendable {
             case .bf16:
                 problems[w] = (0..<count).reduce(0) { $0 + (source[$1].isFinite ? 0 : 1) }
                 axon_convert_bf16(source, count, values.assumingMemoryBound(to: UInt16.self) + r0 * k)
+            case .w8a8Block32:
+                let g0 = groups * w / workers, g1 = groups * (w + 1) / workers
+                let met = axon_w8a8_pack(weights, rows, k, g0, g1, values.assumingMemoryBound(to: UInt8.self), scales)
+                precondition(met >= 0, "out of memory packing \(name)")
+                problems[w] = met
             }
         }
         let bad = (0..<workers).reduce(0) { $0 + problems[$1] }
@@ -121,6 +145,12 @@ public final class QuantizedMatrix: @unchecked Sendable {
             return Double(values.assumingMemoryBound(to: Int8.self)[i]) * Double(scale)
         case .f16: return Double(axon_f16_to_f32(values.assumingMemoryBound(to: UInt16.self)[i]))
         case .bf16: return Double(Float(bitPattern: UInt32(values.assumingMemoryBound(to: UInt16.self)[i]) << 16))
+        case .w8a8Block32:
+            let group = Int(AXON_W8A8_GROUP), block = Int(AXON_WEIGHT_BLOCK), blocks = format.scaleCount(columns: columns)
+            let (g, r, b, c) = (row / group, row % group, column / block, column % block)
+            let at = (g * blocks + b) * group * block + (c / 4) * group * 4 + r * 4 + c % 4
+            let scale = scales?[(g * blocks + b) * group + r] ?? 0
+            return Double(Int(values.assumingMemoryBound(to: UInt8.self)[at]) - 128) * Double(scale)
         }
     }
 
@@ -161,6 +191,10 @@ public final class QuantizedMatrix: @unchecked Sendable {
         precondition(m >= 0 && ldx >= columns && ldy >= rows, "m \(m), ldx \(ldx) < \(columns) or ldy \(ldy) < \(rows)")
         precondition(outputs.lowerBound >= 0 && outputs.upperBound <= rows, "outputs \(outputs) outside 0..<\(rows)")
         guard m > 0, !outputs.isEmpty else { return }
+        if format == .w8a8Block32 {
+            return multiplyW8A8(x, rows: m, stride: ldx, outputs: outputs, into: y, stride: ldy, accumulate: accumulate,
+                                threads: threads, pool: pool, path: path)
+        }
         let (k, format, values, scales) = (columns, format.kernelFormat, UnsafeRawPointer(values), scales.map { UnsafePointer($0) })
         let isa = path.rawValue, acc: Int32 = accumulate ? 1 : 0
         let workers = Self.workers(threads: pool?.threads ?? threads, outputs: outputs.count, work: m * outputs.count * k)
@@ -177,6 +211,39 @@ public final class QuantizedMatrix: @unchecked Sendable {
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let n0 = base + Self.split(count, part: w, of: workers), n1 = base + Self.split(count, part: w + 1, of: workers)
             axon_decode_gemm(isa, format, x, ldx, m, values, scales, k, n0, n1, y, ldy, acc)
+        }
+    }
+
+    /// The W8A8 product: the activation rows rounded per block (on the calling thread, into a
+    /// scratch on its stack: m · (k + 8·⌈k/32⌉) bytes), then the integer kernel, VNNI on the AVX-512
+    /// path where the CPU has it, else scalar.
+    private func multiplyW8A8(_ x: UnsafePointer<Float>, rows m: Int, stride ldx: Int, outputs: Range<Int>,
+                              into y: UnsafeMutablePointer<Float>, stride ldy: Int, accumulate: Bool, threads: Int,
+                              pool: WorkerPool?, path: DecodeKernelPath) {
+        let k = columns, blocks = format.scaleCount(columns: k), padded = blocks * Int(AXON_WEIGHT_BLOCK)
+        let vnni: Int32 = path == .avx512 ? 1 : 0, acc: Int32 = accumulate ? 1 : 0
+        let (values, scales) = (UnsafePointer(values.assumingMemoryBound(to: UInt8.self)), UnsafePointer(scales))
+        let workers = Self.workers(threads: pool?.threads ?? threads, outputs: outputs.count, work: m * outputs.count * k)
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: m * padded) { q in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: m * blocks) { d in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: m * blocks) { comp in
+                    let (q, d, comp) = (q.baseAddress!, d.baseAddress!, comp.baseAddress!)
+                    // A non-finite activation gives its block scale NaN: that row's outputs are NaN.
+                    _ = axon_w8a8_quantize_rows(x, ldx, m, k, q, d, comp)
+                    let (n0, n1) = (outputs.lowerBound, outputs.upperBound)
+                    if let pool, workers > 1 {
+                        axon_w8a8_gemm_pooled(pool.pool, workers, vnni, q, d, comp, m, values, scales, k, n0, n1, y, ldy, acc)
+                    } else if workers > 1 {
+                        DispatchQueue.concurrentPerform(iterations: workers) { w in
+                            let a = n0 + axon_split(outputs.count, w, workers, Int(AXON_W8A8_GROUP))
+                            let b = n0 + axon_split(outputs.count, w + 1, workers, Int(AXON_W8A8_GROUP))
+                            axon_w8a8_gemm(vnni, q, d, comp, m, values, scales, k, a, b, y, ldy, acc)
+                        }
+                    } else {
+                        axon_w8a8_gemm(vnni, q, d, comp, m, values, scales, k, n0, n1, y, ldy, acc)
+                    }
+                }
+            }
         }
     }
 

@@ -83,10 +83,11 @@ final class ProjectionWeightsTests: XCTestCase {
                 let headFormat = weights.headFormat
                 let head = try headFormat.map { try QuantizedMatrix(format: $0, rows: e.rows, columns: e.columns, weights: e.values) }
                 for i in 0..<m {
+                    let a = QuantizedMatrixTests.activations(x[(i * e.columns)..<((i + 1) * e.columns)], format: headFormat ?? .f16)
                     for j in 0..<e.rows {
                         var exact = 0.0, magnitude = 0.0
                         for c in 0..<e.columns {
-                            let t = Double(x[i * e.columns + c]) * (head?.dequantizedDouble(row: j, column: c) ?? Double(e.values[j * e.columns + c]))
+                            let t = a[c] * (head?.dequantizedDouble(row: j, column: c) ?? Double(e.values[j * e.columns + c]))
                             exact += t
                             magnitude += abs(t)
                         }

@@ -24,12 +24,36 @@ final class QuantizedMatrixTests: XCTestCase {
     /// Otherwise the weights are exact in f32 (int8 q, or the f16/bf16 value), so with n the most
     /// roundings any product passes through, the classic bound is |ŷ − y| ≤ γₙ·(Σ|x·w| + |y₀|),
     /// γₙ = n·u/(1 − n·u): a bound for any order of those sums, never a fitted figure.
+    ///
+    /// `w8a8Block32` sums each block's integer products exactly, then takes one fused multiply-add
+    /// per block by ws·d (one f32 product), and the optional add: n = blocks + 2, over the products
+    /// of the stored weights with the activations as that format rounds them (`activations`).
     static func bound(k: Int, path: DecodeKernelPath, format: QuantizedMatrix.Format, magnitude: Double) -> Double {
         let lanes = path.lanes
         let steps = (lanes == 1 ? 2 : 1) * ((k + lanes - 1) / lanes)
-        let n = Double(steps + lanes.trailingZeroBitCount + 2 + (format == .int8Block32 ? 1 : 0))
+        var n = Double(steps + lanes.trailingZeroBitCount + 2 + (format == .int8Block32 ? 1 : 0))
+        if format == .w8a8Block32 { n = Double((k + 31) / 32 + 2) }
         let u = Double(Tolerance.u)
         return n * u / (1 - n * u) * magnitude
+    }
+
+    /// One activation row as `format`'s product sees it: itself, or for `w8a8Block32` rounded per
+    /// block of 32 by Q8_0's definition (scale = max|x| / 127 in f32, q = x / scale rounded to
+    /// nearest even, in −127…127), q · scale exactly.
+    static func activations(_ x: ArraySlice<Float>, format: QuantizedMatrix.Format) -> [Double] {
+        let row = Array(x)
+        guard format == .w8a8Block32 else { return row.map(Double.init) }
+        var out = [Double](repeating: 0, count: row.count)
+        for start in stride(from: 0, to: row.count, by: 32) {
+            let block = start..<min(start + 32, row.count)
+            let scale = (block.map { abs(row[$0]) }.max() ?? 0) / 127
+            guard scale > 0 else { continue }
+            for c in block {
+                let q = max(-127, min(127, (Double(row[c]) / Double(scale)).rounded(.toNearestOrEven)))
+                out[c] = q * Double(scale)
+            }
+        }
+        return out
     }
 
     static let formats = QuantizedMatrix.Format.allCases
@@ -171,10 +195,11 @@ final class QuantizedMatrixTests: XCTestCase {
         let n = q.rows, k = q.columns
         var worst = 0.0
         for i in 0..<m {
+            let a = Self.activations(x[(i * ldx)..<(i * ldx + k)], format: q.format)
             for j in 0..<n {
                 var exact = 0.0, magnitude = 0.0
                 for c in 0..<k {
-                    let p = Double(x[i * ldx + c]) * q.dequantizedDouble(row: j, column: c)
+                    let p = a[c] * q.dequantizedDouble(row: j, column: c)
                     exact += p
                     magnitude += abs(p)
                 }
@@ -260,6 +285,31 @@ final class QuantizedMatrixTests: XCTestCase {
     }
 
     static let pool = WorkerPool(threads: 3)
+
+    /// The W8A8 product is defined in integers and one f32 multiply-add per block, so every path
+    /// (VNNI where the CPU has it, the scalar fallback everywhere) gives the same bits, and it holds
+    /// int8Block32's stored values exactly, padded rows and columns included.
+    func testW8A8GivesTheSameBitsOnEveryPathAndHoldsTheBlockFormatsValues() throws {
+        var g = Generator(state: 7)
+        for (n, k) in [(1, 1), (17, 33), (40, 640), (33, 95)] {
+            let w = g.fill(n * k, scale: 0.5)
+            let w8a8 = try QuantizedMatrix(format: .w8a8Block32, rows: n, columns: k, weights: w, name: "w8a8", threads: 2)
+            let blocks = try QuantizedMatrix(format: .int8Block32, rows: n, columns: k, weights: w, name: "blocks")
+            for j in 0..<n { for c in 0..<k { XCTAssertEqual(w8a8.dequantizedDouble(row: j, column: c), blocks.dequantizedDouble(row: j, column: c)) } }
+            XCTAssertEqual(w8a8.byteCount, (n + 15) / 16 * 16 * ((k + 31) / 32) * (32 + 4))
+            let m = 19
+            var x = g.fill(m * k, scale: 3)
+            x[0] = 0   // a zero and a lone large value in row 0's first block
+            if k > 1 { x[1] = 40 }
+            var reference = [Float](repeating: 0, count: m * n)
+            w8a8.multiply(x, rows: m, stride: k, into: &reference, stride: n, path: .scalar)
+            for path in DecodeKernelPath.supported {
+                var y = [Float](repeating: .nan, count: m * n)
+                w8a8.multiply(x, rows: m, stride: k, into: &y, stride: n, pool: Self.pool, path: path)
+                XCTAssertEqual(y, reference, "n \(n) k \(k) on \(path)")
+            }
+        }
+    }
 
     /// Every part of every job runs exactly once, across many back-to-back jobs of varying sizes
     /// (parts claimed under one job's epoch never leak into the next), and a job started from inside

@@ -84,6 +84,40 @@ void axon_decode_gemm_pooled(axon_pool *pool, ptrdiff_t parts, ptrdiff_t alignme
                              const float *x, ptrdiff_t ldx, ptrdiff_t m, const void *w, const float *scales,
                              ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
 
+/// Output rows per group of the W8A8 weight layout (w8a8_gemm.c).
+#define AXON_W8A8_GROUP 16
+
+/// Bytes and f32 scales of an [n][k] matrix in the W8A8 layout: rows padded to a multiple of
+/// AXON_W8A8_GROUP, columns to a multiple of AXON_WEIGHT_BLOCK.
+ptrdiff_t axon_w8a8_weight_bytes(ptrdiff_t n, ptrdiff_t k);
+ptrdiff_t axon_w8a8_scale_count(ptrdiff_t n, ptrdiff_t k);
+
+/// Groups [g0, g1) of the f32 matrix w [n][k] rounded as axon_quantize_s8_blocks rounds them and
+/// stored in the W8A8 layout (see w8a8_gemm.c). Returns the non-finite weights met, or −1 when out
+/// of memory (load time only: it allocates a row's scratch).
+ptrdiff_t axon_w8a8_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t g0, ptrdiff_t g1, uint8_t *values,
+                         float *scales);
+
+/// m activation rows x (row stride ldx, k columns) to int8 per block of 32, as
+/// axon_quantize_s8_blocks rounds weights: q (m rows of ⌈k/32⌉·32, zero past k), d (m × ⌈k/32⌉
+/// scales) and comp (m × ⌈k/32⌉: 128 · the block's Σ q). Returns the non-finite values met.
+ptrdiff_t axon_w8a8_quantize_rows(const float *x, ptrdiff_t ldx, ptrdiff_t m, ptrdiff_t k, int8_t *q, float *d,
+                                  int32_t *comp);
+
+/// 1 when this CPU and OS can run the AVX-512 VNNI W8A8 kernel.
+int axon_w8a8_vnni_supported(void);
+
+/// y[i·ldy + j] = Σ_b fmaf(s_b, ws_b · d_b, …) for rows i < m of quantized activations and outputs
+/// n0 ≤ j < n1 of a W8A8 matrix (or y += that with `accumulate`): bit for bit the same with
+/// `vnni` (when supported) as without, whatever m, n0 and n1.
+void axon_w8a8_gemm(int vnni, const int8_t *q, const float *d, const int32_t *comp, ptrdiff_t m, const uint8_t *w,
+                    const float *ws, ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
+
+/// axon_w8a8_gemm split into `parts` blocks of whole groups on `pool` (the same results).
+void axon_w8a8_gemm_pooled(axon_pool *pool, ptrdiff_t parts, int vnni, const int8_t *q, const float *d,
+                           const int32_t *comp, ptrdiff_t m, const uint8_t *w, const float *ws, ptrdiff_t k,
+                           ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
+
 /// Positions per block of the engine's KV cache (KVCache.blockTokens).
 #define AXON_KV_BLOCK 16
 
