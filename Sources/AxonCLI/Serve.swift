@@ -160,7 +160,8 @@ struct Serve: ParsableCommand {
             logger.info("\(precisionOption.startupLine)")
             logger.info("\(F32GEMM.startupLine(.preferred, requested: nil))")
             let why = generation.kvCachePrecision == nil ? "beside \(generation.decodePrecision) decode weights" : "as requested"
-            logger.info("generation: decode weights \(generation.decodePrecision), KV cache \(generation.resolvedKVCachePrecision) (\(why))")
+            let head = generation.decodePrecision.headFormat(sharedWithPrefill: precisionOption.resolved == .int8)?.rawValue ?? "f32"
+            logger.info("generation: decode weights \(generation.decodePrecision) (LM head \(head)), KV cache \(generation.resolvedKVCachePrecision) (\(why))")
         }
         let server = try AxonServer(backend: loaded.backend, configuration: config, logger: logger)
         do { try server.start() } catch let error as UVError where error.code == -EADDRINUSE {
