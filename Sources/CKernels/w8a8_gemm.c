@@ -55,14 +55,10 @@ ptrdiff_t axon_w8a8_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t g0,
             const ptrdiff_t row = g * GROUP + r;
             // Q8_0's rounding, shared with the int8Block32 format (a Q8_0 tensor comes back exactly).
             if (row < n) nonFinite += axon_quantize_s8_blocks(w + row * k, k, 0, 1, q, s);
-            for (ptrdiff_t b = 0; b < blocks; b++) {
-                scales[(g * blocks + b) * GROUP + r] = row < n ? s[b] : 0;
-                uint8_t *vb = values + (g * blocks + b) * GROUP * BLOCK;
-                for (ptrdiff_t c = 0; c < BLOCK; c++) {
-                    const ptrdiff_t column = b * BLOCK + c;
-                    const int value = row < n && column < k ? q[column] : 0;
-                    vb[(c / 4) * GROUP * 4 + r * 4 + c % 4] = (uint8_t)(value + 128);
-                }
+            for (ptrdiff_t column = 0; column < blocks * BLOCK; column++) {
+                if (column % BLOCK == 0) scales[axon_w8a8_scale_offset(blocks, row, column)] = row < n ? s[column / BLOCK] : 0;
+                const int value = row < n && column < k ? q[column] : 0;
+                values[axon_w8a8_offset(blocks, row, column)] = (uint8_t)(value + 128);
             }
         }
     }
@@ -97,16 +93,14 @@ static void w8a8_scalar(const int8_t *q, const float *d, const int32_t *comp, pt
                         int accumulate) {
     const ptrdiff_t blocks = blocks_of(k), stride = blocks * BLOCK;
     for (ptrdiff_t j = n0; j < n1; j++) {
-        const ptrdiff_t g = j / GROUP, r = j % GROUP;
         for (ptrdiff_t i = 0; i < m; i++) {
             float acc = 0;
             for (ptrdiff_t b = 0; b < blocks; b++) {
-                const uint8_t *vb = w + (g * blocks + b) * GROUP * BLOCK + r * 4;
                 const int8_t *qb = q + i * stride + b * BLOCK;
                 int32_t s = 0;
-                for (int c = 0; c < BLOCK; c++) s += (int32_t)vb[(c / 4) * GROUP * 4 + c % 4] * qb[c];
+                for (int c = 0; c < BLOCK; c++) s += (int32_t)w[axon_w8a8_offset(blocks, j, b * BLOCK + c)] * qb[c];
                 s -= comp[i * blocks + b];
-                acc = __builtin_fmaf((float)s, ws[(g * blocks + b) * GROUP + r] * d[i * blocks + b], acc);
+                acc = __builtin_fmaf((float)s, ws[axon_w8a8_scale_offset(blocks, j, b * BLOCK)] * d[i * blocks + b], acc);
             }
             store(y + i * ldy + j, acc, accumulate);
         }
@@ -220,32 +214,4 @@ void axon_w8a8_gemm(int vnni, const int8_t *q, const float *d, const int32_t *co
 #endif
     (void)vnni;
     w8a8_scalar(q, d, comp, m, w, ws, k, n0, n1, y, ldy, accumulate);
-}
-
-// One part of a pooled product: a contiguous block of whole groups.
-typedef struct {
-    int vnni, accumulate;
-    const int8_t *q;
-    const float *d;
-    const int32_t *comp;
-    ptrdiff_t m;
-    const uint8_t *w;
-    const float *ws;
-    ptrdiff_t k, n0, count;
-    float *y;
-    ptrdiff_t ldy;
-} w8a8_job;
-
-static void w8a8_part(void *context, ptrdiff_t part, ptrdiff_t parts) {
-    const w8a8_job *j = context;
-    ptrdiff_t a = j->n0 + axon_split(j->count, part, parts, GROUP);
-    ptrdiff_t b = j->n0 + axon_split(j->count, part + 1, parts, GROUP);
-    axon_w8a8_gemm(j->vnni, j->q, j->d, j->comp, j->m, j->w, j->ws, j->k, a, b, j->y, j->ldy, j->accumulate);
-}
-
-void axon_w8a8_gemm_pooled(axon_pool *pool, ptrdiff_t parts, int vnni, const int8_t *q, const float *d,
-                           const int32_t *comp, ptrdiff_t m, const uint8_t *w, const float *ws, ptrdiff_t k,
-                           ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate) {
-    w8a8_job job = {vnni, accumulate, q, d, comp, m, w, ws, k, n0, n1 - n0, y, ldy};
-    axon_pool_run(pool, w8a8_part, &job, parts);
 }

@@ -97,7 +97,6 @@ public final class QuantizedMatrix: @unchecked Sendable {
     func requantize(from weights: UnsafePointer<Float>, name: String, threads: Int = 1, path: DecodeKernelPath = .best) throws {
         let (rows, format) = (self.rows, self.format)
         let workers = max(1, min(threads, rows / 64))
-        let groups = (rows + Int(AXON_W8A8_GROUP) - 1) / Int(AXON_W8A8_GROUP)
         let problems = UnsafeMutablePointer<Int>.allocate(capacity: workers)
         problems.initialize(repeating: 0, count: workers)
         defer { problems.deallocate() }
@@ -117,6 +116,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
                 problems[w] = (0..<count).reduce(0) { $0 + (source[$1].isFinite ? 0 : 1) }
                 axon_convert_bf16(source, count, values.assumingMemoryBound(to: UInt16.self) + r0 * k)
             case .w8a8Block32:
+                let groups = (rows + Int(AXON_W8A8_GROUP) - 1) / Int(AXON_W8A8_GROUP)
                 let g0 = groups * w / workers, g1 = groups * (w + 1) / workers
                 let met = axon_w8a8_pack(weights, rows, k, g0, g1, values.assumingMemoryBound(to: UInt8.self), scales)
                 precondition(met >= 0, "out of memory packing \(name)")
@@ -146,11 +146,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
         case .f16: return Double(axon_f16_to_f32(values.assumingMemoryBound(to: UInt16.self)[i]))
         case .bf16: return Double(Float(bitPattern: UInt32(values.assumingMemoryBound(to: UInt16.self)[i]) << 16))
         case .w8a8Block32:
-            let group = Int(AXON_W8A8_GROUP), block = Int(AXON_WEIGHT_BLOCK), blocks = format.scaleCount(columns: columns)
-            let (g, r, b, c) = (row / group, row % group, column / block, column % block)
-            let at = (g * blocks + b) * group * block + (c / 4) * group * 4 + r * 4 + c % 4
-            let scale = scales?[(g * blocks + b) * group + r] ?? 0
-            return Double(Int(values.assumingMemoryBound(to: UInt8.self)[at]) - 128) * Double(scale)
+            let blocks = format.scaleCount(columns: columns)
+            let q = Int(values.assumingMemoryBound(to: UInt8.self)[axon_w8a8_offset(blocks, row, column)]) - 128
+            return Double(q) * Double(scales?[axon_w8a8_scale_offset(blocks, row, column)] ?? 0)
         }
     }
 
@@ -230,18 +228,13 @@ public final class QuantizedMatrix: @unchecked Sendable {
                     let (q, d, comp) = (q.baseAddress!, d.baseAddress!, comp.baseAddress!)
                     // A non-finite activation gives its block scale NaN: that row's outputs are NaN.
                     _ = axon_w8a8_quantize_rows(x, ldx, m, k, q, d, comp)
-                    let (n0, n1) = (outputs.lowerBound, outputs.upperBound)
-                    if let pool, workers > 1 {
-                        axon_w8a8_gemm_pooled(pool.pool, workers, vnni, q, d, comp, m, values, scales, k, n0, n1, y, ldy, acc)
-                    } else if workers > 1 {
-                        DispatchQueue.concurrentPerform(iterations: workers) { w in
-                            let a = n0 + axon_split(outputs.count, w, workers, Int(AXON_W8A8_GROUP))
-                            let b = n0 + axon_split(outputs.count, w + 1, workers, Int(AXON_W8A8_GROUP))
-                            axon_w8a8_gemm(vnni, q, d, comp, m, values, scales, k, a, b, y, ldy, acc)
-                        }
-                    } else {
-                        axon_w8a8_gemm(vnni, q, d, comp, m, values, scales, k, n0, n1, y, ldy, acc)
+                    // Part w of `workers` blocks of whole groups (one part: every output).
+                    let part = { (w: Int) in
+                        let a = outputs.lowerBound + axon_split(outputs.count, w, workers, Int(AXON_W8A8_GROUP))
+                        let b = outputs.lowerBound + axon_split(outputs.count, w + 1, workers, Int(AXON_W8A8_GROUP))
+                        axon_w8a8_gemm(vnni, q, d, comp, m, values, scales, k, a, b, y, ldy, acc)
                     }
+                    if let pool { pool.run(parts: workers, part) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: part) }
                 }
             }
         }

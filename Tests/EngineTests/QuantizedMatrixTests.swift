@@ -31,8 +31,8 @@ final class QuantizedMatrixTests: XCTestCase {
     static func bound(k: Int, path: DecodeKernelPath, format: QuantizedMatrix.Format, magnitude: Double) -> Double {
         let lanes = path.lanes
         let steps = (lanes == 1 ? 2 : 1) * ((k + lanes - 1) / lanes)
-        var n = Double(steps + lanes.trailingZeroBitCount + 2 + (format == .int8Block32 ? 1 : 0))
-        if format == .w8a8Block32 { n = Double((k + 31) / 32 + 2) }
+        let n = format == .w8a8Block32 ? Double((k + 31) / 32 + 2)
+            : Double(steps + lanes.trailingZeroBitCount + 2 + (format == .int8Block32 ? 1 : 0))
         let u = Double(Tolerance.u)
         return n * u / (1 - n * u) * magnitude
     }

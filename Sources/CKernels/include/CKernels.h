@@ -92,6 +92,17 @@ void axon_decode_gemm_pooled(axon_pool *pool, ptrdiff_t parts, ptrdiff_t alignme
 ptrdiff_t axon_w8a8_weight_bytes(ptrdiff_t n, ptrdiff_t k);
 ptrdiff_t axon_w8a8_scale_count(ptrdiff_t n, ptrdiff_t k);
 
+/// Where W[row][column] of a W8A8 matrix with `blocks` blocks a row lives: its byte (u8 = q + 128)
+/// and its block's scale.
+static inline ptrdiff_t axon_w8a8_offset(ptrdiff_t blocks, ptrdiff_t row, ptrdiff_t column) {
+    const ptrdiff_t g = row / AXON_W8A8_GROUP, r = row % AXON_W8A8_GROUP, c = column % AXON_WEIGHT_BLOCK;
+    return (g * blocks + column / AXON_WEIGHT_BLOCK) * AXON_W8A8_GROUP * AXON_WEIGHT_BLOCK
+        + (c / 4) * AXON_W8A8_GROUP * 4 + r * 4 + c % 4;
+}
+static inline ptrdiff_t axon_w8a8_scale_offset(ptrdiff_t blocks, ptrdiff_t row, ptrdiff_t column) {
+    return (row / AXON_W8A8_GROUP * blocks + column / AXON_WEIGHT_BLOCK) * AXON_W8A8_GROUP + row % AXON_W8A8_GROUP;
+}
+
 /// Groups [g0, g1) of the f32 matrix w [n][k] rounded as axon_quantize_s8_blocks rounds them and
 /// stored in the W8A8 layout (see w8a8_gemm.c). Returns the non-finite weights met, or −1 when out
 /// of memory (load time only: it allocates a row's scratch).
@@ -112,11 +123,6 @@ int axon_w8a8_vnni_supported(void);
 /// `vnni` (when supported) as without, whatever m, n0 and n1.
 void axon_w8a8_gemm(int vnni, const int8_t *q, const float *d, const int32_t *comp, ptrdiff_t m, const uint8_t *w,
                     const float *ws, ptrdiff_t k, ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
-
-/// axon_w8a8_gemm split into `parts` blocks of whole groups on `pool` (the same results).
-void axon_w8a8_gemm_pooled(axon_pool *pool, ptrdiff_t parts, int vnni, const int8_t *q, const float *d,
-                           const int32_t *comp, ptrdiff_t m, const uint8_t *w, const float *ws, ptrdiff_t k,
-                           ptrdiff_t n0, ptrdiff_t n1, float *y, ptrdiff_t ldy, int accumulate);
 
 /// Positions per block of the engine's KV cache (KVCache.blockTokens).
 #define AXON_KV_BLOCK 16
